@@ -1,0 +1,36 @@
+"""registry-mirror: a TLS Docker Hub pull-through cache with its monitoring stack.
+
+settings -> PKI -> network -> mirror -> monitoring -> trust -> exports
+"""
+
+import pulumi
+
+import settings as stack_settings
+from components.mirror import Mirror
+from components.outputs import stack_outputs
+from components.pki import Pki
+from components.service import private_network
+from components.trust import HostTrust
+
+config = stack_settings.load()
+
+pki = Pki(
+    "pki",
+    config.pki,
+    common_name=config.registry.hostname,
+    dns_names=config.registry.san_dns_names,
+    ip_addresses=config.registry.san_ip_addresses,
+)
+
+network = private_network(config.naming)
+
+mirror = Mirror("mirror", config.registry, config.naming, network, pki)
+
+trust = (
+    HostTrust("trust", config.trust, config.registry, config.naming, pki.root_ca_pem)
+    if config.trust.install_trust
+    else None
+)
+
+for name, value in stack_outputs(config, pki, mirror, trust).items():
+    pulumi.export(name, value)

@@ -1,0 +1,164 @@
+"""The wiring every service shares: pinned image, container, uploads, labels, health.
+
+Written once here; each component calls `service_container` for its own service, so every
+container gets the same name scheme, labels, network alias, restart policy, log rotation,
+memory limit and replacement behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_docker as docker
+
+from settings import Naming
+
+# json-file rotation: a chatty container cannot fill the host's disk
+LOG_OPTS = {"max-size": "10m", "max-file": "3"}
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file the program generates and delivers into the container."""
+
+    path: str
+    content: pulumi.Input[str]
+    permissions: str = "0644"
+    owner: str | None = None
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class Port:
+    internal: int
+    external: int
+    ip: str
+
+
+@dataclass(frozen=True)
+class Mount:
+    container_path: str
+    volume_name: pulumi.Input[str] | None = None
+    host_path: str | None = None
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    service: str  # network alias, label and name suffix
+    image: str
+    memory_mb: int
+    uploads: Sequence[Upload] = ()
+    envs: Sequence[pulumi.Input[str]] = ()
+    ports: Sequence[Port] = ()
+    mounts: Sequence[Mount] = ()
+    healthcheck: Sequence[str] | None = None  # Docker's ["CMD", ...] form
+    command: Sequence[str] | None = None
+    entrypoint: Sequence[str] | None = None
+    user: str | None = None
+    extra_labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServiceResources:
+    image: docker.RemoteImage
+    container: docker.Container
+
+
+def service_container(
+    parent: pulumi.Resource,
+    naming: Naming,
+    network: docker.Network,
+    spec: ServiceSpec,
+    depends_on: Sequence[pulumi.Resource] = (),
+) -> ServiceResources:
+    """Create the pinned image and the container of one service, as children of `parent`."""
+    image = docker.RemoteImage(
+        f"{spec.service}-image",
+        name=spec.image,
+        # Other stacks on the same host may use the same image: never delete it on destroy.
+        keep_locally=True,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+    labels = naming.labels(spec.service) | spec.extra_labels
+    healthcheck = None
+    if spec.healthcheck is not None:
+        healthcheck = docker.ContainerHealthcheckArgs(
+            tests=list(spec.healthcheck),
+            interval="15s",
+            timeout="5s",
+            retries=5,
+            start_period="20s",
+        )
+    container = docker.Container(
+        spec.service,
+        name=naming.docker_name(spec.service),
+        image=image.image_id,
+        hostname=spec.service,
+        networks_advanced=[
+            docker.ContainerNetworksAdvancedArgs(name=network.name, aliases=[spec.service])
+        ],
+        ports=[docker.ContainerPortArgs(internal=p.internal, external=p.external, ip=p.ip)
+               for p in spec.ports],
+        uploads=[
+            docker.ContainerUploadArgs(
+                file=u.path, content=u.content, permissions=u.permissions,
+                owner=u.owner, group=u.group,
+            )
+            for u in spec.uploads
+        ],
+        volumes=[
+            docker.ContainerVolumeArgs(
+                container_path=m.container_path, volume_name=m.volume_name,
+                host_path=m.host_path, read_only=m.read_only,
+            )
+            for m in spec.mounts
+        ],
+        envs=list(spec.envs),
+        command=list(spec.command) if spec.command is not None else None,
+        entrypoints=list(spec.entrypoint) if spec.entrypoint is not None else None,
+        user=spec.user,
+        labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(labels.items())],
+        healthcheck=healthcheck,
+        restart="unless-stopped",
+        log_driver="json-file",
+        log_opts=LOG_OPTS,
+        memory=spec.memory_mb,
+        must_run=True,
+        # wait for "healthy" only where the image has the means to report it
+        wait=spec.healthcheck is not None,
+        wait_timeout=120,
+        opts=pulumi.ResourceOptions(
+            parent=parent,
+            depends_on=list(depends_on),
+            # fixed name and host port: the old container must go before the new one starts
+            delete_before_replace=True,
+        ),
+    )
+    return ServiceResources(image=image, container=container)
+
+
+def named_volume(
+    parent: pulumi.Resource, naming: Naming, service: str, purpose: str, keep: bool
+) -> docker.Volume:
+    """A named volume for a service's data, kept on destroy when `keep` is true."""
+    return docker.Volume(
+        f"{service}-{purpose}",
+        name=naming.docker_name(f"{service}-{purpose}"),
+        labels=[docker.VolumeLabelArgs(label=k, value=v)
+                for k, v in sorted(naming.labels(service).items())],
+        opts=pulumi.ResourceOptions(parent=parent, retain_on_delete=keep),
+    )
+
+
+def private_network(naming: Naming) -> docker.Network:
+    """The stack's private network: every service joins it under its own alias."""
+    return docker.Network(
+        "network",
+        name=naming.docker_name("net"),
+        driver="bridge",
+        labels=[docker.NetworkLabelArgs(label=k, value=v)
+                for k, v in sorted(naming.labels("network").items())],
+    )

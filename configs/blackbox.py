@@ -1,0 +1,51 @@
+"""The blackbox exporter's `config.yml` (`prom/blackbox-exporter`).
+
+Pure: plain values in, YAML text out. One module, `registry_tls`, probes the registry's API
+endpoint over HTTPS and trusts only the stack's root CA, so a probe succeeds only when the
+served chain (leaf + intermediate) verifies up to that root and `/v2/` answers 200.
+
+Keys follow prometheus/blackbox_exporter CONFIGURATION.md (`<module>`, `<http_probe>`,
+`<tls_config>`). `probe_ssl_earliest_cert_expiry` is the earliest NotAfter of the certificates
+the server presents (prober/tls.go `getEarliestCertExpiry` walks `PeerCertificates`).
+"""
+
+from __future__ import annotations
+
+import yaml
+
+# the image's default: blackbox_exporter Dockerfile CMD --config.file=<this path>
+CONFIG_PATH = "/etc/blackbox_exporter/config.yml"
+CA_PATH = "/etc/blackbox/ca.crt"
+PORT = 9115
+MODULE = "registry_tls"
+
+
+def render_blackbox_config(
+    ca_file: str = CA_PATH,
+    *,
+    module: str = MODULE,
+    timeout: str = "5s",
+) -> str:
+    """Render a blackbox config whose one module checks the registry's TLS endpoint."""
+    config = {
+        "modules": {
+            module: {
+                "prober": "http",
+                "timeout": timeout,
+                "http": {
+                    "method": "GET",
+                    # distribution answers GET /v2/ with 200 `{}` when no auth is configured
+                    "valid_status_codes": [200],
+                    "fail_if_not_ssl": True,
+                    # Docker networks are IPv4 by default; the exporter's default is ip6
+                    "preferred_ip_protocol": "ip4",
+                    "tls_config": {
+                        # trust only the root CA: never insecure_skip_verify
+                        "ca_file": ca_file,
+                        "insecure_skip_verify": False,
+                    },
+                },
+            }
+        }
+    }
+    return yaml.safe_dump(config, sort_keys=True, default_flow_style=False)

@@ -1,0 +1,30 @@
+"""Snippets that point clients at the mirror (pure: plain values in, text out)."""
+
+from __future__ import annotations
+
+import json
+
+
+def docker_daemon_config(mirror_url: str) -> str:
+    """The daemon.json fragment: registry-mirrors applies to Docker Hub pulls only."""
+    return json.dumps({"registry-mirrors": [mirror_url]}, indent=2, sort_keys=True)
+
+
+def pull_example(registry_host: str, image: str = "library/alpine:latest") -> str:
+    return f"docker pull {registry_host}/{image}"
+
+
+def containerd_hosts_toml(mirror_url: str, ca_path: str) -> str:
+    """`/etc/containerd/certs.d/docker.io/hosts.toml` (containerd docs/hosts.md)."""
+    return (
+        'server = "https://registry-1.docker.io"\n'
+        "\n"
+        f'[host."{mirror_url}"]\n'
+        '  capabilities = ["pull", "resolve"]\n'
+        f'  ca = "{ca_path}"\n'
+    )
+
+
+def docker_ca_path(certs_dir: str, registry_host: str) -> str:
+    """Docker's fixed layout for a registry's CA."""
+    return f"{certs_dir.rstrip('/')}/{registry_host}/ca.crt"

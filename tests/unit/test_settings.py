@@ -1,0 +1,191 @@
+"""Settings: defaults match Pulumi.yaml, and every bad value fails naming key and value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+import settings
+from settings import SettingsError, parse
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_pulumi_yaml_declares_every_defaulted_key_with_the_settings_default():
+    declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    expected = {s.key: s for s in settings.SPECS if s.default is not None}
+    assert set(declared) == set(expected)
+    for key, spec in expected.items():
+        assert declared[key]["type"] == spec.type, key
+        assert declared[key]["default"] == spec.default, key
+        assert declared[key]["description"], key
+
+
+def test_keys_without_default_are_not_declared_because_pulumi_would_require_them():
+    declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    for key in ("dockerHubUsername", "dockerHubPassword", "grafanaAdminPassword"):
+        assert key not in declared
+
+
+def test_dev_stack_file_parses_and_holds_no_secret_or_salt():
+    doc = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    assert "encryptionsalt" not in doc
+    values = {}
+    for full, value in doc["config"].items():
+        project, key = full.split(":", 1)
+        assert project == "registry-mirror"
+        assert not isinstance(value, dict), f"{key} is a secure value"
+        values[key] = value if isinstance(value, str) else yaml.safe_dump(value)
+    values["altNames"] = str(doc["config"]["registry-mirror:altNames"]).replace("'", '"')
+    parse(values, stack="dev")
+
+
+def test_defaults_give_a_localhost_mirror_on_6000_with_ecdsa_and_seed_lifetimes():
+    s = parse({}, stack="dev")
+    assert s.registry.host == "localhost:6000"
+    assert s.registry.url == "https://localhost:6000"
+    assert s.registry.bind_address == "0.0.0.0"
+    assert s.registry.proxy_ttl == "168h"
+    assert s.registry.image.startswith("registry:3.")
+    assert s.pki.key_algorithm == "ECDSA"
+    # the seed: about 5 years for the CAs, 1 year for the server certificate
+    assert s.pki.root_ca_validity_hours == 43800
+    assert 40000 < s.pki.intermediate_ca_validity_hours <= s.pki.root_ca_validity_hours
+    assert s.pki.cert_validity_hours == 8760
+    assert s.trust.install_trust and not s.trust.install_system_trust
+    assert not s.trust.configure_docker_mirror
+    assert s.trust.docker_certs_dir == "/etc/docker/certs.d"
+    assert s.registry.keep_data_on_destroy
+
+
+def test_sans_cover_hostname_altnames_localhost_loopback_and_network_alias():
+    s = parse({"hostname": "Mirror.LAN", "altNames": '["*.local", "10.0.0.7", "reg.lan"]'},
+              stack="dev")
+    assert s.registry.hostname == "mirror.lan"
+    assert s.registry.san_dns_names == ["mirror.lan", "*.local", "reg.lan", "localhost", "registry"]
+    assert s.registry.san_ip_addresses == ["10.0.0.7", "127.0.0.1"]
+
+
+def test_ipv4_hostname_goes_to_ip_sans():
+    s = parse({"hostname": "192.168.1.20"}, stack="dev")
+    assert s.registry.san_ip_addresses == ["192.168.1.20", "127.0.0.1"]
+    assert "192.168.1.20" not in s.registry.san_dns_names
+
+
+def test_alt_names_accept_comma_separated_text():
+    s = parse({"altNames": "a.lan, b.lan"}, stack="dev")
+    assert s.registry.alt_names == ("a.lan", "b.lan")
+
+
+def test_tilde_in_docker_paths_is_expanded(monkeypatch):
+    monkeypatch.setenv("HOME", "/home/dev")
+    s = parse({"dockerCertsDir": "~/.docker/certs.d", "dockerDaemonJsonPath": "~/.docker/daemon.json"},
+              stack="dev")
+    assert s.trust.docker_certs_dir == "/home/dev/.docker/certs.d"
+    assert s.trust.docker_daemon_json_path == "/home/dev/.docker/daemon.json"
+
+
+def test_port_offset_shifts_every_published_port():
+    s = parse({"portOffset": "1000"}, stack="bob")
+    assert s.published_ports() == {
+        "registryPort": 7000, "grafanaPort": 4000, "prometheusPort": 10090,
+        "jaegerPort": 17686, "lokiPort": 4100, "alloyPort": 13345,
+    }
+
+
+def test_credentials_are_kept_as_given_secret_object():
+    marker = object()
+    s = parse({"dockerHubUsername": "alice", "dockerHubPassword": "<set>"}, stack="dev",
+              secrets={"dockerHubPassword": marker})
+    assert s.registry.docker_hub_username == "alice"
+    assert s.registry.docker_hub_password is marker
+    assert "alice" not in repr(s.registry) or "password" not in repr(s.registry).lower()
+
+
+INVALID = [
+    ({"hostname": "bad_host!"}, "hostname", "'bad_host!'", "DNS name"),
+    ({"hostname": "-lead.lan"}, "hostname", "'-lead.lan'", "DNS name"),
+    ({"registryPort": "0"}, "registryPort", "'0'", "1 to 65535"),
+    ({"registryPort": "70000"}, "registryPort", "'70000'", "1 to 65535"),
+    ({"registryPort": "http"}, "registryPort", "'http'", "whole number"),
+    ({"registryBindAddress": "everywhere"}, "registryBindAddress", "'everywhere'", "IP address"),
+    ({"pkiKeyAlgorithm": "DSA"}, "pkiKeyAlgorithm", "'DSA'", "ECDSA (P-256) or RSA"),
+    ({"pkiRsaBits": "1024"}, "pkiRsaBits", "'1024'", "2048"),
+    ({"pkiCountry": "USA"}, "pkiCountry", "'USA'", "two-letter"),
+    ({"rootCaValidityHours": "0"}, "rootCaValidityHours", "'0'", "from 1"),
+    ({"certValidityHours": "-5"}, "certValidityHours", "'-5'", "from 1"),
+    ({"earlyRenewalHours": "8760"}, "earlyRenewalHours", "8760", "less than the shortest"),
+    ({"earlyRenewalHours": "9999"}, "earlyRenewalHours", "9999", "less than the shortest"),
+    ({"intermediateCaValidityHours": "50000"}, "intermediateCaValidityHours", "50000", "at most rootCaValidityHours"),
+    ({"altNames": '["ok.lan", "bad name"]'}, "altNames", "'bad name'", "DNS name"),
+    ({"altNames": '["*"]'}, "altNames", "'*'", "DNS name"),
+    ({"proxyTtl": "7 days"}, "proxyTtl", "'7 days'", "Go duration"),
+    ({"installTrust": "yes"}, "installTrust", "'yes'", "true or false"),
+    ({"registryImage": "Registry:latest"}, "registryImage", "'Registry:latest'", "image reference"),
+    ({"tagConcurrencyLimit": "0"}, "tagConcurrencyLimit", "'0'", "1 to 1000"),
+    ({"dockerCertsDir": "relative/dir"}, "dockerCertsDir", "'relative/dir'", "absolute path"),
+    ({"portOffset": "-1"}, "portOffset", "'-1'", "0 to 60000"),
+]
+
+
+@pytest.mark.parametrize(("values", "key", "shown", "allowed"), INVALID,
+                         ids=[f"{c[1]}={c[0][c[1]]}" for c in INVALID])
+def test_invalid_value_fails_naming_key_value_and_what_is_allowed(values, key, shown, allowed):
+    with pytest.raises(SettingsError) as err:
+        parse(values, stack="dev")
+    line = next(ln for ln in str(err.value).splitlines() if f"registry-mirror:{key} " in ln)
+    assert shown in line
+    assert allowed in line
+
+
+def test_username_without_password_names_both_keys():
+    with pytest.raises(SettingsError, match="dockerHubUsername and registry-mirror:dockerHubPassword"
+                       ".*the password is missing"):
+        parse({"dockerHubUsername": "alice"}, stack="dev")
+
+
+def test_password_without_username_names_both_keys_and_hides_the_value():
+    with pytest.raises(SettingsError) as err:
+        parse({"dockerHubPassword": "<set>"}, stack="dev", secrets={"dockerHubPassword": "hunter2"})
+    assert "the username is missing" in str(err.value)
+    assert "hunter2" not in str(err.value)
+
+
+def test_password_set_in_plain_text_is_refused_with_the_command_to_fix_it():
+    with pytest.raises(SettingsError, match="set --secret dockerHubPassword"):
+        parse({"dockerHubUsername": "a", "dockerHubPassword": "<set>"}, stack="dev")
+
+
+def test_unknown_key_is_reported_with_the_closest_known_key():
+    with pytest.raises(SettingsError, match="registyPort is not a known setting: did you mean 'registryPort'"):
+        parse({"registyPort": "6001"}, stack="dev")
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(SettingsError) as err:
+        parse({"hostname": "x y", "registryPort": "0", "pkiKeyAlgorithm": "X"}, stack="dev")
+    text = str(err.value)
+    assert all(k in text for k in ("hostname", "registryPort", "pkiKeyAlgorithm"))
+
+
+def test_ports_of_one_stack_that_collide_fail_at_preview():
+    with pytest.raises(SettingsError, match="grafanaPort = 6000 .* registryPort already uses"):
+        parse({"grafanaPort": "6000"}, stack="dev")
+
+
+def test_port_pushed_above_65535_by_the_offset_fails():
+    with pytest.raises(SettingsError, match="alloyPort = 12345 .*portOffset 60000"):
+        parse({"portOffset": "60000"}, stack="dev")
+
+
+def test_trust_options_need_install_trust():
+    with pytest.raises(SettingsError, match="configureDockerMirror = 'true' .*needs installTrust"):
+        parse({"installTrust": "false", "configureDockerMirror": "true"}, stack="dev")
+
+
+def test_settings_error_is_a_pulumi_run_error_so_preview_prints_no_stack_trace():
+    import pulumi
+
+    assert issubclass(SettingsError, pulumi.RunError)
