@@ -40,7 +40,9 @@ class Pki(pulumi.ComponentResource):
             private_key_pem=root_key.private_key_pem,
             subject=tls.SelfSignedCertSubjectArgs(**self._subject_fields(f"{settings.organization} Root CA")),
             is_ca_certificate=True,
-            # the root may sign the intermediate, which may sign only leaves
+            # pathlen:1 on the root: at most one CA (our intermediate) below it. This is the
+            # only length limit pulumi-tls can express: it never sets Go's MaxPathLenZero, so
+            # max_path_length=0 on the intermediate would mean "unlimited", not "leaves only".
             max_path_length=1,
             set_subject_key_id=True,
             allowed_uses=CA_USES,
@@ -62,7 +64,6 @@ class Pki(pulumi.ComponentResource):
             ca_private_key_pem=root_key.private_key_pem,
             ca_cert_pem=root.cert_pem,
             is_ca_certificate=True,
-            max_path_length=0,
             set_subject_key_id=True,
             allowed_uses=CA_USES,
             validity_period_hours=settings.intermediate_ca_validity_hours,
