@@ -7,6 +7,7 @@ import pulumi
 
 import settings as stack_settings
 from components.mirror import Mirror
+from components.monitoring import Monitoring, registry_telemetry_env
 from components.outputs import stack_outputs
 from components.pki import Pki
 from components.service import private_network
@@ -24,7 +25,21 @@ pki = Pki(
 
 network = private_network(config.naming)
 
-mirror = Mirror("mirror", config.registry, config.naming, network, pki)
+mirror = Mirror(
+    "mirror",
+    config.registry,
+    config.naming,
+    network,
+    pki,
+    telemetry_env=registry_telemetry_env(config.monitoring),
+)
+
+monitoring = (
+    Monitoring("monitoring", config.monitoring, config.naming, network, pki,
+               keep_data=config.registry.keep_data_on_destroy)
+    if config.monitoring.enabled
+    else None
+)
 
 trust = (
     HostTrust("trust", config.trust, config.registry, config.naming, pki.root_ca_pem)
@@ -32,5 +47,5 @@ trust = (
     else None
 )
 
-for name, value in stack_outputs(config, pki, mirror, trust).items():
+for name, value in stack_outputs(config, pki, mirror, monitoring, trust).items():
     pulumi.export(name, value)

@@ -474,10 +474,7 @@ def parse(
         grafana_admin_password=secrets.get("grafanaAdminPassword"),
         grafana_anonymous=r.boolean("grafanaAnonymous"),
     )
-    if not monitoring.enabled:
-        for key in ("tracing", "logging"):
-            if key in values and r.boolean(key):
-                r.fail(key, "true", "needs monitoring: true (the monitoring stack is off)")
+    _check_settings_of_services_that_are_off(values, monitoring, r)
 
     settings = Settings(
         naming=Naming(project, stack),
@@ -491,6 +488,41 @@ def parse(
     if r.errors:
         raise SettingsError("invalid stack configuration:\n  " + "\n  ".join(r.errors))
     return settings
+
+
+# keys that only matter while their service runs
+_SERVICE_KEYS = {
+    "monitoring": ("uiBindAddress", "grafanaPort", "prometheusPort", "prometheusImage", "blackboxImage",
+                   "grafanaImage", "prometheusRetention", "grafanaAdminUser", "grafanaAdminPassword",
+                   "grafanaAnonymous", "tracing", "logging"),
+    "tracing": ("jaegerPort", "jaegerImage"),
+    "logging": ("lokiPort", "lokiImage", "lokiRetention", "alloyPort", "alloyImage"),
+}
+
+
+def _check_settings_of_services_that_are_off(
+    values: Mapping[str, str | None], m: MonitoringSettings, r: _Reader
+) -> None:
+    """A key changed from its default for a service that is turned off is a mistake.
+
+    Pulumi passes every declared default as config, so "changed" means "differs from the
+    default", not "present".
+    """
+    enabled = {"monitoring": m.enabled, "tracing": m.enabled and m.tracing, "logging": m.enabled and m.logging}
+    for switch, keys in _SERVICE_KEYS.items():
+        if enabled[switch]:
+            continue
+        if switch != "monitoring" and not m.enabled:
+            continue  # reported once, against monitoring
+        for key in keys:
+            raw = values.get(key)
+            if raw is None:
+                continue
+            default = SPEC_BY_KEY[key].default
+            if default is None or str(raw).strip().lower() != str(default).lower():
+                shown = "<secret>" if SPEC_BY_KEY[key].secret else repr(raw)
+                r.errors.append(f"{PROJECT}:{key} = {shown} is invalid: needs {switch}: true "
+                                f"(that service is off)")
 
 
 def _check_port_collisions(settings: Settings, r: _Reader) -> None:

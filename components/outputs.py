@@ -7,6 +7,7 @@ from typing import Any
 import pulumi
 
 from components.mirror import Mirror
+from components.monitoring import Monitoring
 from components.pki import Pki
 from components.trust import HostTrust
 from configs import clients
@@ -14,12 +15,21 @@ from settings import Settings
 
 
 def stack_outputs(
-    settings: Settings, pki: Pki, mirror: Mirror, trust: HostTrust | None
+    settings: Settings,
+    pki: Pki,
+    mirror: Mirror,
+    monitoring: Monitoring | None,
+    trust: HostTrust | None,
 ) -> dict[str, Any]:
     registry = settings.registry
     ca_path = clients.docker_ca_path(settings.trust.docker_certs_dir, registry.host)
     urls: dict[str, str] = {"registry": registry.url}
-    return {
+    extra: dict[str, Any] = {}
+    if monitoring is not None:
+        urls |= monitoring.urls
+        extra["grafanaAdminUser"] = settings.monitoring.grafana_admin_user
+        extra["grafanaAdminPassword"] = monitoring.grafana_admin_password  # secret
+    return extra | {
         "registryUrl": registry.url,
         "registryHost": registry.host,
         "caCertPem": pki.root_ca_pem,

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pulumi
 import pulumi_command as command
-from configs.trust import TrustParams, render_install_script, render_remove_script
 
 from configs.clients import docker_ca_path
+from configs.trust import TrustParams, render_install_script, render_remove_script
 from settings import Naming, RegistrySettings, TrustSettings
 
 
@@ -45,7 +45,10 @@ class HostTrust(pulumi.ComponentResource):
             interpreter=["/bin/sh", "-c"],
             opts=pulumi.ResourceOptions(
                 parent=self,
-                # a changed target is removed with the old script before the new one installs
+                # pulumi-command would run `create` again on a change (an update), and the old
+                # target (a renewed CA, a mirror setting turned off) would never be removed:
+                # replace instead, running the old remove script before the new install
+                replace_on_changes=["*"],
                 delete_before_replace=True,
             ),
         )

@@ -427,6 +427,7 @@ fi
 """
 
 _SYS_PLAN = """\
+# update-ca-certificates also writes /etc/ssl/certs: the CA directory's privilege stands for it.
 T_SYS_WRITE=1
 T_SYS_PRIV=0
 if [ "$T_OS" = Linux ]; then
@@ -591,7 +592,6 @@ fi
 """
 
 _CERTS_PLAN_REMOVE = """\
-cat >/dev/null
 T_CA_REMOVE=0
 T_CA_PRIV=0
 if [ -e "$T_CA_FILE" ]; then

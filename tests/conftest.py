@@ -22,6 +22,10 @@ TOOL_PACKAGES = {
     "prometheus-blackbox-exporter": "prometheus-blackbox-exporter",
     "nginx": "nginx",
     "setpriv": "util-linux",
+    "shellcheck": "shellcheck",
+    "update-ca-certificates": "ca-certificates",
+    "wget": "wget",
+    "curl": "curl",
 }
 
 

@@ -174,6 +174,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 options={
                     "deleteBeforeReplace": request.deleteBeforeReplace,
                     "retainOnDelete": request.retainOnDelete,
+                    "replaceOnChanges": list(request.replaceOnChanges),
                 },
             )
         )

@@ -35,6 +35,7 @@ CONFIG = {
     "certValidityHours": "4000",
     "earlyRenewalHours": "100",
     "dockerCertsDir": "/tmp/certs.d",
+    "monitoring": "false",  # the monitoring stack has its own tests (test_monitoring.py)
 }
 SECRETS = {"dockerHubPassword": "hub-token-xyz"}
 
@@ -45,8 +46,7 @@ def ev():
 
 
 def test_resource_graph_types_and_parents(ev):
-    got = sorted((r.typ, r.name, r.parent_type) for r in ev.resources
-                 if not r.typ.startswith("registry-mirror:monitoring"))
+    got = sorted((r.typ, r.name, r.parent_type) for r in ev.resources)
     pki = "registry-mirror:pki:Pki"
     mirror = "registry-mirror:registry:Mirror"
     stack = "pulumi:pulumi:Stack"
@@ -66,7 +66,7 @@ def test_resource_graph_types_and_parents(ev):
         (CONTAINER, "registry", mirror),
         ("command:local:Command", "install-ca", "registry-mirror:trust:HostTrust"),
     ])
-    assert [g for g in got if g[0] != "registry-mirror:monitoring:Monitoring"] == expected
+    assert got == expected
 
 
 def test_registry_container_depends_on_its_image_network_volume_and_certificates(ev):
@@ -280,7 +280,9 @@ def test_trust_command_gets_the_root_ca_on_stdin_never_in_its_command_text(ev):
     assert root not in cmd.inputs["create"] and root not in cmd.inputs["delete"]
     assert "/tmp/certs.d" in cmd.inputs["create"]
     assert "mirror.test:6010" in cmd.inputs["create"]
+    # any change replaces it, so the old remove script runs before the new install
     assert cmd.options["deleteBeforeReplace"] is True
+    assert "*" in cmd.options["replaceOnChanges"]
 
 
 def test_install_trust_false_creates_no_host_command():

@@ -1,0 +1,275 @@
+"""Grafana 12.x provisioning files, environment and entrypoint.
+
+Pure renderers (no I/O, deterministic). Nothing here ran against a Grafana binary (none on this
+machine); keys are checked against upstream docs and files (docs/upstream-references.md):
+
+- Provisioning: grafana/grafana docs/sources/administration/provisioning/index.md @
+  9e172c7a1b9c0d90724b3cb16786b346e57937c9 — ``apiVersion: 1``, ``prune``, ``datasources[]``
+  (``name``, ``type``, ``access``, ``orgId``, ``uid``, ``url``, ``isDefault``, ``jsonData``,
+  ``editable``), Prometheus ``jsonData.httpMethod``, dashboard ``providers[]`` (``name``,
+  ``orgId``, ``folder``, ``type``, ``disableDeletion``, ``updateIntervalSeconds``,
+  ``allowUiUpdates``, ``options.path``, ``options.foldersFromFilesStructure``), and: "Grafana's
+  expansion feature considers any value after an ``$`` a variable, and converts ``$$`` into a
+  single ``$``" — so every ``$`` of a rendered value is written ``$$``.
+- Jaeger data source: docs/sources/datasources/jaeger/configure/index.md @
+  1d817c2b033e24ce84e9497cac2aa2e5303041b8 — ``jsonData.tracesToLogsV2`` (``datasourceUid``,
+  ``spanStartTimeShift``, ``spanEndTimeShift``, ``tags``, ``filterByTraceID``,
+  ``filterBySpanID``, ``customQuery``, ``query``) and ``nodeGraph.enabled``.
+- Settings and their ``GF_<SECTION>_<KEY>`` environment form: conf/defaults.ini @
+  d6b8507785537dfee49671e76444b02643d02f53 and docs/sources/setup-grafana/configure-grafana/
+  _index.md @ 0718918919be1e687a718233975bd113dbaeba5a.
+- Image: grafana/grafana ``Dockerfile`` @ 78515af65f036f536c4ab2e6fdb5484552f99f1f (Alpine base
+  with ``bash`` and ``curl``; ``GF_PATHS_HOME=/usr/share/grafana``,
+  ``GF_PATHS_CONFIG=/etc/grafana/grafana.ini``, ``GF_PATHS_DATA=/var/lib/grafana``,
+  ``PATH`` includes ``/usr/share/grafana/bin``; ``USER 472``; ``ENTRYPOINT ["/run.sh"]``) and
+  ``packaging/docker/run.sh`` @ 7a86cb53b2e1199895cac8645ea69ca4479844ad (ends in
+  ``exec grafana-server ... "$@"``).
+
+Why traces link to logs by time and service, not by id: the registry's log lines carry
+``http.request.id`` but no trace id (distribution internal/dcontext/http.go @
+f7e5eaae702413ccaa59bb5aae09ea370fb1a894 and logger.go @ bd0e4769109e2f2dd7ed448eb8d9387251196d73
+add no trace field). So the Jaeger data source opens Loki on the registry's stream for the
+span's time window (widened by the shifts), and the Loki data source gets no ``derivedFields``:
+there is no trace id in a line to turn into a link.
+
+The admin password: ``admin_password`` "can be changed before first start of grafana"
+(conf/defaults.ini above): Grafana creates the admin user from ``GF_SECURITY_ADMIN_PASSWORD``
+only while the database has no user yet, so a kept volume keeps the old password.
+``render_grafana_entrypoint`` therefore runs, before every start on an existing database,
+``grafana cli admin reset-admin-password --password-from-stdin`` (grafana/grafana
+pkg/cmd/grafana-cli/commands/commands.go @ db64da7a92c6cfea9fda69312ec294f40b3de658, reset_password_command.go @
+3c6a93432ccd6e6142d25ba6df7b20d8ba38d06c: resets user id 1, refuses passwords the user service
+calls weak; cli.go @ 3ea21f86f1d0079c3056ef6a80c6c96ab4394fbe: ``--homepath`` and ``--config``
+flags), feeding the password from the environment variable on stdin — the value never appears
+in the command text or in any process's arguments (``printf`` is a shell builtin). The CLI finds
+the database through the image's ``GF_PATHS_DATA`` (the ``GF_<SECTION>_<KEY>`` override of
+``[paths] data``). Then it execs the image's own ``/run.sh``, so Grafana stays the container's
+main process. A password with a newline would be cut at the newline (one line is read).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Any
+
+import yaml
+
+GRAFANA_HTTP_PORT = 3000
+# Data source uids fixed by the lead (/tmp/stackfacts.md).
+PROMETHEUS_UID = "prometheus"
+LOKI_UID = "loki"
+JAEGER_UID = "jaeger"
+# The secret environment variable the lead sets on the container (never rendered here).
+ADMIN_PASSWORD_ENV = "GF_SECURITY_ADMIN_PASSWORD"
+DEFAULT_DASHBOARDS_PATH = "/etc/grafana/dashboards"
+DEFAULT_HOME = "/usr/share/grafana"
+DEFAULT_CONFIG = "/etc/grafana/grafana.ini"
+DEFAULT_DB_PATH = "/var/lib/grafana/grafana.db"
+DEFAULT_RUN_SH = "/run.sh"
+# Span window widening for trace -> logs. The registry logs "response completed" at the end of
+# a request, and Docker stamps the line when it reads it: a few seconds either way cover both.
+DEFAULT_SPAN_START_SHIFT = "-5s"
+DEFAULT_SPAN_END_SHIFT = "5s"
+REGISTRY_SERVICE = "registry"
+
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SHIFT_RE = re.compile(r"^-?\d+(ms|s|m|h)$")
+_SERVICE_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def escape_dollars(value: Any) -> Any:
+    """Double every ``$`` in the strings of ``value`` so Grafana's expansion yields them as-is."""
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, dict):
+        return {key: escape_dollars(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [escape_dollars(item) for item in value]
+    return value
+
+
+def _check_url(name: str, url: str) -> None:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"{name} must be an http(s) URL, got {url!r}")
+
+
+def render_datasources(
+    prometheus_url: str,
+    loki_url: str | None,
+    jaeger_url: str | None,
+    *,
+    registry_service: str = REGISTRY_SERVICE,
+    span_start_time_shift: str = DEFAULT_SPAN_START_SHIFT,
+    span_end_time_shift: str = DEFAULT_SPAN_END_SHIFT,
+    logs_query: str | None = None,
+) -> str:
+    """Data source provisioning YAML: Prometheus (default), Loki, Jaeger -> Loki links.
+
+    ``logs_query`` is the LogQL the trace view opens in Loki (default: the registry's stream,
+    ``{service="registry"}``); it is written verbatim after ``$`` escaping. A service that is
+    turned off (``None``) gets no data source, and traces link to logs only when Loki runs.
+    """
+    _check_url("prometheus_url", prometheus_url)
+    for name, url in (("loki_url", loki_url), ("jaeger_url", jaeger_url)):
+        if url is not None:
+            _check_url(name, url)
+    if not _SERVICE_RE.match(registry_service):
+        raise ValueError(f"registry_service must be a plain name, got {registry_service!r}")
+    for name, shift in (
+        ("span_start_time_shift", span_start_time_shift),
+        ("span_end_time_shift", span_end_time_shift),
+    ):
+        if not _SHIFT_RE.match(shift):
+            raise ValueError(f"{name} must be a duration like -5s or 1m, got {shift!r}")
+    query = logs_query if logs_query is not None else '{service="' + registry_service + '"}'
+
+    datasources: list[dict[str, Any]] = [
+        {
+            "name": "Prometheus",
+            "type": "prometheus",
+            "uid": PROMETHEUS_UID,
+            "access": "proxy",
+            "orgId": 1,
+            "url": prometheus_url,
+            "isDefault": True,
+            "editable": False,
+            "jsonData": {"httpMethod": "POST"},
+        }
+    ]
+    if loki_url is not None:
+        datasources.append(
+            {
+                "name": "Loki",
+                "type": "loki",
+                "uid": LOKI_UID,
+                "access": "proxy",
+                "orgId": 1,
+                "url": loki_url,
+                "isDefault": False,
+                "editable": False,
+            }
+        )
+    if jaeger_url is not None:
+        json_data: dict[str, Any] = {"nodeGraph": {"enabled": True}}
+        if loki_url is not None:
+            json_data["tracesToLogsV2"] = {
+                "datasourceUid": LOKI_UID,
+                "spanStartTimeShift": span_start_time_shift,
+                "spanEndTimeShift": span_end_time_shift,
+                "filterByTraceID": False,
+                "filterBySpanID": False,
+                "customQuery": True,
+                "query": query,
+            }
+        datasources.append(
+            {
+                "name": "Jaeger",
+                "type": "jaeger",
+                "uid": JAEGER_UID,
+                "access": "proxy",
+                "orgId": 1,
+                "url": jaeger_url,
+                "isDefault": False,
+                "editable": False,
+                "jsonData": json_data,
+            }
+        )
+    document = {"apiVersion": 1, "prune": True, "datasources": datasources}
+    return yaml.safe_dump(escape_dollars(document), sort_keys=True, default_flow_style=False)
+
+
+def render_dashboard_provider(path: str = DEFAULT_DASHBOARDS_PATH, *, folder: str = "registry-mirror") -> str:
+    """Dashboard provisioning YAML: one file provider reading JSON dashboards from ``path``."""
+    if not path.startswith("/"):
+        raise ValueError(f"path must be absolute, got {path!r}")
+    document = {
+        "apiVersion": 1,
+        "providers": [
+            {
+                "name": "registry-mirror",
+                "orgId": 1,
+                "folder": folder,
+                "type": "file",
+                "disableDeletion": True,
+                "allowUiUpdates": False,
+                "updateIntervalSeconds": 30,
+                "options": {"path": path, "foldersFromFilesStructure": False},
+            }
+        ],
+    }
+    return yaml.safe_dump(escape_dollars(document), sort_keys=True, default_flow_style=False)
+
+
+def grafana_env(admin_user: str, anonymous: bool) -> list[str]:
+    """``GF_*`` settings as ``NAME=value`` (sorted). Never the admin password (a secret env).
+
+    Sign-up and org creation are off; anonymous visitors get the Viewer role when ``anonymous``;
+    usage reporting and update checks are off (the stack runs offline).
+    """
+    if not admin_user or any(ch in admin_user for ch in "\n\r\0"):
+        raise ValueError(f"admin_user must be a non-empty single line, got {admin_user!r}")
+    settings = {
+        "GF_SECURITY_ADMIN_USER": admin_user,
+        "GF_USERS_ALLOW_SIGN_UP": "false",
+        "GF_USERS_ALLOW_ORG_CREATE": "false",
+        "GF_AUTH_ANONYMOUS_ENABLED": "true" if anonymous else "false",
+        "GF_ANALYTICS_REPORTING_ENABLED": "false",
+        "GF_ANALYTICS_CHECK_FOR_UPDATES": "false",
+        "GF_ANALYTICS_CHECK_FOR_PLUGIN_UPDATES": "false",
+        "GF_SECURITY_DISABLE_GRAVATAR": "true",
+    }
+    if anonymous:
+        settings["GF_AUTH_ANONYMOUS_ORG_ROLE"] = "Viewer"
+    return [f"{name}={value}" for name, value in sorted(settings.items())]
+
+
+def render_grafana_entrypoint(
+    *,
+    password_env: str = ADMIN_PASSWORD_ENV,
+    home: str = DEFAULT_HOME,
+    config: str = DEFAULT_CONFIG,
+    db_path: str = DEFAULT_DB_PATH,
+    run_sh: str = DEFAULT_RUN_SH,
+    shell: str = "/bin/sh",
+) -> list[str]:
+    """Container entrypoint that makes the admin password equal ``$<password_env>`` on every start.
+
+    On an existing database (``db_path`` present) it resets user 1's password from the variable
+    (read on stdin), logs a warning if that fails, and then execs ``run_sh`` with the
+    container command as arguments. On a fresh database Grafana itself creates the admin from
+    the same variable. The returned list is ``[shell, "-c", script, "grafana-entrypoint"]``:
+    Docker appends the container command, which the script passes on as ``"$@"``.
+    """
+    if not _ENV_NAME_RE.match(password_env):
+        raise ValueError(f"password_env must be an environment variable name: {password_env!r}")
+    for name, value in (("home", home), ("config", config), ("db_path", db_path), ("run_sh", run_sh), ("shell", shell)):
+        if not value.startswith("/"):
+            raise ValueError(f"{name} must be an absolute path, got {value!r}")
+    grafana_bin = shlex.quote(f"{home}/bin/grafana")
+    script = "\n".join(
+        [
+            f'if [ -n "${{{password_env}:-}}" ] && [ -f {shlex.quote(db_path)} ]; then',
+            f"  if printf '%s\\n' \"${password_env}\" | {grafana_bin} cli"
+            f" --homepath {shlex.quote(home)} --config {shlex.quote(config)}"
+            " admin reset-admin-password --password-from-stdin >/dev/null; then",
+            f"    echo 'grafana-entrypoint: admin password set from {password_env}' >&2",
+            "  else",
+            "    echo 'grafana-entrypoint: WARNING: admin password reset failed; the stored password is unchanged' >&2",
+            "  fi",
+            "fi",
+            f'exec {shlex.quote(run_sh)} "$@"',
+        ]
+    )
+    return [shell, "-c", script, "grafana-entrypoint"]
+
+
+def grafana_healthcheck(port: int = GRAFANA_HTTP_PORT) -> list[str]:
+    """Docker healthcheck ``test``: ``curl`` (in the image) against ``GET /api/health``.
+
+    /api/health: grafana/grafana docs/sources/developers/http_api/other.md @
+    6402e39034e0b39016de26d5153fcab4b0c679c6 ("Returns health information about Grafana").
+    """
+    if isinstance(port, bool) or not 0 < port < 65536:
+        raise ValueError(f"port out of range: {port!r}")
+    return ["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{port}/api/health"]

@@ -1,0 +1,722 @@
+"""Rehearsal of the host trust scripts (configs/trust.py) with the real /bin/sh (dash on Debian).
+
+Every script runs as `/bin/sh -c <text>`, exactly as pulumi-command's `local.Command` runs it,
+against temporary roots: Docker's certs.d, daemon.json and the Debian CA directories are
+parameters pointing into the test's directories, and the programs that would touch the host
+(`update-ca-certificates`, `security`, `uname`, `sudo`) are replaced by stand-ins placed first on
+PATH. The real `update-ca-certificates` runs too, but only with its directory options aimed at
+temporary directories. Nothing touches the real /etc.
+
+Remove scripts always run with stdin on a pipe that is never written nor closed: a remove that
+read stdin would block until the timeout and fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import itertools
+import json
+import os
+import shlex
+import ssl
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from configs.trust import MACOS_SYSTEM_KEYCHAIN, TrustParams, render_install_script, render_remove_script
+from tests.conftest import require_tool
+
+SH = "/bin/sh"
+HOST = "localhost:6000"
+URL = "https://localhost:6000"
+INSTANCE = "registry-mirror-dev"
+NOBODY = 65534
+TIMEOUT = 30
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _openssl_cert(directory: Path, name: str, subject: str) -> str:
+    openssl = require_tool("openssl")
+    key, cert = directory / f"{name}.key", directory / f"{name}.crt"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", subject],
+        check=True, capture_output=True, timeout=TIMEOUT,
+    )
+    return cert.read_text()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    d = tmp_path_factory.mktemp("pki")
+    return {
+        "root": _openssl_cert(d, "root", "/CN=registry-mirror test root CA"),
+        "other": _openssl_cert(d, "other", "/CN=some other CA"),
+        "intermediate": _openssl_cert(d, "intermediate", "/CN=registry-mirror intermediate"),
+    }
+
+
+def params(root: Path, **overrides: object) -> TrustParams:
+    values: dict[str, object] = {
+        "registry_host": HOST,
+        "mirror_url": URL,
+        "docker_certs_dir": str(root / "Application Support" / "certs.d"),
+        "install_system_trust": False,
+        "configure_docker_mirror": False,
+        "docker_daemon_json_path": str(root / "etc" / "docker" / "daemon.json"),
+        "use_sudo": False,
+        "instance": INSTANCE,
+        "system_ca_dir": str(root / "local-ca"),
+    }
+    values.update(overrides)
+    return TrustParams(**values)  # type: ignore[arg-type]
+
+
+def base_env(fake_bin: Path | None = None, tmpdir: Path | None = None) -> dict[str, str]:
+    # The stand-ins first; the venv's python3 next (daemon.json editing); no /usr/sbin, so no
+    # real system tool can be picked up by accident.
+    dirs = [str(fake_bin)] if fake_bin else []
+    dirs += [os.path.dirname(sys.executable), "/usr/bin", "/bin"]
+    env = {"PATH": ":".join(dirs), "LC_ALL": "C", "HOME": str(tmpdir or tempfile.gettempdir())}
+    if tmpdir:
+        env["TMPDIR"] = str(tmpdir)
+    return env
+
+
+def run_script(
+    script: str,
+    *,
+    pem: str | None,
+    env: dict[str, str],
+    as_nobody: bool = False,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run like local.Command: /bin/sh -c <script>. With pem=None, stdin is a pipe that stays
+    open and empty for the whole run (a script that reads it blocks and hits the timeout)."""
+    argv = [SH, "-c", script]
+    if as_nobody:
+        setpriv = require_tool("setpriv")
+        argv = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *argv]
+    if pem is not None:
+        return subprocess.run(argv, input=pem, text=True, capture_output=True, env=env,
+                              cwd=cwd, timeout=TIMEOUT)
+    read_end, write_end = os.pipe()
+    try:
+        return subprocess.run(argv, stdin=read_end, text=True, capture_output=True, env=env,
+                              cwd=cwd, timeout=TIMEOUT)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+def tree(root: Path) -> dict[str, bytes | None]:
+    """Every path under root -> file bytes (None for directories)."""
+    out: dict[str, bytes | None] = {}
+    for path in sorted(root.rglob("*")):
+        out[str(path.relative_to(root))] = None if path.is_dir() else path.read_bytes()
+    return out
+
+
+def write_exe(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+def one_line(stderr: str) -> str:
+    lines = stderr.splitlines()
+    assert len(lines) == 1, f"expected exactly one stderr line, got {lines!r}"
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- Docker certs.d
+
+
+def test_certs_round_trip_installs_stdin_pem_0644_idempotently_and_removes_only_ours(
+    tmp_path: Path, pki: dict[str, str]
+) -> None:
+    p = params(tmp_path)
+    certs = Path(p.docker_certs_dir)
+    other = certs / "other.example:5000"  # another registry's trust, not ours
+    other.mkdir(parents=True)
+    (other / "ca.crt").write_text(pki["other"])
+    before = tree(tmp_path)
+    env = base_env()
+
+    for _ in range(2):  # twice: idempotent
+        r = run_script(render_install_script(p), pem=pki["root"], env=env)
+        assert r.returncode == 0, r.stderr
+    ca = certs / HOST / "ca.crt"
+    assert ca.read_text() == pki["root"]
+    assert stat.S_IMODE(ca.stat().st_mode) == 0o644
+    assert sorted(x.name for x in (certs / HOST).iterdir()) == ["ca.crt"]  # one copy
+    assert "already holds this root CA" in r.stdout
+
+    for _ in range(2):  # twice: a missing file is fine
+        r = run_script(render_remove_script(p), pem=None, env=env)
+        assert r.returncode == 0, r.stderr
+        assert r.stderr == ""
+    assert tree(tmp_path) == before
+
+
+def test_remove_keeps_a_host_dir_that_holds_more_than_our_ca(
+    tmp_path: Path, pki: dict[str, str]
+) -> None:
+    p = params(tmp_path)
+    env = base_env()
+    assert run_script(render_install_script(p), pem=pki["root"], env=env).returncode == 0
+    host_dir = Path(p.docker_certs_dir) / HOST
+    (host_dir / "client.cert").write_text("user's client certificate\n")
+    r = run_script(render_remove_script(p), pem=None, env=env)
+    assert r.returncode == 0, r.stderr
+    assert sorted(x.name for x in host_dir.iterdir()) == ["client.cert"]
+
+
+@pytest.mark.parametrize("stdin_kind", ["chain", "empty", "key"])
+def test_install_takes_only_one_root_certificate_from_stdin(
+    tmp_path: Path, pki: dict[str, str], stdin_kind: str
+) -> None:
+    stdin = {
+        "chain": pki["intermediate"] + pki["root"],
+        "empty": "",
+        "key": pki["root"] + "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    }[stdin_kind]
+    p = params(tmp_path, configure_docker_mirror=True)
+    before = tree(tmp_path)
+    r = run_script(render_install_script(p), pem=stdin, env=base_env())
+    assert r.returncode != 0
+    line = one_line(r.stderr)
+    assert line.startswith("registry-mirror: ")
+    assert "BEGIN" not in line and "MII" not in line  # never echoes certificate material
+    assert tree(tmp_path) == before
+
+
+# --------------------------------------------------------------------------- daemon.json
+
+ORIGINAL_DAEMON_JSON = (
+    '{\n    "log-driver": "json-file",\n    "registry-mirrors": ["https://mirror.gcr.io"],\n'
+    '    "features": {"buildkit": true}\n}\n'
+)
+
+
+def test_daemon_json_merge_keeps_other_keys_adds_ours_once_backs_up_once_and_remove_restores(
+    tmp_path: Path, pki: dict[str, str]
+) -> None:
+    p = params(tmp_path, configure_docker_mirror=True)
+    daemon = Path(p.docker_daemon_json_path)
+    backup = Path(f"{daemon}.{INSTANCE}.bak")
+    daemon.parent.mkdir(parents=True)
+    daemon.write_text(ORIGINAL_DAEMON_JSON)
+    original = json.loads(ORIGINAL_DAEMON_JSON)
+    env = base_env()
+
+    r = run_script(render_install_script(p), pem=pki["root"], env=env)
+    assert r.returncode == 0, r.stderr
+    assert "restart" in r.stdout and "systemctl restart docker" in r.stdout
+    merged = json.loads(daemon.read_text())
+    assert merged["registry-mirrors"] == ["https://mirror.gcr.io", URL]
+    assert {k: v for k, v in merged.items() if k != "registry-mirrors"} == {
+        k: v for k, v in original.items() if k != "registry-mirrors"
+    }
+    assert backup.read_text() == ORIGINAL_DAEMON_JSON
+
+    # Again: no duplicate, nothing changed, nothing to restart.
+    r = run_script(render_install_script(p), pem=pki["root"], env=env)
+    assert r.returncode == 0, r.stderr
+    assert "restart" not in r.stdout
+    assert json.loads(daemon.read_text())["registry-mirrors"] == ["https://mirror.gcr.io", URL]
+
+    # The user edits the file (adds a key, drops our URL); the next install changes it again
+    # but the backup still holds the bytes from before the FIRST change.
+    daemon.write_text(json.dumps(dict(original, debug=True)))
+    r = run_script(render_install_script(p), pem=pki["root"], env=env)
+    assert r.returncode == 0, r.stderr
+    assert "systemctl restart docker" in r.stdout
+    assert json.loads(daemon.read_text())["registry-mirrors"] == ["https://mirror.gcr.io", URL]
+    assert backup.read_text() == ORIGINAL_DAEMON_JSON
+
+    r = run_script(render_remove_script(p), pem=None, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "restart" in r.stdout
+    assert json.loads(daemon.read_text()) == dict(original, debug=True)  # user's edit kept
+    assert not backup.exists()
+
+    r = run_script(render_remove_script(p), pem=None, env=env)  # idempotent
+    assert r.returncode == 0, r.stderr
+    assert json.loads(daemon.read_text()) == dict(original, debug=True)
+
+
+def test_daemon_json_untouched_since_install_gets_its_original_bytes_back(
+    tmp_path: Path, pki: dict[str, str]
+) -> None:
+    p = params(tmp_path, configure_docker_mirror=True)
+    daemon = Path(p.docker_daemon_json_path)
+    daemon.parent.mkdir(parents=True)
+    daemon.write_text(ORIGINAL_DAEMON_JSON)
+    daemon.chmod(0o640)
+    env = base_env()
+    assert run_script(render_install_script(p), pem=pki["root"], env=env).returncode == 0
+    assert daemon.read_text() != ORIGINAL_DAEMON_JSON
+    r = run_script(render_remove_script(p), pem=None, env=env)
+    assert r.returncode == 0, r.stderr
+    assert daemon.read_text() == ORIGINAL_DAEMON_JSON
+    assert stat.S_IMODE(daemon.stat().st_mode) == 0o640  # rewritten in place
+    assert sorted(x.name for x in daemon.parent.iterdir()) == ["daemon.json"]
+
+
+def test_absent_daemon_json_is_created_with_our_mirror_and_removed_again(
+    tmp_path: Path, pki: dict[str, str]
+) -> None:
+    p = params(tmp_path, configure_docker_mirror=True)
+    daemon = Path(p.docker_daemon_json_path)
+    env = base_env()
+    r = run_script(render_install_script(p), pem=pki["root"], env=env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(daemon.read_text()) == {"registry-mirrors": [URL]}
+    assert stat.S_IMODE(daemon.stat().st_mode) == 0o644
+    assert "systemctl restart docker" in r.stdout
+    backup = Path(f"{daemon}.{INSTANCE}.bak")
+    assert backup.read_bytes() == b""  # "there was no daemon.json"
+
+    r = run_script(render_remove_script(p), pem=None, env=env)
+    assert r.returncode == 0, r.stderr
+    assert not daemon.exists() and not backup.exists()
+
+
+def test_a_mirror_url_the_user_configured_is_never_added_twice_nor_removed(
+    tmp_path: Path, pki: dict[str, str]
+) -> None:
+    p = params(tmp_path, configure_docker_mirror=True)
+    daemon = Path(p.docker_daemon_json_path)
+    daemon.parent.mkdir(parents=True)
+    text = json.dumps({"registry-mirrors": [URL + "/"], "debug": False})  # same URL, with "/"
+    daemon.write_text(text)
+    env = base_env()
+    r = run_script(render_install_script(p), pem=pki["root"], env=env)
+    assert r.returncode == 0, r.stderr
+    assert daemon.read_text() == text
+    assert not Path(f"{daemon}.{INSTANCE}.bak").exists()
+    assert "restart" not in r.stdout
+    r = run_script(render_remove_script(p), pem=None, env=env)
+    assert r.returncode == 0, r.stderr
+    assert daemon.read_text() == text
+
+
+def test_an_existing_key_stays_when_removal_empties_it(tmp_path: Path, pki: dict[str, str]) -> None:
+    p = params(tmp_path, configure_docker_mirror=True)
+    daemon = Path(p.docker_daemon_json_path)
+    daemon.parent.mkdir(parents=True)
+    daemon.write_text('{"registry-mirrors": []}')
+    env = base_env()
+    assert run_script(render_install_script(p), pem=pki["root"], env=env).returncode == 0
+    daemon.write_text(json.dumps({"registry-mirrors": [URL], "debug": True}))  # a user edit
+    assert run_script(render_remove_script(p), pem=None, env=env).returncode == 0
+    assert json.loads(daemon.read_text()) == {"registry-mirrors": [], "debug": True}
+
+
+def test_invalid_daemon_json_fails_with_one_line_before_any_change(
+    tmp_path: Path, pki: dict[str, str]
+) -> None:
+    p = params(tmp_path, configure_docker_mirror=True)
+    daemon = Path(p.docker_daemon_json_path)
+    daemon.parent.mkdir(parents=True)
+    daemon.write_text('{"log-driver": "json-file",')
+    before = tree(tmp_path)
+    r = run_script(render_install_script(p), pem=pki["root"], env=base_env())
+    assert r.returncode != 0
+    line = one_line(r.stderr)
+    assert str(daemon) in line and "not valid JSON" in line
+    assert tree(tmp_path) == before  # not even certs.d was written
+
+
+# --------------------------------------------------------------------------- system trust
+
+
+@pytest.fixture
+def debian_store(tmp_path: Path, pki: dict[str, str]) -> dict[str, Path]:
+    """The real Debian update-ca-certificates, aimed at temporary directories by a wrapper
+    that sits first on PATH and records its arguments."""
+    real = require_tool("update-ca-certificates")
+    require_tool("openssl")  # it runs `openssl rehash`
+    store = {
+        "bin": tmp_path / "bin",
+        "share": tmp_path / "share-ca",
+        "conf": tmp_path / "ca-certificates.conf",
+        "etc": tmp_path / "etc-ssl-certs",
+        "local": tmp_path / "local-ca",
+        "calls": tmp_path / "ucc-calls.log",
+    }
+    for key in ("bin", "share", "etc", "local"):
+        store[key].mkdir()
+    (store["share"] / "other.crt").write_text(pki["other"])
+    store["conf"].write_text("other.crt\n")
+    q = shlex.quote
+    write_exe(
+        store["bin"] / "update-ca-certificates",
+        "#!/bin/sh\n"
+        f"printf '%s\\n' \"$*\" >>{q(str(store['calls']))}\n"
+        f"exec {q(real)} --certsconf {q(str(store['conf']))} --certsdir {q(str(store['share']))}"
+        f" --localcertsdir {q(str(store['local']))} --etccertsdir {q(str(store['etc']))}"
+        f" --hooksdir {q(str(tmp_path / 'no-hooks'))} \"$@\"\n",
+    )
+    return store
+
+
+def _subject_hash(pem_path: Path) -> str:
+    out = subprocess.run(
+        [require_tool("openssl"), "x509", "-hash", "-noout", "-in", str(pem_path)],
+        check=True, capture_output=True, text=True, timeout=TIMEOUT,
+    )
+    return out.stdout.strip()
+
+
+def _dangling(directory: Path) -> list[str]:
+    return sorted(x.name for x in directory.iterdir() if x.is_symlink() and not x.exists())
+
+
+def _body(pem: str) -> str:
+    return "".join(pem.split("-----")[2].split())
+
+
+def test_linux_system_trust_round_trip_with_the_real_update_ca_certificates(
+    tmp_path: Path, pki: dict[str, str], debian_store: dict[str, Path]
+) -> None:
+    s = debian_store
+    p = params(tmp_path, install_system_trust=True, system_ca_dir=str(s["local"]))
+    env = base_env(s["bin"])
+
+    r = run_script(render_install_script(p), pem=pki["root"], env=env)
+    assert r.returncode == 0, r.stderr
+    ours = s["local"] / f"{INSTANCE}.crt"
+    assert ours.read_text() == pki["root"]
+    assert stat.S_IMODE(ours.stat().st_mode) == 0o644
+    link = s["etc"] / f"{INSTANCE}.pem"
+    assert link.is_symlink() and os.readlink(link) == str(ours)
+    hash_link = s["etc"] / f"{_subject_hash(ours)}.0"
+    assert hash_link.is_symlink() and hash_link.resolve() == ours.resolve()
+    bundle = "".join((s["etc"] / "ca-certificates.crt").read_text().split())
+    assert _body(pki["root"]) in bundle and _body(pki["other"]) in bundle
+    assert s["calls"].read_text().splitlines() == [""]  # plain, no arguments
+
+    # again: the same file is already there, nothing to do
+    r = run_script(render_install_script(p), pem=pki["root"], env=env)
+    assert r.returncode == 0, r.stderr
+    assert s["calls"].read_text().splitlines() == [""]
+
+    for _ in range(2):
+        r = run_script(render_remove_script(p), pem=None, env=env)
+        assert r.returncode == 0, r.stderr
+    assert not ours.exists()
+    assert not link.is_symlink() and not hash_link.is_symlink()
+    assert _dangling(s["etc"]) == []
+    bundle = "".join((s["etc"] / "ca-certificates.crt").read_text().split())
+    assert _body(pki["root"]) not in bundle and _body(pki["other"]) in bundle
+    assert s["calls"].read_text().splitlines() == ["", "--fresh"]  # second remove: no-op
+
+
+def test_plain_update_ca_certificates_would_leave_dangling_links_hence_fresh(
+    tmp_path: Path, pki: dict[str, str], debian_store: dict[str, Path]
+) -> None:
+    """Why the remove script runs `update-ca-certificates --fresh` (Debian's own behaviour)."""
+    s = debian_store
+    p = params(tmp_path, install_system_trust=True, system_ca_dir=str(s["local"]))
+    env = base_env(s["bin"])
+    assert run_script(render_install_script(p), pem=pki["root"], env=env).returncode == 0
+    (s["local"] / f"{INSTANCE}.crt").unlink()
+    subprocess.run([str(s["bin"] / "update-ca-certificates")], check=True, capture_output=True,
+                   env=env, timeout=TIMEOUT)
+    assert f"{INSTANCE}.pem" in _dangling(s["etc"])
+
+
+def _fake_macos(bin_dir: Path, log: Path, captured: Path, gone_flag: Path) -> None:
+    bin_dir.mkdir(exist_ok=True)
+    write_exe(bin_dir / "uname", "#!/bin/sh\necho Darwin\n")
+    q = shlex.quote
+    write_exe(
+        bin_dir / "security",
+        "#!/bin/sh\n"
+        f"{{ printf '%s\\n' \"$@\"; echo --; }} >>{q(str(log))}\n"
+        'case $1 in\n'
+        '  add-trusted-cert)\n'
+        '    eval "last=\\${$#}"\n'
+        f'    cp "$last" {q(str(captured))} ;;\n'
+        '  delete-certificate)\n'
+        f'    if [ -e {q(str(gone_flag))} ]; then\n'
+        "      printf 'Unable to delete certificate matching \"%s\"' \"$4\" >&2\n"
+        '      exit 1\n'
+        '    fi\n'
+        f'    : >{q(str(gone_flag))} ;;\n'
+        'esac\n',
+    )
+
+
+def _calls(log: Path) -> list[list[str]]:
+    calls: list[list[str]] = [[]]
+    for line in log.read_text().splitlines():
+        if line == "--":
+            calls.append([])
+        else:
+            calls[-1].append(line)
+    return calls[:-1]
+
+
+def test_macos_trust_adds_the_root_ca_to_the_system_keychain_and_deletes_it_by_sha1(
+    tmp_path: Path, pki: dict[str, str]
+) -> None:
+    """No macOS here: `uname` and `security` are stand-ins recording their arguments; the
+    SHA-1 comes from the real openssl and is checked against hashlib."""
+    require_tool("openssl")
+    bin_dir, log = tmp_path / "bin", tmp_path / "security.log"
+    captured, gone = tmp_path / "added.pem", tmp_path / "gone"
+    _fake_macos(bin_dir, log, captured, gone)
+    p = params(tmp_path, install_system_trust=True)
+    env = base_env(bin_dir)
+
+    r = run_script(render_install_script(p), pem=pki["root"], env=env)
+    assert r.returncode == 0, r.stderr
+    (add,) = _calls(log)
+    assert add[:-1] == ["add-trusted-cert", "-d", "-r", "trustRoot", "-k", MACOS_SYSTEM_KEYCHAIN]
+    assert captured.read_text() == pki["root"]  # the root CA, nothing else
+
+    sha1 = hashlib.sha1(ssl.PEM_cert_to_DER_cert(pki["root"])).hexdigest().upper()
+    r = run_script(render_remove_script(p), pem=None, env=env)
+    assert r.returncode == 0, r.stderr
+    delete = _calls(log)[1]
+    assert delete == ["delete-certificate", "-t", "-Z", sha1, MACOS_SYSTEM_KEYCHAIN]
+
+    # Already deleted by hand (security reports no match): the remove still succeeds.
+    assert run_script(render_install_script(p), pem=pki["root"], env=env).returncode == 0
+    r = run_script(render_remove_script(p), pem=None, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "is not in" in r.stdout
+    assert not (Path(p.docker_certs_dir) / HOST).exists()
+
+
+def test_unsupported_os_fails_with_one_line_before_any_change(
+    tmp_path: Path, pki: dict[str, str]
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    write_exe(bin_dir / "uname", "#!/bin/sh\necho FreeBSD\n")
+    p = params(tmp_path, install_system_trust=True)
+    before = tree(tmp_path)
+    r = run_script(render_install_script(p), pem=pki["root"], env=base_env(bin_dir))
+    assert r.returncode != 0
+    line = one_line(r.stderr)
+    assert "FreeBSD" in line and "registry-mirror:installSystemTrust false" in line
+    assert tree(tmp_path) == before
+
+
+# --------------------------------------------------------------------------- privileges
+
+
+class SudoBroker:
+    """Stands in for sudo when the script runs as nobody: the fake `sudo` hands its arguments
+    through a FIFO to this broker in the (root) test process, which runs them as root with
+    sudo's reset environment (secure_path) and hands back output and exit status. The fake
+    refuses any call without -n."""
+
+    SECURE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+    def __init__(self, base: Path) -> None:
+        self.dir = base / "broker"
+        self.dir.mkdir(mode=0o755)
+        self.req, self.rc = self.dir / "req", self.dir / "rc"
+        self.out, self.err = self.dir / "out", self.dir / "err"
+        os.mkfifo(self.req)
+        os.mkfifo(self.rc)
+        self.req.chmod(0o622)  # nobody writes requests
+        self.rc.chmod(0o644)  # nobody reads exit statuses
+        self.calls: list[list[str]] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def client(self) -> str:
+        q = lambda p: shlex.quote(str(p))  # noqa: E731
+        return (
+            "#!/bin/sh\n"
+            'if [ "${1-}" != -n ]; then\n'
+            "  echo 'fake sudo: called without -n' >&2\n"
+            "  exit 97\n"
+            "fi\n"
+            f"printf '%s\\0' \"$@\" >{q(self.req)}\n"
+            f"status=$(cat {q(self.rc)})\n"
+            f"cat {q(self.out)}\n"
+            f"cat {q(self.err)} >&2\n"
+            'exit "$status"\n'
+        )
+
+    def _serve(self) -> None:
+        while True:
+            with open(self.req, "rb") as f:
+                data = f.read()
+            if data == b"STOP\0":
+                return
+            argv = [a.decode() for a in data.split(b"\0")[:-1]]
+            self.calls.append(argv)
+            result = subprocess.run(
+                argv[1:], capture_output=True, stdin=subprocess.DEVNULL, timeout=TIMEOUT,
+                env={"PATH": self.SECURE_PATH, "LC_ALL": "C"},
+            )
+            for path, content in ((self.out, result.stdout), (self.err, result.stderr)):
+                path.write_bytes(content)
+                path.chmod(0o644)
+            with open(self.rc, "w") as f:
+                f.write(str(result.returncode))
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        # Unblock a reply nobody reads, then send STOP once the broker waits for a request.
+        with contextlib.suppress(OSError):
+            os.close(os.open(self.rc, os.O_RDONLY | os.O_NONBLOCK))
+        deadline = time.monotonic() + 5
+        while self.thread.is_alive() and time.monotonic() < deadline:
+            try:
+                fd = os.open(self.req, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as e:
+                if e.errno != errno.ENXIO:
+                    raise
+                time.sleep(0.05)
+                continue
+            os.write(fd, b"STOP\0")
+            os.close(fd)
+            break
+        self.thread.join(timeout=5)
+        assert not self.thread.is_alive(), "sudo broker did not stop"
+
+
+@pytest.fixture
+def nobody_root() -> Iterator[Path]:
+    """A temporary root that uid 65534 can traverse (pytest's tmp_path lives under a 0700
+    directory): bin/ for the fake sudo, tmp/ (1777) as TMPDIR, and a root-owned 0755
+    etc/docker/certs.d as the target. Removed afterwards."""
+    require_tool("setpriv")
+    base = Path(tempfile.mkdtemp(prefix="registry-mirror-trust-"))
+    try:
+        base.chmod(0o755)
+        (base / "bin").mkdir(mode=0o755)
+        (base / "tmp").mkdir()
+        (base / "tmp").chmod(0o1777)
+        (base / "etc" / "docker" / "certs.d").mkdir(parents=True, mode=0o755)
+        (base / "sudo.log").touch()
+        (base / "sudo.log").chmod(0o666)
+        yield base
+    finally:
+        subprocess.run(["rm", "-rf", str(base)], check=False, timeout=TIMEOUT)
+
+
+def nobody_params(base: Path, use_sudo: bool) -> TrustParams:
+    return params(base, docker_certs_dir=str(base / "etc" / "docker" / "certs.d"),
+                  use_sudo=use_sudo)
+
+
+def nobody_env(base: Path) -> dict[str, str]:
+    return {"PATH": f"{base / 'bin'}:/usr/bin:/bin", "TMPDIR": str(base / "tmp"),
+            "HOME": str(base / "tmp"), "LC_ALL": "C"}
+
+
+def failing_sudo(base: Path, message: str) -> None:
+    log = shlex.quote(str(base / "sudo.log"))
+    write_exe(base / "bin" / "sudo",
+              f"#!/bin/sh\nprintf '%s\\n' \"$*\" >>{log}\necho {shlex.quote(message)} >&2\nexit 1\n")
+
+
+def test_unprivileged_without_use_sudo_fails_with_one_line_naming_path_and_command(
+    nobody_root: Path, pki: dict[str, str]
+) -> None:
+    base = nobody_root
+    failing_sudo(base, "tripwire: sudo must not be called")
+    p = nobody_params(base, use_sudo=False)
+    before = tree(base / "etc")
+    r = run_script(render_install_script(p), pem=pki["root"], env=nobody_env(base),
+                   as_nobody=True, cwd=base / "tmp")
+    assert r.returncode != 0
+    line = one_line(r.stderr)
+    certs = str(base / "etc" / "docker" / "certs.d")
+    assert f"({certs} is not writable)" in line
+    assert "run: pulumi config set registry-mirror:trustUseSudo true && sudo -v" in line
+    assert "as nobody" in line
+    assert (base / "sudo.log").read_text() == ""
+    assert tree(base / "etc") == before
+
+
+def test_unprivileged_with_sudo_but_no_cached_credential_fails_with_one_line(
+    nobody_root: Path, pki: dict[str, str]
+) -> None:
+    base = nobody_root
+    failing_sudo(base, "sudo: a password is required")
+    p = nobody_params(base, use_sudo=True)
+    before = tree(base / "etc")
+    r = run_script(render_install_script(p), pem=pki["root"], env=nobody_env(base),
+                   as_nobody=True, cwd=base / "tmp")
+    assert r.returncode != 0
+    line = one_line(r.stderr)
+    certs = str(base / "etc" / "docker" / "certs.d")
+    assert f"({certs} is not writable)" in line
+    assert "sudo -n failed (sudo: a password is required)" in line
+    assert "run: sudo -v" in line
+    assert (base / "sudo.log").read_text().splitlines() == ["-n true"]  # probe only, -n
+    assert tree(base / "etc") == before
+
+
+def test_unprivileged_with_working_sudo_installs_and_removes_through_sudo_n(
+    nobody_root: Path, pki: dict[str, str]
+) -> None:
+    base = nobody_root
+    broker = SudoBroker(base)
+    write_exe(base / "bin" / "sudo", broker.client())
+    p = nobody_params(base, use_sudo=True)
+    ca = base / "etc" / "docker" / "certs.d" / HOST / "ca.crt"
+    broker.start()
+    try:
+        r = run_script(render_install_script(p), pem=pki["root"], env=nobody_env(base),
+                       as_nobody=True, cwd=base / "tmp")
+        assert r.returncode == 0, r.stderr
+        assert ca.read_text() == pki["root"]
+        st = ca.stat()
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o644)  # written by root
+        installed = list(broker.calls)
+        r = run_script(render_remove_script(p), pem=None, env=nobody_env(base),
+                       as_nobody=True, cwd=base / "tmp")
+        assert r.returncode == 0, r.stderr
+        removed = broker.calls[len(installed):]
+    finally:
+        broker.stop()
+    assert all(call[0] == "-n" for call in broker.calls), broker.calls
+    assert installed[0] == ["-n", "true"]
+    assert ["-n", "mkdir", "-p", str(ca.parent)] in installed
+    assert any(c[:4] == ["-n", "install", "-m", "0644"] and c[-1] == str(ca) for c in installed)
+    assert ["-n", "rm", "-f", str(ca)] in removed
+    assert ["-n", "rmdir", str(ca.parent)] in removed
+    assert not ca.parent.exists()
+
+
+# --------------------------------------------------------------------------- shellcheck
+
+
+def test_shellcheck_passes_on_every_rendered_variant(tmp_path: Path) -> None:
+    shellcheck = require_tool("shellcheck")
+    files = []
+    for system, mirror, sudo in itertools.product([False, True], repeat=3):
+        p = params(tmp_path, install_system_trust=system, configure_docker_mirror=mirror,
+                   use_sudo=sudo)
+        for action, render in (("install", render_install_script), ("remove", render_remove_script)):
+            path = tmp_path / f"{action}-system{int(system)}-mirror{int(mirror)}-sudo{int(sudo)}.sh"
+            path.write_text(render(p))
+            files.append(str(path))
+    assert len(files) == 16
+    r = subprocess.run([shellcheck, "--shell=sh", "--severity=style", *files],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr

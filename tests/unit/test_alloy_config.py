@@ -1,0 +1,649 @@
+"""Alloy config renderer: syntax, component/argument/block names and JSON-field extraction.
+
+No Alloy binary runs here. The file is read back by a small Alloy-syntax reader written for this
+test (tokens, string escapes, blocks, attributes, lists, objects — the rules of TYPES_DOC), and
+every component, argument and block name is compared with the upstream docs cited below.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import re
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from configs.alloy import alloy_command, alloy_healthcheck, render_alloy_config
+from tests.conftest import require_tool
+
+# Sources (repository, path @ commit)
+DISCOVERY_DOCKER_DOC = (
+    "grafana/alloy docs/sources/reference/components/discovery/discovery.docker.md"
+    " @ d1aa3766861c3305f45abeb82a79dc52a63e0ca4"
+)
+DISCOVERY_RELABEL_DOC = (
+    "grafana/alloy docs/sources/reference/components/discovery/discovery.relabel.md"
+    " @ 9728cbe72f781cc268f374266805977619f6468e"
+)
+RULE_BLOCK_DOC = (
+    "grafana/alloy docs/sources/shared/reference/components/rule-block.md @ b68a122f4138476129af5bc2ceef222e3011165b"
+)
+SOURCE_DOCKER_DOC = (
+    "grafana/alloy docs/sources/reference/components/loki/loki.source.docker.md"
+    " @ d1aa3766861c3305f45abeb82a79dc52a63e0ca4"
+)
+PROCESS_DOC = (
+    "grafana/alloy docs/sources/reference/components/loki/loki.process.md @ 0d385e562f7d1a479ad35acf6981e670ebece3b5"
+)
+WRITE_DOC = (
+    "grafana/alloy docs/sources/reference/components/loki/loki.write.md @ 926837a233ddb2f3f204d2f8ae3f7f0e28ade5ed"
+)
+MONITOR_DOCKER_DOC = (
+    "grafana/alloy docs/sources/monitor/monitor-docker-containers.md @ 4e5935c44f83d52bcd8419a8fbd63aae4df8f7a3"
+)
+TYPES_DOC = (
+    "grafana/alloy docs/sources/get-started/configuration-syntax/expressions/types_and_values.md"
+    " @ 9aae786cf68e329ef9a502a6149b8e08b8fb5d84"
+)
+RUN_DOC = "grafana/alloy docs/sources/reference/cli/run.md @ 0a6bf2b85670c6368b704921fff4f5e7ec944f08"
+HEALTH_DOC = "grafana/alloy docs/sources/reference/cli/healthcheck.md @ d1dc5203687f7e3747bbcdea87b56a3f0dc695d5"
+ALLOY_DOCKERFILE = "grafana/alloy Dockerfile @ ea30b1f7f5a1e46c647a5a62ee6a4579a8423b21"
+JMESPATH_SPEC = "jmespath/jmespath.py docs/specification.rst @ 4a4f6dbd98549b2b8fc71bbc19860d317a6abfdb"
+REGISTRY_LOG_FIELDS = "distribution/distribution internal/dcontext/http.go @ f7e5eaae702413ccaa59bb5aae09ea370fb1a894"
+DOCKER_SD = "prometheus/prometheus discovery/moby/docker.go @ 5825efd03491af92a410fb049cdf712ef812c9ca"
+MOBY_FILTERS = "moby/moby api/types/filters/parse.go @ 30bf2787167e475f1960f854c2857b3680f989e1"
+
+# Arguments (a) and blocks (b) each component documents (only those this config may use).
+DOCUMENTED: dict[str, dict[str, set[str]]] = {
+    "discovery.docker": {"a": {"host", "port", "refresh_interval"}, "b": {"filter"}},  # DISCOVERY_DOCKER_DOC
+    "discovery.relabel": {"a": {"targets"}, "b": {"rule"}},  # DISCOVERY_RELABEL_DOC
+    "loki.source.docker": {  # SOURCE_DOCKER_DOC
+        "a": {"host", "targets", "forward_to", "labels", "relabel_rules", "refresh_interval"},
+        "b": {"client"},
+    },
+    "loki.process": {"a": {"forward_to"}, "b": {"stage.match", "stage.json", "stage.labels"}},  # PROCESS_DOC
+    "loki.write": {"a": {"max_streams", "external_labels"}, "b": {"endpoint"}},  # WRITE_DOC
+}
+FILTER_ARGS = {"name", "values"}  # DISCOVERY_DOCKER_DOC, filter block
+RULE_ARGS = {
+    "action",
+    "modulus",
+    "regex",
+    "replacement",
+    "separator",
+    "source_labels",
+    "target_label",
+}  # RULE_BLOCK_DOC
+MATCH_ARGS = {"selector", "pipeline_name", "action", "drop_counter_reason"}  # PROCESS_DOC, stage.match
+MATCH_STAGES = {"stage.json", "stage.labels", "stage.structured_metadata"}  # PROCESS_DOC: same stage.NAME blocks
+JSON_ARGS = {"expressions", "source", "drop_malformed"}  # PROCESS_DOC, stage.json
+LABELS_ARGS = {"values"}  # PROCESS_DOC, stage.labels
+STRUCTURED_METADATA_ARGS = {"values"}  # PROCESS_DOC, stage.structured_metadata
+ENDPOINT_ARGS = {"url", "name", "headers", "batch_wait", "batch_size", "remote_timeout", "tenant_id"}  # WRITE_DOC
+# Exported fields each component documents.
+EXPORTS = {
+    "discovery.docker": {"targets"},  # DISCOVERY_DOCKER_DOC
+    "discovery.relabel": {"output", "rules"},  # DISCOVERY_RELABEL_DOC
+    "loki.process": {"receiver"},  # PROCESS_DOC
+    "loki.write": {"receiver"},  # WRITE_DOC
+}
+
+# A registry access log line, with the field names of REGISTRY_LOG_FIELDS (GetRequestLogger /
+# GetResponseLogger keys) as logrus's JSON formatter writes them (flat, dotted keys).
+REGISTRY_LINE = json.dumps(
+    {
+        "go.version": "go1.25.8",
+        "http.request.host": "mirror.local:5000",
+        "http.request.id": "3f6c1b9a-0d4e-4c4f-9a55-2b8e7f0e1c11",
+        "http.request.method": "GET",
+        "http.request.remoteaddr": "172.18.0.1:51234",
+        "http.request.uri": "/v2/library/alpine/manifests/3.20",
+        "http.request.useragent": "docker/28.2.2",
+        "http.response.contenttype": "application/vnd.oci.image.index.v1+json",
+        "http.response.duration": "412.5ms",
+        "http.response.status": 200,
+        "http.response.written": 9218,
+        "level": "info",
+        "msg": "response completed",
+        "time": "2026-11-02T10:11:12.123456789Z",
+    }
+)
+
+
+# --- a minimal reader for the Alloy syntax (TYPES_DOC) ----------------------------------------
+
+
+class AlloySyntaxError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A reference to another component's export, e.g. discovery.docker.stack.targets."""
+
+    path: str
+
+
+@dataclass
+class Block:
+    name: str
+    label: str | None
+    body: list[Any]
+
+    def attrs(self) -> dict[str, Any]:
+        return {item.name: item.value for item in self.body if isinstance(item, Attr)}
+
+    def blocks(self, name: str | None = None) -> list[Block]:
+        return [item for item in self.body if isinstance(item, Block) and (name is None or item.name == name)]
+
+
+@dataclass
+class Attr:
+    name: str
+    value: Any
+
+
+_SIMPLE_ESCAPES = {"\\": "\\", "a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+_SIMPLE_ESCAPES.update({"'": "'", '"': '"'})
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
+
+
+def _read_string(text: str, i: int) -> tuple[str, int]:
+    """Decode a double-quoted string starting at text[i] == '"' with TYPES_DOC's escapes."""
+    out: list[str] = []
+    i += 1
+    while True:
+        if i >= len(text):
+            raise AlloySyntaxError("unterminated string")
+        ch = text[i]
+        if ch == '"':
+            return "".join(out), i + 1
+        if ch == "\n":
+            raise AlloySyntaxError("newline inside a double-quoted string")
+        if ch != "\\":
+            out.append(ch)
+            i += 1
+            continue
+        esc = text[i + 1 : i + 2]
+        if esc in _SIMPLE_ESCAPES:
+            out.append(_SIMPLE_ESCAPES[esc])
+            i += 2
+        elif esc in ("u", "U", "x"):
+            width = {"u": 4, "U": 8, "x": 2}[esc]
+            digits = text[i + 2 : i + 2 + width]
+            if not re.fullmatch(f"[0-9a-fA-F]{{{width}}}", digits):
+                raise AlloySyntaxError(f"bad \\{esc} escape")
+            code = int(digits, 16)
+            if 0xD800 <= code <= 0xDFFF:
+                raise AlloySyntaxError("surrogate code point in escape")
+            out.append(chr(code))
+            i += 2 + width
+        elif re.fullmatch(r"[0-7]{3}", text[i + 1 : i + 4]):
+            out.append(chr(int(text[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            raise AlloySyntaxError(f"unknown escape \\{esc}")
+
+
+def _lex(text: str) -> list[tuple[str, Any, int]]:
+    tokens: list[tuple[str, Any, int]] = []
+    i, line = 0, 1
+    while i < len(text):
+        ch = text[i]
+        if ch == "\n":
+            line += 1
+            i += 1
+        elif ch in " \t\r":
+            i += 1
+        elif text.startswith("//", i):
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            if end < 0:
+                raise AlloySyntaxError("unterminated block comment")
+            line += text.count("\n", i, end)
+            i = end + 2
+        elif ch == '"':
+            value, i = _read_string(text, i)
+            tokens.append(("str", value, line))
+        elif ch == "`":
+            end = text.find("`", i + 1)
+            if end < 0:
+                raise AlloySyntaxError("unterminated raw string")
+            tokens.append(("str", text[i + 1 : end], line))
+            line += text.count("\n", i, end)
+            i = end + 1
+        elif ch in "{}[]=,":
+            tokens.append((ch, ch, line))
+            i += 1
+        elif match := _IDENT.match(text, i):
+            tokens.append(("ident", match.group(), line))
+            i = match.end()
+        elif match := _NUMBER.match(text, i):
+            tokens.append(("num", float(match.group()), line))
+            i = match.end()
+        else:
+            raise AlloySyntaxError(f"unexpected {ch!r} on line {line}")
+    return tokens
+
+
+class _Parser:
+    def __init__(self, tokens: list[tuple[str, Any, int]]) -> None:
+        self.tokens = tokens
+        self.pos = 0
+
+    def peek(self) -> tuple[str, Any, int]:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else ("eof", None, -1)
+
+    def take(self, kind: str) -> tuple[str, Any, int]:
+        token = self.peek()
+        if token[0] != kind:
+            raise AlloySyntaxError(f"expected {kind}, got {token[0]} {token[1]!r} on line {token[2]}")
+        self.pos += 1
+        return token
+
+    def body(self, closing: str | None) -> list[Any]:
+        items: list[Any] = []
+        while True:
+            kind, value, line = self.peek()
+            if kind == "eof" and closing is None:
+                return items
+            if closing is not None and kind == closing:
+                self.pos += 1
+                return items
+            name = self.take("ident")[1]
+            nxt = self.peek()[0]
+            if nxt == "=":
+                self.pos += 1
+                items.append(Attr(name, self.expr()))
+            elif nxt == "str":
+                label = self.take("str")[1]
+                self.take("{")
+                items.append(Block(name, label, self.body("}")))
+            elif nxt == "{":
+                self.pos += 1
+                items.append(Block(name, None, self.body("}")))
+            else:
+                raise AlloySyntaxError(f"expected '=' or a block after {name!r} on line {line}")
+
+    def _sequence(self, closing: str, item: Any) -> list[Any]:
+        values: list[Any] = []
+        last_line = self.peek()[2]
+        while self.peek()[0] != closing:
+            values.append(item())
+            last_line = self.tokens[self.pos - 1][2]
+            if self.peek()[0] == ",":
+                self.pos += 1
+                continue
+            # TYPES_DOC: a comma after the final value must be present if the closing bracket
+            # is on a different line than the final value.
+            if self.peek()[0] == closing and self.peek()[2] != last_line:
+                raise AlloySyntaxError(f"missing trailing comma before {closing!r} on line {self.peek()[2]}")
+            break
+        self.take(closing)
+        return values
+
+    def expr(self) -> Any:
+        kind, value, line = self.peek()
+        if kind in ("str", "num"):
+            self.pos += 1
+            return value
+        if kind == "ident":
+            self.pos += 1
+            return {"true": True, "false": False, "null": None}.get(value, Ref(value))
+        if kind == "[":
+            self.pos += 1
+            return self._sequence("]", self.expr)
+        if kind == "{":
+            self.pos += 1
+
+            def pair() -> tuple[str, Any]:
+                key_kind, key, _ = self.peek()
+                if key_kind not in ("ident", "str"):
+                    raise AlloySyntaxError(f"bad object key on line {line}")
+                self.pos += 1
+                self.take("=")
+                return key, self.expr()
+
+            return dict(self._sequence("}", pair))
+        raise AlloySyntaxError(f"unexpected {kind} {value!r} on line {line}")
+
+
+def parse_alloy(text: str) -> list[Block]:
+    items = _Parser(_lex(text)).body(None)
+    if not all(isinstance(item, Block) for item in items):
+        raise AlloySyntaxError("top level must contain only component blocks")
+    return items
+
+
+def _walk(blocks: list[Block]) -> Iterator[Block]:
+    for block in blocks:
+        yield block
+        yield from _walk(block.blocks())
+
+
+# --- a minimal JMESPath evaluator for identifiers and sub-expressions (JMESPATH_SPEC) --------
+
+
+def jmespath_search(expression: str, document: Any) -> Any:
+    """identifier (unquoted, or quoted = a JSON string) joined by '.' into sub-expressions."""
+    parts: list[str] = []
+    i = 0
+    while i < len(expression):
+        if expression[i] == '"':
+            end = i + 1
+            while expression[end] != '"':
+                end += 2 if expression[end] == "\\" else 1
+            parts.append(json.loads(expression[i : end + 1]))
+            i = end + 1
+        else:
+            match = re.compile(r"[A-Za-z_][A-Za-z0-9_]*").match(expression, i)
+            if match is None:
+                raise ValueError(f"not an identifier at {expression[i:]!r}")
+            parts.append(match.group())
+            i = match.end()
+        if i < len(expression):
+            if expression[i] != ".":
+                raise ValueError(f"expected '.' at {expression[i:]!r}")
+            i += 1
+    node = document
+    for part in parts:
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+# --- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def components() -> dict[str, Block]:
+    blocks = parse_alloy(render_alloy_config("registry-mirror", "dev"))
+    return {f"{b.name}.{b.label}": b for b in blocks}
+
+
+def _one(components: dict[str, Block], kind: str) -> Block:
+    found = [b for b in components.values() if b.name == kind]
+    assert len(found) == 1, f"expected exactly one {kind}"
+    return found[0]
+
+
+# --- syntax ---------------------------------------------------------------------------------
+
+
+def test_rendered_text_is_well_formed_alloy_syntax() -> None:
+    blocks = parse_alloy(render_alloy_config("registry-mirror", "dev"))
+    assert blocks, TYPES_DOC
+
+
+def test_reader_rejects_broken_text_so_the_syntax_check_can_fail() -> None:
+    text = render_alloy_config("registry-mirror", "dev")
+    for broken in (
+        text.replace('"\\"http.request.method\\""', '""http.request.method""'),  # unescaped quotes
+        text.rstrip().rstrip("}"),  # unbalanced brace
+        text.replace('status     = "",', 'status     = ""'),  # comma
+        text.replace('"/(.*)"', '"/(\\.*)"'),  # unknown escape \.
+    ):
+        with pytest.raises(AlloySyntaxError):
+            parse_alloy(broken)
+
+
+# --- components and their documented names --------------------------------------------------
+
+
+def test_pipeline_is_the_documented_docker_logs_pipeline(components: dict[str, Block]) -> None:
+    # MONITOR_DOCKER_DOC: discovery.docker, discovery.relabel, loki.source.docker, loki.write;
+    # plus loki.process (PROCESS_DOC) for the registry's JSON.
+    assert sorted(b.name for b in components.values()) == [
+        "discovery.docker",
+        "discovery.relabel",
+        "loki.process",
+        "loki.source.docker",
+        "loki.write",
+    ]
+    for block in components.values():
+        assert block.label, f"{block.name} needs a label"
+
+
+@pytest.mark.parametrize("kind", sorted(DOCUMENTED))
+def test_component_uses_only_documented_arguments_and_blocks(components: dict[str, Block], kind: str) -> None:
+    block = _one(components, kind)
+    assert set(block.attrs()) <= DOCUMENTED[kind]["a"]
+    assert {b.name for b in block.blocks()} <= DOCUMENTED[kind]["b"]
+
+
+def test_references_point_at_documented_exports_of_defined_components(components: dict[str, Block]) -> None:
+    defined = {f"{b.name}.{b.label}": b.name for b in components.values()}
+    refs: list[str] = []
+
+    def collect(value: Any) -> None:
+        if isinstance(value, Ref):
+            refs.append(value.path)
+        elif isinstance(value, list):
+            for item in value:
+                collect(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                collect(item)
+
+    for block in _walk(list(components.values())):
+        for value in block.attrs().values():
+            collect(value)
+    assert refs, "the pipeline must be wired by references"
+    for ref in refs:
+        component, _, export = ref.rpartition(".")
+        assert component in defined, f"{ref} refers to an undefined component"
+        assert export in EXPORTS[defined[component]], f"{ref}: {export} is not an export of {defined[component]}"
+
+
+def test_discovery_docker_selects_this_stack_by_project_and_stack_labels(components: dict[str, Block]) -> None:
+    docker = _one(components, "discovery.docker")
+    assert docker.attrs() == {"host": "unix:///var/run/docker.sock"}, DISCOVERY_DOCKER_DOC
+    filters = docker.blocks("filter")
+    assert len(filters) == 1
+    assert set(filters[0].attrs()) == FILTER_ARGS
+    assert filters[0].attrs()["name"] == "label"
+    # One `label` filter with two values: Docker keeps containers matching ALL of them
+    # (MOBY_FILTERS, MatchKVList).
+    assert sorted(filters[0].attrs()["values"]) == [
+        "registry-mirror.project=registry-mirror",
+        "registry-mirror.stack=dev",
+    ]
+
+
+def test_relabel_rules_set_container_service_and_stack(components: dict[str, Block]) -> None:
+    relabel = _one(components, "discovery.relabel")
+    assert relabel.attrs() == {"targets": []}, MONITOR_DOCKER_DOC  # used only for its rules export
+    rules = [rule.attrs() for rule in relabel.blocks("rule")]
+    for rule in rules:
+        assert set(rule) <= RULE_ARGS
+        assert rule.get("action", "replace") == "replace"  # RULE_BLOCK_DOC default action
+    by_target = {rule["target_label"]: rule for rule in rules}
+    assert set(by_target) == {"container", "service", "stack"}
+    # MONITOR_DOCKER_DOC: the container name keeps the part after the leading slash.
+    assert by_target["container"]["source_labels"] == ["__meta_docker_container_name"]
+    assert by_target["container"]["regex"] == "/(.*)"
+    # DOCKER_SD: Docker labels become __meta_docker_container_label_<sanitized name>.
+    assert by_target["service"]["source_labels"] == ["__meta_docker_container_label_registry_mirror_service"]
+    assert by_target["stack"]["source_labels"] == ["__meta_docker_container_label_registry_mirror_stack"]
+    for target in ("service", "stack"):
+        assert "regex" not in by_target[target]  # default (.*) and replacement $1: whole value
+
+
+def test_container_regex_extracts_the_name_docker_reports() -> None:
+    # Docker's container list names start with '/' (DOCKER_SD reads c.Names[0]).
+    match = re.fullmatch("/(.*)", "/registry-mirror-dev-registry")
+    assert match is not None and match.group(1) == "registry-mirror-dev-registry"
+
+
+def test_loki_source_docker_reads_docker_api_with_relabel_rules(components: dict[str, Block]) -> None:
+    source = _one(components, "loki.source.docker")
+    attrs = source.attrs()
+    assert attrs["host"] == "unix:///var/run/docker.sock", SOURCE_DOCKER_DOC
+    assert attrs["targets"] == Ref("discovery.docker.stack.targets")
+    assert attrs["relabel_rules"] == Ref("discovery.relabel.stack_logs.rules")
+    assert attrs["forward_to"] == [Ref("loki.process.registry_json.receiver")]
+
+
+def test_stage_docker_is_never_used_with_loki_source_docker(components: dict[str, Block]) -> None:
+    # loki.source.docker reads through the Docker API; stage.docker parses Docker's json-file
+    # lines ({"log":..., "stream":..., "time":...}, PROCESS_DOC), which never reach this pipeline.
+    assert all(block.name != "stage.docker" for block in _walk(list(components.values())))
+
+
+def test_registry_json_is_parsed_only_on_the_registry_stream(components: dict[str, Block]) -> None:
+    process = _one(components, "loki.process")
+    assert process.attrs() == {"forward_to": [Ref("loki.write.loki.receiver")]}
+    (match,) = process.blocks("stage.match")
+    assert set(match.attrs()) <= MATCH_ARGS
+    assert match.attrs()["selector"] == '{service="registry"}'
+    assert [b.name for b in match.blocks()] == ["stage.json", "stage.labels", "stage.structured_metadata"]
+    assert {b.name for b in match.blocks()} <= MATCH_STAGES
+
+
+def _stage(components: dict[str, Block], name: str) -> dict[str, Any]:
+    (match,) = _one(components, "loki.process").blocks("stage.match")
+    (stage,) = match.blocks(name)
+    return stage.attrs()
+
+
+def test_json_expressions_select_the_registry_fields(components: dict[str, Block]) -> None:
+    stage = _stage(components, "stage.json")
+    assert set(stage) <= JSON_ARGS
+    expressions = stage["expressions"]
+    line = json.loads(REGISTRY_LINE)
+    extracted = {name: jmespath_search(expr, line) for name, expr in expressions.items()}
+    assert extracted == {
+        "level": "info",
+        "method": "GET",
+        "request_id": "3f6c1b9a-0d4e-4c4f-9a55-2b8e7f0e1c11",
+        "status": 200,
+    }, REGISTRY_LOG_FIELDS
+
+
+def test_dotted_registry_keys_are_quoted_jmespath_identifiers(components: dict[str, Block]) -> None:
+    expressions = _stage(components, "stage.json")["expressions"]
+    line = json.loads(REGISTRY_LINE)
+    for field in ("http.request.method", "http.request.id", "http.response.status"):
+        # JMESPATH_SPEC: an unquoted a.b.c is a sub-expression over nested objects, so it
+        # finds nothing in the registry's flat keys ...
+        assert jmespath_search(field, line) is None
+        # ... and the quoted identifier (a JSON string) is what the config must contain.
+        assert json.dumps(field) in expressions.values()
+
+
+def test_level_is_the_only_label_and_request_id_is_structured_metadata(components: dict[str, Block]) -> None:
+    labels = _stage(components, "stage.labels")
+    metadata = _stage(components, "stage.structured_metadata")
+    assert set(labels) == {"values"} and set(metadata) == {"values"}, PROCESS_DOC
+    assert labels["values"] == {"level": ""}  # "" = same name as the extracted value
+    assert metadata["values"] == {"method": "", "request_id": "", "status": ""}
+    extracted = set(_stage(components, "stage.json")["expressions"])
+    assert set(labels["values"]) | set(metadata["values"]) <= extracted
+
+
+def test_loki_write_pushes_to_loki_push_api(components: dict[str, Block]) -> None:
+    write = _one(components, "loki.write")
+    (endpoint,) = write.blocks("endpoint")
+    assert set(endpoint.attrs()) <= ENDPOINT_ARGS
+    assert endpoint.attrs() == {"url": "http://loki:3100/loki/api/v1/push"}, WRITE_DOC
+
+
+# --- parameters, escaping, determinism --------------------------------------------------------
+
+
+def test_parameters_reach_filter_and_push_url() -> None:
+    blocks = {f"{b.name}.{b.label}": b for b in parse_alloy(render_alloy_config("proj", "prod", "https://logs:3100/x"))}
+    (flt,) = _one(blocks, "discovery.docker").blocks("filter")
+    assert sorted(flt.attrs()["values"]) == ["registry-mirror.project=proj", "registry-mirror.stack=prod"]
+    (endpoint,) = _one(blocks, "loki.write").blocks("endpoint")
+    assert endpoint.attrs()["url"] == "https://logs:3100/x"
+
+
+def test_quotes_and_backslashes_in_values_are_escaped_exactly() -> None:
+    stack = 'we"ird\\name\tx'
+    blocks = parse_alloy(render_alloy_config("p", stack))
+    docker = next(b for b in blocks if b.name == "discovery.docker")
+    (flt,) = docker.blocks("filter")
+    assert f"registry-mirror.stack={stack}" in flt.attrs()["values"]
+
+
+@pytest.mark.parametrize(
+    ("project", "stack", "url"), [("", "dev", "http://l"), ("p", "", "http://l"), ("p", "s", "loki")]
+)
+def test_missing_or_bad_values_are_refused(project: str, stack: str, url: str) -> None:
+    with pytest.raises(ValueError):
+        render_alloy_config(project, stack, url)
+
+
+def test_rendering_is_deterministic() -> None:
+    assert render_alloy_config("p", "dev") == render_alloy_config("p", "dev")
+    assert render_alloy_config("p", "dev") != render_alloy_config("p", "prod")
+
+
+# --- command and healthcheck ----------------------------------------------------------------
+
+
+def test_alloy_command_runs_the_config_listening_on_all_interfaces() -> None:
+    # RUN_DOC: `alloy run [<FLAG> ...] <PATH_NAME>`; the image's ENTRYPOINT is /bin/alloy and its
+    # data directory /var/lib/alloy/data (ALLOY_DOCKERFILE).
+    assert alloy_command("/etc/alloy/config.alloy") == [
+        "run",
+        "--server.http.listen-addr=0.0.0.0:12345",
+        "--storage.path=/var/lib/alloy/data",
+        "/etc/alloy/config.alloy",
+    ]
+    assert alloy_command("/x.alloy")[-1] == "/x.alloy"
+
+
+class _StatusHandler(http.server.BaseHTTPRequestHandler):
+    status = 200
+    paths: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        type(self).paths.append(self.path)
+        self.send_response(type(self).status)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture
+def status_server() -> Iterator[tuple[int, type[_StatusHandler]]]:
+    handler = type("Handler", (_StatusHandler,), {"status": 200, "paths": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], handler
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_healthcheck_passes_on_ready_200_and_fails_otherwise(status_server: tuple[int, type[_StatusHandler]]) -> None:
+    bash = require_tool("bash")
+    port, handler = status_server
+    test = alloy_healthcheck(port)
+    assert test[:3] == ["CMD", "bash", "-c"], ALLOY_DOCKERFILE  # Ubuntu image: bash, no curl/wget
+    command = [bash, *test[2:]]
+    assert subprocess.run(command, timeout=10, check=False).returncode == 0
+    assert handler.paths == ["/-/ready"], HEALTH_DOC
+    handler.status = 503  # HEALTH_DOC: /-/ready answers 503 until the config is loaded
+    assert subprocess.run(command, timeout=10, check=False).returncode != 0
+
+
+def test_healthcheck_fails_when_nothing_listens() -> None:
+    bash = require_tool("bash")
+    with http.server.HTTPServer(("127.0.0.1", 0), _StatusHandler) as probe:
+        free_port = probe.server_address[1]  # bound, then closed on exit: nothing listens after
+    result = subprocess.run([bash, *alloy_healthcheck(free_port)[2:]], timeout=10, check=False, capture_output=True)
+    assert result.returncode != 0

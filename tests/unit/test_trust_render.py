@@ -1,0 +1,150 @@
+"""Unit tests of the host trust renderer (configs/trust.py): no binaries run here.
+
+What runs, and how, is proven in tests/rehearsal/test_trust_scripts.py with /bin/sh.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+import shlex
+from collections.abc import Callable
+
+import pytest
+
+from configs.trust import TrustParams, render_install_script, render_remove_script
+
+PEM = (
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIBfTCCASOgAwIBAgIUQk1vY2tDZXJ0aWZpY2F0ZUZvclRlc3RzMAoGCCqGSM49\n"
+    "-----END CERTIFICATE-----\n"
+)
+
+Render = Callable[[TrustParams], str]
+RENDERERS: tuple[Render, ...] = (render_install_script, render_remove_script)
+
+
+def make(**overrides: object) -> TrustParams:
+    values: dict[str, object] = {
+        "registry_host": "mirror.test:6000",
+        "mirror_url": "https://mirror.test:6000",
+        "docker_certs_dir": "/etc/docker/certs.d",
+        "install_system_trust": True,
+        "configure_docker_mirror": True,
+        "docker_daemon_json_path": "/etc/docker/daemon.json",
+        "use_sudo": True,
+        "instance": "registry-mirror-dev",
+    }
+    values.update(overrides)
+    return TrustParams(**values)  # type: ignore[arg-type]
+
+
+def assignments(script: str) -> dict[str, str]:
+    """The T_*='...' lines, parsed the way sh parses them."""
+    out = {}
+    for line in script.splitlines():
+        if re.match(r"^T_[A-Z_]+='", line):
+            (word,) = shlex.split(line)
+            name, _, value = word.partition("=")
+            out[name] = value
+    return out
+
+
+@pytest.mark.parametrize("render", RENDERERS)
+def test_rendering_is_deterministic_and_keyed_by_every_parameter(render: Render) -> None:
+    p = make()
+    assert render(p) == render(make())
+    for field, other in [
+        ("registry_host", "mirror.test:7000"),
+        ("docker_certs_dir", "/root/.docker/certs.d"),
+        ("docker_daemon_json_path", "/srv/daemon.json"),
+        ("instance", "registry-mirror-prod"),
+        ("use_sudo", False),
+        ("system_ca_dir", "/srv/ca"),
+    ]:
+        changed = dataclasses.replace(p, **{field: other})  # type: ignore[arg-type]
+        assert render(changed) != render(p), field
+
+
+def test_default_paths_follow_docker_and_debian_layouts() -> None:
+    values = assignments(render_install_script(make()))
+    assert values["T_CA_FILE"] == "/etc/docker/certs.d/mirror.test:6000/ca.crt"
+    assert values["T_SYS_CA_FILE"] == "/usr/local/share/ca-certificates/registry-mirror-dev.crt"
+    assert values["T_DAEMON_BAK"] == "/etc/docker/daemon.json.registry-mirror-dev.bak"
+    assert values["T_KEYCHAIN"] == "/Library/Keychains/System.keychain"
+
+
+def test_certificate_material_cannot_reach_the_script_text() -> None:
+    # No parameter is meant for certificate material ...
+    assert {f.name for f in dataclasses.fields(TrustParams)} == {
+        "registry_host", "mirror_url", "docker_certs_dir", "install_system_trust",
+        "configure_docker_mirror", "docker_daemon_json_path", "use_sudo", "instance",
+        "system_ca_dir",
+    }
+    # ... every string one refuses a PEM (multi-line), so none can carry one into the text ...
+    for field in ("registry_host", "mirror_url", "docker_certs_dir",
+                  "docker_daemon_json_path", "instance", "system_ca_dir"):
+        with pytest.raises(ValueError):
+            render_install_script(make(**{field: "/x" + PEM}))
+    for render in RENDERERS:
+        text = render(make())
+        assert not re.search(r"^[A-Za-z0-9+/]{40,}={0,2}$", text, re.M)  # no base64 body line
+    # ... and the install takes the CA from stdin (a bare `cat` into its temp dir).
+    assert re.search(r'^cat >"\$T_TMP/ca\.crt"$', render_install_script(make()), re.M)
+    stdin_cat = re.compile(r'^\s*cat\s*(>\s*"[^"]*")?\s*$', re.M)  # no operand, no heredoc
+    assert stdin_cat.search(render_install_script(make()))
+    assert not stdin_cat.search(render_remove_script(make()))
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/Users/ann/Library/Group Containers/certs.d", "/Users/o'brien/.docker/certs.d",
+     "/tmp/$HOME/`id`/certs.d"],
+)
+def test_paths_with_spaces_quotes_and_dollars_reach_sh_verbatim(path: str) -> None:
+    values = assignments(render_install_script(make(docker_certs_dir=path)))
+    assert values["T_CA_DIR"] == f"{path}/mirror.test:6000"
+    assert values["T_CA_FILE"] == f"{path}/mirror.test:6000/ca.crt"
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"docker_certs_dir": "relative/certs.d"},
+        {"docker_daemon_json_path": "~/daemon.json"},
+        {"system_ca_dir": "/usr/local/share/ca\ncertificates"},
+        {"registry_host": "mirror.test"},
+        {"registry_host": "mirror.test:6000/x"},
+        {"mirror_url": "ftp://mirror.test:6000"},
+        {"mirror_url": "https://mirror.test:6000/v2/"},
+        {"instance": "../escape"},
+        {"instance": "has space"},
+    ],
+)
+def test_invalid_parameters_are_rejected(override: dict[str, object]) -> None:
+    for render in RENDERERS:
+        with pytest.raises(ValueError):
+            render(make(**override))
+
+
+@pytest.mark.parametrize("system,mirror", list(itertools.product([False, True], repeat=2)))
+def test_disabled_features_are_absent_from_both_scripts(system: bool, mirror: bool) -> None:
+    p = make(install_system_trust=system, configure_docker_mirror=mirror)
+    for render in RENDERERS:
+        text = render(p)
+        assert ("update-ca-certificates" in text) is system
+        assert ("security " in text) is system
+        assert ("daemon.json" in text) is mirror
+        assert ("python3" in text) is mirror
+
+
+def test_without_use_sudo_no_command_runs_through_sudo() -> None:
+    for render in RENDERERS:
+        with_sudo, without = render(make(use_sudo=True)), render(make(use_sudo=False))
+        assert re.search(r'^\s*sudo -n "\$@"', with_sudo, re.M)
+        assert re.search(r"^\s*sudo -n true", with_sudo, re.M)
+        commands = [ln for ln in without.splitlines() if not ln.lstrip().startswith("#")]
+        assert not [ln for ln in commands if re.match(r"^\s*sudo\b", ln)]
+        assert "registry-mirror:trustUseSudo true" in without
+
