@@ -177,6 +177,32 @@ class RegistrySettings:
 
 
 @dataclass(frozen=True)
+class DockerHost:
+    """Where the Docker daemon runs, from the provider's standard `docker:host` config.
+
+    Docker reads `certs.d` on the host whose daemon pulls: a local daemon gets the trust
+    locally, an `ssh://` daemon over SSH, and a `tcp://` daemon (no shell to run anything
+    on) only gets the exact steps as a stack output.
+    """
+
+    url: str | None = None  # None: the local daemon (DOCKER_HOST or the default socket)
+
+    @property
+    def kind(self) -> str:
+        if self.url is None or self.url.startswith(("unix://", "npipe://")):
+            return "local"
+        return "ssh" if self.url.startswith("ssh://") else "tcp"
+
+    @property
+    def ssh(self) -> tuple[str | None, str, int]:
+        """(user, host, port) of an ssh:// URL."""
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.url or "")
+        return parts.username, parts.hostname or "", parts.port or 22
+
+
+@dataclass(frozen=True)
 class TrustSettings:
     install_trust: bool
     install_system_trust: bool
@@ -184,6 +210,7 @@ class TrustSettings:
     docker_certs_dir: str
     docker_daemon_json_path: str
     use_sudo: bool
+    docker_host: DockerHost = field(default_factory=DockerHost)
 
 
 @dataclass(frozen=True)
@@ -326,6 +353,18 @@ class _Reader:
         return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _docker_host(url: str | None, r: _Reader) -> DockerHost:
+    if url is None or not url.strip():
+        return DockerHost()
+    url = url.strip()
+    host = DockerHost(url)
+    if not url.startswith(("unix://", "npipe://", "ssh://", "tcp://")):
+        r.errors.append(f"docker:host = {url!r} is invalid: must be unix://, npipe://, ssh:// or tcp://")
+    elif host.kind == "ssh" and not host.ssh[1]:
+        r.errors.append(f"docker:host = {url!r} is invalid: an ssh:// URL needs a host (ssh://user@host)")
+    return host
+
+
 def _expand(path: str) -> str:
     return os.path.expanduser(path)
 
@@ -336,6 +375,7 @@ def parse(
     project: str = PROJECT,
     stack: str,
     secrets: Mapping[str, Any] | None = None,
+    docker_host: str | None = None,
 ) -> Settings:
     """Parse raw config values (key without project prefix -> string) into Settings.
 
@@ -442,6 +482,7 @@ def parse(
         docker_certs_dir=_expand(r.string("dockerCertsDir", lambda v: _expand(v).startswith("/"), absolute)),
         docker_daemon_json_path=_expand(r.string("dockerDaemonJsonPath", lambda v: _expand(v).startswith("/"), absolute)),
         use_sudo=r.boolean("trustUseSudo"),
+        docker_host=_docker_host(docker_host, r),
     )
     if not trust.install_trust:
         for key in ("installSystemTrust", "configureDockerMirror"):
@@ -551,4 +592,5 @@ def load() -> Settings:
             if runtime_config.is_config_secret(prefix + key):
                 secrets[key] = config.require_secret(key)
             values[key] = "<set>"  # the plain value is never kept
-    return parse(values, project=pulumi.get_project(), stack=pulumi.get_stack(), secrets=secrets)
+    return parse(values, project=pulumi.get_project(), stack=pulumi.get_stack(), secrets=secrets,
+                 docker_host=everything.get("docker:host") or os.environ.get("DOCKER_HOST"))

@@ -45,5 +45,8 @@ def stack_outputs(
         "registryContainer": mirror.container_name,
         "registryVolume": mirror.volume_name,
         "trustInstalled": trust is not None,
+        "trustInstalledOn": trust.where if trust is not None else "nowhere",
+        "trustSteps": clients.manual_trust_steps(settings.trust.docker_certs_dir, registry.host,
+                                                 settings.naming.stack),
         "stack": pulumi.get_stack(),
     }

@@ -28,3 +28,15 @@ def containerd_hosts_toml(mirror_url: str, ca_path: str) -> str:
 def docker_ca_path(certs_dir: str, registry_host: str) -> str:
     """Docker's fixed layout for a registry's CA."""
     return f"{certs_dir.rstrip('/')}/{registry_host}/ca.crt"
+
+
+def manual_trust_steps(certs_dir: str, registry_host: str, stack: str) -> str:
+    """Commands that install the CA by hand on the host whose Docker daemon pulls."""
+    ca_path = docker_ca_path(certs_dir, registry_host)
+    directory = ca_path.rsplit("/", 1)[0]
+    return (
+        f"# on the Docker host (Docker reads certs.d on the host whose daemon pulls):\n"
+        f"sudo mkdir -p '{directory}'\n"
+        f"pulumi stack output --stack {stack} caCertPem | ssh <docker-host> "
+        f"\"sudo tee '{ca_path}' >/dev/null\"\n"
+    )

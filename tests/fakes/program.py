@@ -219,15 +219,19 @@ def evaluate(
     stack: str = "dev",
     secrets: dict[str, str] | None = None,
     project: str = PROJECT,
+    other_config: dict[str, str] | None = None,
 ) -> Evaluation:
-    """Run `__main__.py` for one stack config (keys without the project prefix)."""
+    """Run `__main__.py` for one stack config (keys without the project prefix).
+
+    `other_config` holds keys of other namespaces as they are, e.g. {"docker:host": ...}.
+    """
     config = dict(config or {})
     secrets = dict(secrets or {})
     mocks = RecordingMocks()
     monitor = RecordingMonitor(mocks)
     set_root_resource(None)  # type: ignore[arg-type]
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
-    full = {f"{project}:{k}": str(v) for k, v in (config | secrets).items()}
+    full = {f"{project}:{k}": str(v) for k, v in (config | secrets).items()} | dict(other_config or {})
     pulumi.runtime.set_all_config(full, secret_keys=[f"{project}:{k}" for k in secrets])
 
     SETTINGS.rpc_manager.clear()
