@@ -11,7 +11,6 @@ import http.server
 import json
 import re
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ import pytest
 
 from configs.alloy import alloy_command, alloy_healthcheck, render_alloy_config
 from tests.conftest import require_tool
+from tests.unit.conftest import StatusHandler
 
 # Sources (repository, path @ commit)
 DISCOVERY_DOCKER_DOC = (
@@ -602,34 +602,9 @@ def test_alloy_command_runs_the_config_listening_on_all_interfaces() -> None:
     assert alloy_command("/x.alloy")[-1] == "/x.alloy"
 
 
-class _StatusHandler(http.server.BaseHTTPRequestHandler):
-    status = 200
-    paths: list[str] = []
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        type(self).paths.append(self.path)
-        self.send_response(type(self).status)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
 
 
-@pytest.fixture
-def status_server() -> Iterator[tuple[int, type[_StatusHandler]]]:
-    handler = type("Handler", (_StatusHandler,), {"status": 200, "paths": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1], handler
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-def test_healthcheck_passes_on_ready_200_and_fails_otherwise(status_server: tuple[int, type[_StatusHandler]]) -> None:
+def test_healthcheck_passes_on_ready_200_and_fails_otherwise(status_server: tuple[int, type[StatusHandler]]) -> None:
     bash = require_tool("bash")
     port, handler = status_server
     test = alloy_healthcheck(port)
@@ -643,7 +618,7 @@ def test_healthcheck_passes_on_ready_200_and_fails_otherwise(status_server: tupl
 
 def test_healthcheck_fails_when_nothing_listens() -> None:
     bash = require_tool("bash")
-    with http.server.HTTPServer(("127.0.0.1", 0), _StatusHandler) as probe:
+    with http.server.HTTPServer(("127.0.0.1", 0), StatusHandler) as probe:
         free_port = probe.server_address[1]  # bound, then closed on exit: nothing listens after
     result = subprocess.run([bash, *alloy_healthcheck(free_port)[2:]], timeout=10, check=False, capture_output=True)
     assert result.returncode != 0

@@ -8,13 +8,10 @@ against a local HTTP server.
 
 from __future__ import annotations
 
-import http.server
 import os
 import re
 import stat
 import subprocess
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +26,7 @@ from configs.grafana import (
     render_grafana_entrypoint,
 )
 from tests.conftest import require_tool
+from tests.unit.conftest import StatusHandler
 
 # Sources (repository, path @ commit)
 PROVISIONING_DOC = (
@@ -411,34 +409,9 @@ def test_entrypoint_parameters_are_validated() -> None:
 # --- healthcheck ----------------------------------------------------------------------------
 
 
-class _StatusHandler(http.server.BaseHTTPRequestHandler):
-    status = 200
-    paths: list[str] = []
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        type(self).paths.append(self.path)
-        self.send_response(type(self).status)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
 
 
-@pytest.fixture
-def status_server() -> Iterator[tuple[int, type[_StatusHandler]]]:
-    handler = type("Handler", (_StatusHandler,), {"status": 200, "paths": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1], handler
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-def test_healthcheck_curls_api_health(status_server: tuple[int, type[_StatusHandler]]) -> None:
+def test_healthcheck_curls_api_health(status_server: tuple[int, type[StatusHandler]]) -> None:
     curl = require_tool("curl")
     port, handler = status_server
     test = grafana_healthcheck(port)

@@ -7,10 +7,7 @@ HTTP server.
 
 from __future__ import annotations
 
-import http.server
 import subprocess
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +15,7 @@ import yaml
 
 from configs.jaeger import jaeger_command, jaeger_healthcheck, registry_otel_env, render_jaeger_config
 from tests.conftest import require_tool
+from tests.unit.conftest import StatusHandler
 
 # Sources (repository, path @ commit)
 ALL_IN_ONE = "jaegertracing/jaeger cmd/jaeger/internal/all-in-one.yaml @ a46bf373cc047bb66503a9f0e82627f0c12fbc0c"
@@ -192,34 +190,9 @@ def test_other_images_get_no_healthcheck(image: str) -> None:
     assert jaeger_healthcheck(image) is None
 
 
-class _StatusHandler(http.server.BaseHTTPRequestHandler):
-    status = 200
-    paths: list[str] = []
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        type(self).paths.append(self.path)
-        self.send_response(type(self).status)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
 
 
-@pytest.fixture
-def status_server() -> Iterator[tuple[int, type[_StatusHandler]]]:
-    handler = type("Handler", (_StatusHandler,), {"status": 200, "paths": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1], handler
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-def test_healthcheck_command_follows_the_health_status(status_server: tuple[int, type[_StatusHandler]]) -> None:
+def test_healthcheck_command_follows_the_health_status(status_server: tuple[int, type[StatusHandler]]) -> None:
     wget = require_tool("wget")
     port, handler = status_server
     test = jaeger_healthcheck("jaegertracing/jaeger:2.21.0", health_port=port)
