@@ -490,7 +490,9 @@ def parse(
                 r.fail(key, "true", "needs installTrust: true (the trust step is off)")
 
     image_rule = "must be an image reference such as name:tag"
-    retention = r.string("lokiRetention", lambda v: bool(re.fullmatch(r"[0-9]+h", v)), "must be whole hours such as 168h")
+    # Loki's compactor refuses a retention period under 24h
+    retention = r.string("lokiRetention", lambda v: bool(re.fullmatch(r"[0-9]+h", v)) and int(v[:-1]) >= 24,
+                         "must be whole hours of at least 24h, such as 168h")
     monitoring = MonitoringSettings(
         enabled=r.boolean("monitoring"),
         tracing=r.boolean("tracing"),
@@ -535,7 +537,7 @@ def parse(
 _SERVICE_KEYS = {
     "monitoring": ("uiBindAddress", "grafanaPort", "prometheusPort", "prometheusImage", "blackboxImage",
                    "grafanaImage", "prometheusRetention", "grafanaAdminUser", "grafanaAdminPassword",
-                   "grafanaAnonymous", "tracing", "logging"),
+                   "grafanaAnonymous"),
     "tracing": ("jaegerPort", "jaegerImage"),
     "logging": ("lokiPort", "lokiImage", "lokiRetention", "alloyPort", "alloyImage"),
 }

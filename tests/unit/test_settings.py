@@ -127,6 +127,8 @@ INVALID = [
     ({"tagConcurrencyLimit": "0"}, "tagConcurrencyLimit", "'0'", "1 to 1000"),
     ({"dockerCertsDir": "relative/dir"}, "dockerCertsDir", "'relative/dir'", "absolute path"),
     ({"portOffset": "-1"}, "portOffset", "'-1'", "0 to 60000"),
+    ({"lokiRetention": "12h"}, "lokiRetention", "'12h'", "at least 24h"),
+    ({"prometheusRetention": "two weeks"}, "prometheusRetention", "'two weeks'", "Prometheus duration"),
 ]
 
 
@@ -189,3 +191,16 @@ def test_settings_error_is_a_pulumi_run_error_so_preview_prints_no_stack_trace()
     import pulumi
 
     assert issubclass(SettingsError, pulumi.RunError)
+
+
+def test_monitoring_off_accepts_its_sub_switches_off_too():
+    s = parse({"monitoring": "false", "tracing": "false", "logging": "false"}, stack="dev")
+    assert not s.monitoring.enabled
+
+
+def test_offsets_in_steps_of_1000_keep_three_default_stacks_apart_but_3000_apart_collide():
+    def ports(offset):
+        return set(parse({"portOffset": str(offset)}, stack="s").published_ports().values())
+    assert not ports(0) & ports(1000) and not ports(0) & ports(2000) and not ports(1000) & ports(2000)
+    assert ports(0) & ports(3000) == {6000}  # Grafana 3000+3000 meets the registry: documented
+    assert not (ports(0) | ports(1000) | ports(2000)) & (ports(10000) | ports(11000))
