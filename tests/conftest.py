@@ -26,6 +26,7 @@ TOOL_PACKAGES = {
     "update-ca-certificates": "ca-certificates",
     "wget": "wget",
     "curl": "curl",
+    "make": "make",
 }
 
 

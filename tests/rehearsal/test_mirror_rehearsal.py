@@ -147,6 +147,18 @@ def test_catalog_lists_the_pulled_repository(tmp_path: Path, rehearsal: Rehearsa
     assert REPO in catalog(rehearsal.url, context=rehearsal.ssl_context())
 
 
+def wait_for_blobs(storage: Path, digests: tuple[str, ...], timeout: float = 30.0) -> None:
+    """Until every blob has landed in the filesystem driver's layout, or fail."""
+    deadline = time.monotonic() + timeout
+    paths = [storage / "docker/registry/v2/blobs/sha256" / d.split(":")[1][:2] / d.split(":")[1] / "data"
+             for d in digests]
+    while not all(p.exists() for p in paths):
+        if time.monotonic() > deadline:
+            missing = [str(p) for p in paths if not p.exists()]
+            raise AssertionError(f"blobs not cached after {timeout}s: {missing}")
+        time.sleep(0.05)
+
+
 def test_cached_image_still_pulls_with_the_upstream_stopped(
     tmp_path: Path, evaluation: Evaluation, image: tuple[Path, ImageInfo]
 ):
@@ -159,6 +171,8 @@ def test_cached_image_still_pulls_with_the_upstream_stopped(
         images=[(image[0], f"{REPO}:{TAG}"), (other_dir, "library/other:never-pulled")],
     ) as mirror:
         pull_through(mirror.host_port, f"{REPO}:{TAG}", mirror.ca_dir, tmp_path / "warm")
+        # 2.8 stores a proxied blob in the background after serving it: wait for the cache
+        wait_for_blobs(mirror.storage, info.blob_digests)
         mirror.stop_upstream()
         assert mirror.upstream.registry.process.poll() is not None
         with pytest.raises(urllib.error.URLError):
