@@ -1,6 +1,6 @@
 # The familiar `make` targets of the old setup, as thin wrappers:
 #   up/test       -> scripts/up.sh, scripts/test.sh
-#   preview/down  -> pulumi preview/destroy, with the state backend and passphrase up.sh uses
+#   preview/down  -> scripts/up.sh with PULUMI_COMMAND=preview/destroy (same backend, passphrase)
 #   the rest      -> mirrorctl (python -m mirrorctl; docs/operator-commands.md)
 # Variables: STACK (dev), ARGS (extra arguments), REPO, TAG/REF, SERVICE, APPLY=1, FOLLOW=1,
 # MIRRORCTL_FLAGS (global mirrorctl flags, e.g. --url URL --ca FILE without a Pulumi CLI).
@@ -23,12 +23,6 @@ PULUMI_STATE_DIR ?= $(CURDIR)/.pulumi-state
 
 MIRRORCTL = $(strip $(PYTHON) -m mirrorctl --stack $(STACK) $(MIRRORCTL_FLAGS))
 
-# The same backend and passphrase file scripts/up.sh uses; explicit PULUMI_* settings win.
-PULUMI_ENV = export PULUMI_BACKEND_URL="$${PULUMI_BACKEND_URL:-file://$(PULUMI_STATE_DIR)}"; \
-	if [ -z "$${PULUMI_CONFIG_PASSPHRASE:-}$${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ] \
-	  && [ -f "$(CURDIR)/.pulumi-passphrase" ]; then \
-	  export PULUMI_CONFIG_PASSPHRASE_FILE="$(CURDIR)/.pulumi-passphrase"; fi;
-
 .PHONY: help up preview down test status catalog tags manifest metrics verify-certs gc logs
 
 help: ## Show the targets
@@ -39,13 +33,11 @@ help: ## Show the targets
 up: ## Create or update the stack (scripts/up.sh; ARGS=--yes to skip the prompt)
 	STACK=$(STACK) scripts/up.sh $(ARGS)
 
-preview: ## Show what `up` would change (after a first `make up`)
-	@command -v pulumi >/dev/null || { echo "the Pulumi CLI is not installed" >&2; exit 1; }
-	$(PULUMI_ENV) pulumi preview --stack $(STACK) $(ARGS)
+preview: ## Show what `up` would change
+	PULUMI_COMMAND=preview STACK=$(STACK) scripts/up.sh $(ARGS)
 
 down: ## Destroy the stack's containers (volumes kept when keepDataOnDestroy=true)
-	@command -v pulumi >/dev/null || { echo "the Pulumi CLI is not installed" >&2; exit 1; }
-	$(PULUMI_ENV) pulumi destroy --stack $(STACK) $(ARGS)
+	PULUMI_COMMAND=destroy STACK=$(STACK) scripts/up.sh $(ARGS)
 
 test: ## Lint, type-check and run every test (scripts/test.sh; ARGS=pytest arguments)
 	scripts/test.sh $(ARGS)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The main job: venv + dependencies, a local file state backend with a passphrase, the stack
 # `dev` (or $STACK), then `pulumi up`. Extra arguments go to `pulumi up` (e.g. --yes).
+# PULUMI_COMMAND=preview|destroy|refresh runs that instead, with the same backend (make
+# preview / make down).
 #
 # The state passphrase comes from PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE;
 # without either, a random one is generated once into .pulumi-passphrase (mode 0600,
@@ -9,6 +11,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 stack="${STACK:-dev}"
+verb="${PULUMI_COMMAND:-up}"
+case "$verb" in
+  up|preview|destroy|refresh) ;;
+  *) echo "registry-mirror: PULUMI_COMMAND must be up, preview, destroy or refresh (got '$verb')" >&2; exit 2 ;;
+esac
 state_dir="${PULUMI_STATE_DIR:-$PWD/.pulumi-state}"
 
 command -v pulumi >/dev/null 2>&1 || {
@@ -38,4 +45,4 @@ fi
 mkdir -p "$state_dir"
 pulumi login "file://$state_dir"
 pulumi stack select "$stack" 2>/dev/null || pulumi stack init "$stack" --secrets-provider passphrase
-pulumi up --stack "$stack" "$@"
+pulumi "$verb" --stack "$stack" "$@"

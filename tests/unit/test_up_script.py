@@ -124,3 +124,19 @@ def test_passphrase_file_is_git_ignored():
     ignored = (ROOT / ".gitignore").read_text().split()
     assert ".pulumi-passphrase" in ignored and ".pulumi-state/" in ignored
     assert os.access(ROOT / "scripts" / "up.sh", os.X_OK)
+
+
+def test_preview_and_destroy_use_the_same_backend_and_stack(checkout, tmp_path):
+    run_up(checkout, tmp_path)
+    proc, calls = run_up(checkout, tmp_path, "--diff", env={"PULUMI_COMMAND": "preview"})
+    assert proc.returncode == 0, proc.stderr
+    assert [c[0] for c in calls][-3:] == [f"login file://{checkout}/.pulumi-state", "stack select dev",
+                                          "preview --stack dev --diff"]
+    proc, calls = run_up(checkout, tmp_path, "--yes", env={"PULUMI_COMMAND": "destroy"})
+    assert [c[0] for c in calls][-1] == "destroy --stack dev --yes"
+
+
+def test_an_unknown_pulumi_command_is_refused_before_anything_runs(checkout, tmp_path):
+    proc, calls = run_up(checkout, tmp_path, env={"PULUMI_COMMAND": "rm"})
+    assert proc.returncode == 2 and calls == []
+    assert "PULUMI_COMMAND must be up, preview, destroy or refresh" in proc.stderr
