@@ -140,3 +140,13 @@ def test_an_unknown_pulumi_command_is_refused_before_anything_runs(checkout, tmp
     proc, calls = run_up(checkout, tmp_path, env={"PULUMI_COMMAND": "rm"})
     assert proc.returncode == 2 and calls == []
     assert "PULUMI_COMMAND must be up, preview, destroy or refresh" in proc.stderr
+
+
+def test_the_projects_shell_scripts_pass_shellcheck():
+    from tests.conftest import require_tool
+
+    shellcheck = require_tool("shellcheck")
+    scripts = [ROOT / "scripts" / "up.sh", ROOT / "scripts" / "test.sh", ROOT / ".ci" / "run"]
+    proc = subprocess.run([shellcheck, "--shell=bash", *map(str, scripts)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stdout
