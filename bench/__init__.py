@@ -1,0 +1,1 @@
+"""Benchmarks of the mirror (python -m bench.run): scripts that print figures, not tests."""
