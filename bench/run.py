@@ -625,8 +625,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         concurrency.append(entry)
         report, summary = render_report(args, info, images, measurements, concurrency, cost)
         elapsed = time.perf_counter() - started
-        entry = os.environ.get("BENCH_ENTRY", "python -m bench.run")
-        command = entry + " " + " ".join(sys.argv[1:] if argv is None else argv)
+        entry_point = os.environ.get("BENCH_ENTRY", "python -m bench.run")
+        command = entry_point + " " + " ".join(sys.argv[1:] if argv is None else argv)
         say("")
         say(f"$ {command.strip()}")
         say(report)
