@@ -8,6 +8,7 @@ Loki + Alloy off; the whole stack comes with `monitoring`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -50,7 +51,7 @@ class ServiceComponent(pulumi.ComponentResource):
         for purpose, path in volumes:
             volume = named_volume(self, naming, spec.service, purpose, keep_data)
             mounts.append(Mount(path, volume_name=volume.name))
-        spec = ServiceSpec(**{**spec.__dict__, "mounts": mounts})
+        spec = dataclasses.replace(spec, mounts=mounts)
         # a component's depends_on does not reach its children: hand it to the container
         resources = service_container(self, naming, network, spec, depends_on=depends_on)
         self.container_name: pulumi.Output[str] = resources.container.name
