@@ -146,7 +146,8 @@ def test_the_projects_shell_scripts_pass_shellcheck():
     from tests.conftest import require_tool
 
     shellcheck = require_tool("shellcheck")
-    scripts = [ROOT / "scripts" / "up.sh", ROOT / "scripts" / "test.sh", ROOT / ".ci" / "run"]
-    proc = subprocess.run([shellcheck, "--shell=bash", *map(str, scripts)], capture_output=True, text=True,
-                          timeout=60)
+    scripts = [ROOT / "scripts" / "up.sh", ROOT / "scripts" / "test.sh", ROOT / "scripts" / "lib.sh",
+                ROOT / "bench" / "run.sh", ROOT / ".ci" / "run"]
+    proc = subprocess.run([shellcheck, "--shell=bash", "-x", *map(str, scripts)], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout

@@ -1,0 +1,33 @@
+# shellcheck shell=bash
+# Shared set-up steps, sourced by scripts/test.sh and bench/run.sh (run from the repo root).
+
+# The dev venv (.venv) from requirements-dev.txt, rebuilt when a requirements file changed.
+ensure_dev_venv() {
+  local venv=.venv
+  if [ ! -x "$venv/bin/python" ] || ! cmp -s requirements-dev.txt "$venv/.requirements-dev.txt" \
+      || ! cmp -s requirements.txt "$venv/.requirements.txt"; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --upgrade pip
+    "$venv/bin/pip" install --quiet -r requirements-dev.txt
+    cp requirements-dev.txt "$venv/.requirements-dev.txt"
+    cp requirements.txt "$venv/.requirements.txt"
+  fi
+}
+
+# ensure_debian_tools "TOOL..." "PACKAGE...": install the packages when a tool is missing.
+ensure_debian_tools() {
+  local tools="$1" packages="$2" missing="" tool sudo=""
+  for tool in $tools; do
+    PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
+  done
+  [ -n "$missing" ] || return 0
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "warning: tools missing:$missing (install the Debian packages: $packages)" >&2
+    return 0
+  fi
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing (missing:$missing): $packages"
+  $sudo apt-get update -qq
+  # shellcheck disable=SC2086  # a list of package names
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $packages >/dev/null
+}
