@@ -204,3 +204,9 @@ def test_offsets_in_steps_of_1000_keep_three_default_stacks_apart_but_3000_apart
     assert not ports(0) & ports(1000) and not ports(0) & ports(2000) and not ports(1000) & ports(2000)
     assert ports(0) & ports(3000) == {6000}  # Grafana 3000+3000 meets the registry: documented
     assert not (ports(0) | ports(1000) | ports(2000)) & (ports(10000) | ports(11000))
+
+
+def test_every_config_key_is_documented_for_users():
+    docs = (ROOT / "README.md").read_text() + (ROOT / "docs" / "operations.md").read_text()
+    missing = [s.key for s in settings.SPECS if f"`{s.key}`" not in docs]
+    assert missing == []
