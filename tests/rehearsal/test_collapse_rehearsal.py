@@ -35,6 +35,7 @@ from bench.throttle import ThrottleProxy
 from configs.collapse import TOKEN_PATH
 from tests.conftest import require_tool
 from tests.fakes.program import Evaluation, evaluate
+from tests.http_stub import serve_http
 from tests.rehearsal.oci import ImageInfo, blob_path, make_oci_image
 from tests.rehearsal.registry_proc import (
     SkopeoError,
@@ -193,17 +194,9 @@ def stub_server(answer: Callable[[str, str], Answer]) -> Iterator[Stub]:
         do_GET = _serve  # noqa: N815 (http.server's method names)
         do_HEAD = _serve  # noqa: N815
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    stub.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serve_http(Handler) as port:
+        stub.port = port
         yield stub
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def get(url: str, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:

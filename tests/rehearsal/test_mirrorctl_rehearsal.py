@@ -33,7 +33,6 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -63,6 +62,7 @@ from mirrorctl.registry import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Registr
 from mirrorctl.transport import make_client
 from tests.conftest import require_tool
 from tests.fakes.program import Evaluation, evaluate
+from tests.http_stub import serve_http
 from tests.rehearsal.oci import CONFIG_MEDIA_TYPE, REF_NAME, ImageInfo, make_oci_image
 from tests.rehearsal.registry_proc import (
     RehearsalMirror,
@@ -139,15 +139,8 @@ def v3_debug_server() -> Iterator[str]:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             return
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve_http(Handler) as port:
+        yield f"127.0.0.1:{port}"
 
 
 # ----------------------------------------------------------------------- the rehearsal

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import http.server
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from tests.http_stub import serve_http
 
 
 @pytest.fixture(autouse=True)
@@ -34,12 +35,5 @@ class StatusHandler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def status_server() -> Iterator[tuple[int, type[StatusHandler]]]:
     handler = type("Handler", (StatusHandler,), {"status": 200, "paths": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1], handler
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve_http(handler) as port:
+        yield port, handler

@@ -26,7 +26,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from mirrorctl.registry import check_reference, normalize_repository
 from mirrorctl.stack import StackContext, pulumi_env, read_pulumi_outputs
 from mirrorctl.transport import tls_context
 from tests.conftest import require_tool
+from tests.http_stub import serve_http
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI_TIMEOUT = 60
@@ -767,15 +767,8 @@ class _HealthHandler(http.server.BaseHTTPRequestHandler):
 @contextlib.contextmanager
 def stand_in(answers: dict[str, tuple[int, str]]) -> Iterator[tuple[str, list[str]]]:
     handler = type("Handler", (_HealthHandler,), {"answers": answers, "seen": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler.seen
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve_http(handler) as port:
+        yield f"http://127.0.0.1:{port}", handler.seen
 
 
 def test_status_asks_each_service_its_documented_health_path_and_reports_a_503() -> None:

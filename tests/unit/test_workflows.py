@@ -21,7 +21,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +31,7 @@ import yaml
 
 import settings
 from tests.conftest import require_tool
+from tests.http_stub import serve_http
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -388,15 +388,8 @@ class FakeServices(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def services() -> Iterator[str]:
     FakeServices.registry_up, FakeServices.loki_status, FakeServices.queries = "1", 200, []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeServices)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve_http(FakeServices) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 FAKE_PULUMI = """\
