@@ -20,7 +20,9 @@ from typing import Any
 
 import pulumi
 
-PROJECT = "registry-mirror"
+from contract import IMAGES, PROJECT, Naming
+
+__all__ = ["Naming", "PROJECT"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("dockerHubUsername", "string", None, "Docker Hub user for authenticated pulls (with dockerHubPassword)."),
     Spec("dockerHubPassword", "string", None, "Docker Hub password or access token (secret).", secret=True),
     Spec("proxyTtl", "string", "168h", "How long cached content is kept before it is fetched again (Go duration; 0 = never expire)."),
-    Spec("registryImage", "string", "registry:3.1.1", "Registry image (distribution v3)."),
+    Spec("registryImage", "string", IMAGES["registry"], "Registry image (distribution v3)."),
     Spec("registryMemoryLimitMb", "integer", 512, "Memory limit of the registry container, in MiB."),
     Spec("tagConcurrencyLimit", "integer", 5, "The registry's storage.tag.concurrencylimit."),
     Spec("keepDataOnDestroy", "boolean", True, "Keep the cache and monitoring volumes when the stack is destroyed."),
@@ -77,12 +79,12 @@ SPECS: tuple[Spec, ...] = (
     Spec("jaegerPort", "integer", 16686, "Host port of the Jaeger UI."),
     Spec("lokiPort", "integer", 3100, "Host port of Loki."),
     Spec("alloyPort", "integer", 12345, "Host port of the Alloy UI."),
-    Spec("prometheusImage", "string", "prom/prometheus:v3.7.3", "Prometheus image."),
-    Spec("blackboxImage", "string", "prom/blackbox-exporter:v0.27.0", "Blackbox exporter image."),
-    Spec("jaegerImage", "string", "jaegertracing/jaeger:2.11.0", "Jaeger v2 image."),
-    Spec("lokiImage", "string", "grafana/loki:3.5.7", "Loki image."),
-    Spec("alloyImage", "string", "grafana/alloy:v1.11.3", "Grafana Alloy image."),
-    Spec("grafanaImage", "string", "grafana/grafana:12.2.1", "Grafana image."),
+    Spec("prometheusImage", "string", IMAGES["prometheus"], "Prometheus image."),
+    Spec("blackboxImage", "string", IMAGES["blackbox"], "Blackbox exporter image."),
+    Spec("jaegerImage", "string", IMAGES["jaeger"], "Jaeger v2 image."),
+    Spec("lokiImage", "string", IMAGES["loki"], "Loki image."),
+    Spec("alloyImage", "string", IMAGES["alloy"], "Grafana Alloy image."),
+    Spec("grafanaImage", "string", IMAGES["grafana"], "Grafana image."),
     Spec("prometheusRetention", "string", "15d", "Prometheus TSDB retention (Prometheus duration)."),
     Spec("lokiRetention", "string", "168h", "Loki log retention (hours, e.g. 168h)."),
     Spec("grafanaAdminUser", "string", "admin", "Grafana admin user."),
@@ -99,28 +101,6 @@ class SettingsError(pulumi.RunError):
 
 
 # --- the settings --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Naming:
-    """Names of Docker objects and labels: project + stack, so stacks never collide."""
-
-    project: str
-    stack: str
-
-    @property
-    def prefix(self) -> str:
-        return f"{self.project}-{self.stack}"
-
-    def docker_name(self, service: str) -> str:
-        return f"{self.prefix}-{service}"
-
-    def labels(self, service: str) -> dict[str, str]:
-        return {
-            "registry-mirror.project": self.project,
-            "registry-mirror.stack": self.stack,
-            "registry-mirror.service": service,
-        }
 
 
 @dataclass(frozen=True)
