@@ -32,14 +32,6 @@ from cryptography import x509
 from configs.blackbox import MODULE, render_blackbox_config
 from configs.metrics import V3_ONLY_METRIC_NAMES
 from configs.prometheus import (
-    ALLOY_TARGET,
-    BLACKBOX_ADDRESS,
-    GRAFANA_TARGET,
-    JAEGER_METRICS_TARGET,
-    LOKI_TARGET,
-    PROMETHEUS_TARGET,
-    REGISTRY_METRICS_TARGET,
-    REGISTRY_PROBE_URL,
     RULES_PATH,
     render_alert_rules,
     render_prometheus_config,
@@ -312,12 +304,14 @@ def loopback_config(rendered: str, targets: dict[str, str], blackbox_address: st
     config = yaml.safe_load(rendered)
     original = copy.deepcopy(config)
     config["rule_files"] = [rules_path]
+    rendered_targets = {t for job in config["scrape_configs"] for g in job["static_configs"] for t in g["targets"]}
+    assert rendered_targets <= set(targets), f"targets the rehearsal does not know: {rendered_targets - set(targets)}"
     for job in config["scrape_configs"]:
         for group in job["static_configs"]:
             group["targets"] = [targets[target] for target in group["targets"]]
         for step in job.get("relabel_configs", []):
             if step.get("target_label") == "__address__":
-                assert step["replacement"] == BLACKBOX_ADDRESS
+                assert step["replacement"] == BLACKBOX_SERVICE
                 step["replacement"] = blackbox_address
     # nothing else changed: undo the rewrites and compare with the rendered file
     undone = copy.deepcopy(config)
@@ -362,6 +356,15 @@ class Stack:
 # Jobs of services that cannot run here; their targets point at closed loopback ports.
 ABSENT_JOBS = frozenset({"jaeger", "loki", "alloy", "grafana"})
 
+# The scrape targets as the docs and the services' official images name them (network alias
+# and the port the image listens on), written here rather than imported from
+# configs/prometheus.py: a wrong constant there must leave a target this map does not know.
+REGISTRY_DEBUG = "registry:5001"  # distribution's http.debug
+REGISTRY_API_PROBE = "https://registry:5000/v2/"  # the TLS API, probed through blackbox
+PROMETHEUS_SELF = "localhost:9090"
+BLACKBOX_SERVICE = "blackbox:9115"
+ABSENT_TARGETS = ("jaeger:8888", "loki:3100", "alloy:12345", "grafana:3000")
+
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
@@ -382,9 +385,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         rules.write_text(render_alert_rules())
         address = f"127.0.0.1:{free_port()}"
         targets = {
-            REGISTRY_METRICS_TARGET: mirror.debug,
-            REGISTRY_PROBE_URL: mirror.probe_url,
-            PROMETHEUS_TARGET: address,
+            REGISTRY_DEBUG: mirror.debug,
+            REGISTRY_API_PROBE: mirror.probe_url,
+            PROMETHEUS_SELF: address,
             **{target: f"127.0.0.1:{free_port()}" for target in ABSENT_TARGETS},
         }
         rendered = render_prometheus_config(scrape_interval="1s", evaluation_interval="1s")
@@ -398,9 +401,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         ]
         running.enter_context(_process(args, directory / "prometheus.log", f"http://{address}/-/ready"))
         yield Stack(pki, mirror, blackbox, f"http://{address}", ABSENT_JOBS)
-
-
-ABSENT_TARGETS = (JAEGER_METRICS_TARGET, LOKI_TARGET, ALLOY_TARGET, GRAFANA_TARGET)
 
 
 # ---------------------------------------------------------------------------------------
