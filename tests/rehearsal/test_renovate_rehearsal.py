@@ -1,0 +1,159 @@
+"""Rehearsal: Renovate itself (pinned in tools/renovate) accepts renovate.json and extracts the pins.
+
+- `renovate-config-validator --strict` accepts renovate.json and refuses a misspelt option.
+- `renovate --platform=local --dry-run=extract` on a copy of the repository's files finds,
+  with its own regex engine and managers, every image pin of contract.py and every `*Image`
+  default of Pulumi.yaml (same depName and tag in both), and every `==` pin of the
+  requirements files through the standard `pip_requirements` manager. Extraction makes no
+  registry lookup: the test checks Renovate counted zero HTTP requests.
+
+Not rehearsed: the PRs themselves (the lookups need Docker Hub and PyPI), so the grouping
+rule is checked on the extracted depNames and the rule's text only.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from contract import IMAGES
+from tests.conftest import REPO_ROOT, require_npm_tool
+
+RENOVATE_TIMEOUT = 180
+
+
+def split_image(image: str) -> tuple[str, str]:
+    name, _, tag = image.rpartition(":")
+    return name, tag
+
+
+def validate(config: Path) -> subprocess.CompletedProcess[str]:
+    validator = require_npm_tool("renovate-config-validator")
+    return subprocess.run(
+        [validator, "--strict", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=RENOVATE_TIMEOUT,
+        cwd=config.parent,
+    )
+
+
+def test_renovate_config_validator_accepts_renovate_json() -> None:
+    result = validate(REPO_ROOT / "renovate.json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Config validated successfully" in result.stdout + result.stderr
+
+
+def test_renovate_config_validator_refuses_a_misspelt_option(tmp_path: Path) -> None:
+    """Negative control: the validator reads the options, it does not only parse JSON."""
+    config = json.loads((REPO_ROOT / "renovate.json").read_text())
+    config["packageRulez"] = config.pop("packageRules")
+    (tmp_path / "renovate.json").write_text(json.dumps(config))
+    result = validate(tmp_path / "renovate.json")
+    assert result.returncode != 0, result.stdout
+    assert "packageRulez" in result.stdout + result.stderr
+
+
+def repository_files() -> list[str]:
+    """Tracked and new (not ignored) files: what a clone would hold, with local edits."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO_ROOT,
+    ).stdout.splitlines()
+    return [name for name in listed if (REPO_ROOT / name).is_file()]
+
+
+@pytest.fixture(scope="module")
+def extraction(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Renovate's extract-only dry run on a copy of the repository; its log lines, by message."""
+    renovate = require_npm_tool("renovate")
+    tmp = tmp_path_factory.mktemp("renovate")
+    copy = tmp / "repository"
+    for name in repository_files():
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / name, copy / name)
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(tmp),
+        "LOG_LEVEL": "debug",
+        "LOG_FORMAT": "json",
+        "RENOVATE_BASE_DIR": str(tmp / "renovate-base"),  # its caches, outside the copy
+    }
+    result = subprocess.run(
+        [renovate, "--platform=local", "--dry-run=extract", "--onboarding=false"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=copy,
+        timeout=RENOVATE_TIMEOUT,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    messages: dict[str, Any] = {}
+    for line in result.stdout.splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            messages.setdefault(record.get("msg", ""), record)
+    assert "Extracted dependencies" in messages, result.stdout[-4000:]
+    return messages
+
+
+def regex_pins(extraction: dict[str, Any], package_file: str) -> list[tuple[str, str, str]]:
+    files = extraction["Extracted dependencies"]["packageFiles"]["regex"]
+    [found] = [f for f in files if f["packageFile"] == package_file]
+    return [(dep["depName"], dep["currentValue"], dep["datasource"]) for dep in found["deps"]]
+
+
+def test_renovate_extracts_every_image_pin_of_contract_py(extraction: dict[str, Any]) -> None:
+    expected = [(*split_image(image), "docker") for image in IMAGES.values()]
+    assert regex_pins(extraction, "contract.py") == expected
+
+
+def test_renovate_extracts_every_image_default_of_pulumi_yaml(extraction: dict[str, Any]) -> None:
+    config = yaml.safe_load((REPO_ROOT / "Pulumi.yaml").read_text())["config"]
+    defaults = [spec["default"] for key, spec in config.items() if key.endswith("Image")]
+    assert defaults
+    assert regex_pins(extraction, "Pulumi.yaml") == [(*split_image(image), "docker") for image in defaults]
+    # the same depName in both files: the packageRule's `{{depName}}` group takes both
+    assert sorted(regex_pins(extraction, "Pulumi.yaml")) == sorted(regex_pins(extraction, "contract.py"))
+
+
+def requirement_pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            pins[name.strip()] = version.strip()
+    return pins
+
+
+@pytest.mark.parametrize("requirements", ["requirements.txt", "requirements-dev.txt"])
+def test_renovate_extracts_every_python_pin_with_the_pip_requirements_manager(
+    extraction: dict[str, Any], requirements: str
+) -> None:
+    files = extraction["Extracted dependencies"]["packageFiles"]["pip_requirements"]
+    [found] = [f for f in files if f["packageFile"] == requirements]
+    extracted = {dep["depName"]: dep["currentValue"] for dep in found["deps"] if dep["datasource"] == "pypi"}
+    expected = {name: f"=={version}" for name, version in requirement_pins(REPO_ROOT / requirements).items()}
+    assert expected
+    assert extracted == expected
+
+
+def test_renovate_extracts_the_pinned_validator_itself_with_the_npm_manager(extraction: dict[str, Any]) -> None:
+    files = extraction["Extracted dependencies"]["packageFiles"]["npm"]
+    [found] = [f for f in files if f["packageFile"] == "tools/renovate/package.json"]
+    pinned = json.loads((REPO_ROOT / "tools/renovate/package.json").read_text())["devDependencies"]["renovate"]
+    assert [(d["depName"], d["currentValue"]) for d in found["deps"]] == [("renovate", pinned)]
+
+
+def test_the_extraction_made_no_http_request(extraction: dict[str, Any]) -> None:
+    assert extraction["HTTP statistics"]["requests"] == 0
