@@ -10,7 +10,7 @@ import yaml
 import settings
 from components.container import private_network
 from components.mirror import Mirror
-from components.monitoring import Monitoring
+from components.monitoring import Monitoring, registry_telemetry_env
 from components.pki import Pki
 from tests import snapshot
 from tests.fakes.program import evaluate
@@ -25,9 +25,10 @@ def two_mirrors() -> None:
               dns_names=config.registry.san_dns_names,
               ip_addresses=config.registry.san_ip_addresses)
     network = private_network(config.naming)
-    hub = Mirror("mirror", config.registry, config.naming, network, pki)
+    telemetry = registry_telemetry_env(config.monitoring)
+    hub = Mirror("mirror", config.registry, config.naming, network, pki, telemetry)
     ghcr_settings = settings.parse(CONFIG | {"registryPort": "6001"}, stack="dev").registry
-    ghcr = Mirror("mirror-ghcr", ghcr_settings, config.naming, network, pki,
+    ghcr = Mirror("mirror-ghcr", ghcr_settings, config.naming, network, pki, telemetry,
                   instance="ghcr", remote_url="https://ghcr.io")
     Monitoring("monitoring", config.monitoring, config.naming, network, pki, [hub, ghcr],
                keep_data=True)
