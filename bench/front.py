@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from configs.collapse import render_collapse_config
+from bench.collapse import render_collapse_config
 
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
