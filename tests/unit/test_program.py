@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 
 import pytest
 import yaml
@@ -267,7 +268,9 @@ def test_stack_outputs(ev):
     assert json.loads(out["dockerDaemonConfig"]) == {"registry-mirrors": ["https://mirror.test:6010"]}
     assert out["pullExample"] == "docker pull mirror.test:6010/library/alpine:latest"
     assert out["dockerCaPath"] == "/tmp/certs.d/mirror.test:6010/ca.crt"
-    assert 'capabilities = ["pull", "resolve"]' in out["containerdHostsToml"]
+    hosts = tomllib.loads(out["containerdHostsToml"])
+    assert hosts["host"]["https://mirror.test:6010"] == {
+        "capabilities": ["pull", "resolve"], "ca": "/tmp/certs.d/mirror.test:6010/ca.crt"}
     assert out["clientKeyPem"] == ev.find(KEY, "client-key").state["privateKeyPem"]
     assert "clientKeyPem" in ev.secret_outputs
     assert "caCertPem" not in ev.secret_outputs
