@@ -1,8 +1,8 @@
 """`nginx.conf` of a blob-collapsing front between the mirror and its upstream (a prototype).
 
-Pure: plain values in, nginx config text out. Nothing in the stack uses it yet: `bench/` and
-`tests/rehearsal/test_collapse_rehearsal.py` measure it (docs/benchmarks.md). It exists because
-distribution fetches a blob from upstream once per concurrent cold request.
+Pure: plain values in, nginx config text out. Not part of the stack: the benchmark (`bench/`)
+and `tests/rehearsal/test_collapse_rehearsal.py` measure it (docs/benchmarks.md). It exists
+because distribution fetches a blob from upstream once per concurrent cold request.
 
 Upstream sources: docs/upstream-references.md
 """
