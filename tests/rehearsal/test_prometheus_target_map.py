@@ -2,30 +2,32 @@
 
 test_prometheus_rehearsal.py writes the service aliases and ports out itself (registry debug
 5001, blackbox 9115, jaeger 8888, loki 3100, alloy 12345, grafana 3000, prometheus 9090)
-instead of importing configs/prometheus.py's constants; these tests prove a rendered target
-that differs from that map stops the rehearsal instead of being mapped to loopback anyway.
+instead of taking them from the code under test; these tests prove that a rendered target
+which differs from that map stops the rehearsal instead of being mapped to loopback anyway.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from configs.prometheus import render_prometheus_config
 from tests.rehearsal.test_prometheus_rehearsal import (
     ABSENT_TARGETS,
-    PROMETHEUS_SELF,
-    REGISTRY_API_PROBE,
-    REGISTRY_DEBUG,
+    PROMETHEUS_TARGET,
+    REGISTRY_METRICS_TARGET,
+    REGISTRY_PROBE_URL,
     loopback_config,
+    render_prometheus_config,
 )
 
 LOOPBACK = {
     target: f"127.0.0.1:{port}"
-    for port, target in enumerate((REGISTRY_DEBUG, REGISTRY_API_PROBE, PROMETHEUS_SELF, *ABSENT_TARGETS), start=20001)
+    for port, target in enumerate(
+        (REGISTRY_METRICS_TARGET, REGISTRY_PROBE_URL, PROMETHEUS_TARGET, *ABSENT_TARGETS), start=20001
+    )
 }
 
 
-def test_the_map_knows_every_target_the_code_renders_with_all_services_on() -> None:
+def test_the_map_knows_every_target_the_program_renders_with_all_services_on() -> None:
     mapped = loopback_config(render_prometheus_config(), LOOPBACK, "127.0.0.1:29115", "rules.yml")
     assert "registry:" not in mapped and "blackbox:" not in mapped
     for address in LOOPBACK.values():
