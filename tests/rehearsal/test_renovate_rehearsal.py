@@ -3,8 +3,9 @@
 - `renovate-config-validator --strict` accepts renovate.json and refuses a misspelt option.
 - `renovate --platform=local --dry-run=extract` on a copy of the repository's files finds,
   with its own regex engine and managers, every image pin of contract.py and every `*Image`
-  default of Pulumi.yaml (same depName and tag in both), and every `==` pin of the
-  requirements files through the standard `pip_requirements` manager. Extraction makes no
+  default of Pulumi.yaml (same depName and tag in both), every `==` pin of the requirements
+  files through the standard `pip_requirements` manager, and pyproject.toml's pins through
+  `pep621` under the same package names. Extraction makes no
   registry lookup: the test checks Renovate counted zero HTTP requests.
 
 Not rehearsed: the PRs themselves (the lookups need Docker Hub and PyPI), so the grouping
@@ -146,6 +147,25 @@ def test_renovate_extracts_every_python_pin_with_the_pip_requirements_manager(
     expected = {name: f"=={version}" for name, version in requirement_pins(REPO_ROOT / requirements).items()}
     assert expected
     assert extracted == expected
+
+
+def pypi_pins(extraction: dict[str, Any], manager: str) -> set[tuple[str, str]]:
+    """(packageName, currentValue) of every PyPI dependency the manager extracted, all files."""
+    files = extraction["Extracted dependencies"]["packageFiles"].get(manager, [])
+    return {(d["packageName"], d["currentValue"]) for f in files for d in f["deps"] if d["datasource"] == "pypi"}
+
+
+def test_renovate_extracts_the_pyproject_pins_with_the_pep621_manager_as_in_the_requirements(
+    extraction: dict[str, Any],
+) -> None:
+    """Each pyproject pin is a requirements pin too, under the same packageName: the
+    `{{packageName}} (Python)` group bumps both files in one PR."""
+    pyproject = {(name, value) for name, value in pypi_pins(extraction, "pep621") if value.startswith("==")}
+    assert {"pulumi", "pyyaml", "httpx"} <= {name for name, _ in pyproject}
+    assert pyproject <= pypi_pins(extraction, "pip_requirements")
+    config = json.loads((REPO_ROOT / "renovate.json").read_text())
+    [rule] = [r for r in config["packageRules"] if r.get("matchManagers") == ["pip_requirements", "pep621"]]
+    assert "{{packageName}}" in rule["groupName"]
 
 
 def test_renovate_extracts_the_pinned_validator_itself_with_the_npm_manager(extraction: dict[str, Any]) -> None:

@@ -93,8 +93,7 @@ def test_both_files_give_each_image_the_same_dep_name_so_one_group_takes_both() 
     contract = found_pins("contract.py", (ROOT / "contract.py").read_text())
     pulumi = found_pins("Pulumi.yaml", (ROOT / "Pulumi.yaml").read_text())
     assert sorted(contract) == sorted(pulumi)
-    [rule] = [r for r in renovate_config()["packageRules"] if "groupName" in r]
-    assert rule["matchManagers"] == ["custom.regex"]
+    [rule] = [r for r in renovate_config()["packageRules"] if r.get("matchManagers") == ["custom.regex"]]
     assert rule["matchDatasources"] == ["docker"]
     # a group per image (not one group of all images): the name is templated on the depName
     assert "{{depName}}" in rule["groupName"]
