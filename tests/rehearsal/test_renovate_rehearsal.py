@@ -8,15 +8,24 @@
   `pep621` under the same package names. Extraction makes no
   registry lookup: the test checks Renovate counted zero HTTP requests.
 
-Not rehearsed: the PRs themselves (the lookups need Docker Hub and PyPI), so the grouping
-rule is checked on the extracted depNames and the rule's text only.
+- `renovate --platform=local --dry-run=lookup` with its docker and pypi lookups sent to
+  loopback stand-ins (a docker-registry holding a newer tag of two pinned images, a PEP 503
+  simple index holding a newer release of two pinned packages): each new version becomes one
+  branch, holding the update of both files that pin it (contract.py and Pulumi.yaml; the
+  requirements file and pyproject.toml), and nothing else. Only that redirection is added,
+  as a global config: the repository's renovate.json is used as committed.
+
+Not rehearsed: the PRs and commits themselves (the local platform only looks up).
 """
 
 from __future__ import annotations
 
+import http.server
 import json
+import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +34,9 @@ import yaml
 
 from contract import IMAGES
 from tests.conftest import REPO_ROOT, require_npm_tool
+from tests.http_stub import serve_http
+from tests.rehearsal.oci import make_oci_image
+from tests.rehearsal.registry_proc import push, start_upstream
 
 RENOVATE_TIMEOUT = 180
 
@@ -177,3 +189,136 @@ def test_renovate_extracts_the_pinned_validator_itself_with_the_npm_manager(extr
 
 def test_the_extraction_made_no_http_request(extraction: dict[str, Any]) -> None:
     assert extraction["HTTP statistics"]["requests"] == 0
+
+
+# ---------------------------------------------------------------------------- lookups
+
+
+def newer(version: str) -> str:
+    """The next minor version, keeping a `v` prefix: 3.1.1 -> 3.2.0, v3.7.3 -> v3.8.0."""
+    found = re.fullmatch(r"(v?)(\d+)\.(\d+)\.(\d+)", version)
+    assert found, version
+    return f"{found[1]}{found[2]}.{int(found[3]) + 1}.0"
+
+
+BUMPED_IMAGES = ("registry", "prometheus")  # services of contract.IMAGES
+BUMPED_PACKAGES = ("pulumi", "PyYAML")  # pinned in requirements.txt and pyproject.toml
+
+
+def simple_index(releases: dict[str, list[str]], asked: list[str]) -> type[http.server.BaseHTTPRequestHandler]:
+    """A PEP 503 simple index of sdist links; 404 for any other project."""
+
+    class Index(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the HTTP method name)
+            asked.append(self.path)
+            project = self.path.strip("/").rsplit("/", 1)[-1]
+            versions = releases.get(project)
+            if versions is None:
+                self.send_error(404)
+                return
+            body = "".join(f'<a href="/files/{project}-{v}.tar.gz">{project}-{v}.tar.gz</a><br>\n' for v in versions)
+            data = body.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base's name)
+            pass
+
+    return Index
+
+
+@pytest.fixture(scope="module")
+def lookup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Renovate's lookup dry run against loopback stand-ins; its log lines, by message."""
+    renovate = require_npm_tool("renovate")
+    tmp = tmp_path_factory.mktemp("renovate-lookup")
+    image = tmp / "oci"
+    make_oci_image(image, [1000], seed=8, tag="any")
+    python_pins = requirement_pins(REPO_ROOT / "requirements.txt")
+    releases = {
+        name.lower(): [python_pins[name], newer(python_pins[name])] for name in BUMPED_PACKAGES
+    }  # PEP 503 normalised names
+    asked: list[str] = []
+    with start_upstream(tmp) as registry, serve_http(simple_index(releases, asked)) as index_port:
+        for service in BUMPED_IMAGES:
+            name, tag = split_image(IMAGES[service])
+            for version in (tag, newer(tag)):
+                push(image, f"{registry.host_port}/{name}:{version}", tag="any")
+        copy = tmp / "repository"
+        copy.mkdir()
+        for name in ("renovate.json", "contract.py", "Pulumi.yaml", "requirements.txt", "requirements-dev.txt",
+                     "pyproject.toml"):  # fmt: skip
+            shutil.copy2(REPO_ROOT / name, copy / name)
+        redirect = {
+            "enabledManagers": ["custom.regex", "pip_requirements", "pep621"],
+            "packageRules": [
+                {"matchDatasources": ["docker"], "registryUrls": [f"http://{registry.host_port}"]},
+                {"matchDatasources": ["pypi"], "registryUrls": [f"http://127.0.0.1:{index_port}/simple/"]},
+                {"matchDatasources": ["python-version"], "enabled": False},  # requires-python
+            ],
+        }
+        (tmp / "global.json").write_text(json.dumps(redirect))
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(tmp),
+            "LOG_LEVEL": "debug",
+            "LOG_FORMAT": "json",
+            "RENOVATE_BASE_DIR": str(tmp / "renovate-base"),
+            "RENOVATE_CONFIG_FILE": str(tmp / "global.json"),
+        }
+        result = subprocess.run(
+            [renovate, "--platform=local", "--dry-run=lookup", "--onboarding=false"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=copy,
+            timeout=RENOVATE_TIMEOUT,
+        )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    messages: dict[str, Any] = {}
+    for line in result.stdout.splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            messages.setdefault(record.get("msg", ""), record)
+    assert "packageFiles with updates" in messages, result.stdout[-4000:]
+    assert asked, "Renovate never asked the simple index"
+    yield messages
+
+
+def branches(lookup: dict[str, Any]) -> dict[str, set[tuple[str, str, str]]]:
+    """Branch name -> {(package file, depName, new value)} of every update Renovate found."""
+    found: dict[str, set[tuple[str, str, str]]] = {}
+    for files in lookup["packageFiles with updates"]["config"].values():
+        for package_file in files:
+            for dep in package_file["deps"]:
+                for update in dep.get("updates", []):
+                    entry = (package_file["packageFile"], dep["depName"], update["newValue"])
+                    found.setdefault(update["branchName"], set()).add(entry)
+    return found
+
+
+def test_each_image_bump_is_one_branch_updating_contract_py_and_pulumi_yaml(lookup: dict[str, Any]) -> None:
+    found = branches(lookup)
+    for service in BUMPED_IMAGES:
+        name, tag = split_image(IMAGES[service])
+        [branch] = [b for b, updates in found.items() if any(dep == name for _, dep, _ in updates)]
+        assert found[branch] == {("contract.py", name, newer(tag)), ("Pulumi.yaml", name, newer(tag))}
+        assert branch == f"renovate/image-{name.replace('/', '-')}"
+
+
+def test_each_python_bump_is_one_branch_updating_requirements_and_pyproject(lookup: dict[str, Any]) -> None:
+    found = branches(lookup)
+    pins = requirement_pins(REPO_ROOT / "requirements.txt")
+    for package in BUMPED_PACKAGES:
+        [branch] = [b for b, updates in found.items() if any(dep == package for _, dep, _ in updates)]
+        bumped = f"=={newer(pins[package])}"
+        assert found[branch] == {("requirements.txt", package, bumped), ("pyproject.toml", package, bumped)}
+        assert branch == f"renovate/python-{package.lower()}"
+
+
+def test_the_lookups_found_only_the_planted_versions_and_asked_only_loopback(lookup: dict[str, Any]) -> None:
+    assert len(branches(lookup)) == len(BUMPED_IMAGES) + len(BUMPED_PACKAGES)
+    assert set(lookup["HTTP statistics"]["hosts"]) == {"127.0.0.1"}
