@@ -1,26 +1,59 @@
-"""Settings: defaults match Pulumi.yaml, and every bad value fails naming key and value."""
+"""Settings: Pulumi.yaml is generated from the model, and every bad value fails naming key and value."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
 import settings
+from contract import IMAGES
 from settings import SettingsError, parse
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_pulumi_yaml_declares_every_defaulted_key_with_the_settings_default():
+def test_pulumi_yaml_config_block_is_exactly_the_one_generated_from_the_model():
+    text = (ROOT / "Pulumi.yaml").read_text()
+    assert settings.with_generated_config(text) == text, "run: python -m settings --pulumi-yaml"
+
+
+def test_pulumi_yaml_declares_every_defaulted_key_with_the_model_default_and_type():
     declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
-    expected = {s.key: s for s in settings.SPECS if s.default is not None}
+    fields = settings.StackConfig.model_fields
+    expected = {key: f for key, f in fields.items() if f.default is not None}
     assert set(declared) == set(expected)
-    for key, spec in expected.items():
-        assert declared[key]["type"] == spec.type, key
-        assert declared[key]["default"] == spec.default, key
-        assert declared[key]["description"], key
+    types = {bool: "boolean", int: "integer", str: "string", tuple[str, ...]: "array"}
+    for key, field in expected.items():
+        assert declared[key]["type"] == types[field.annotation], key
+        default = list(field.default) if isinstance(field.default, tuple) else field.default
+        assert declared[key]["default"] == default, key
+        assert declared[key]["description"] == field.description, key
+
+
+def test_generator_replaces_only_the_config_block_of_pulumi_yaml():
+    text = (ROOT / "Pulumi.yaml").read_text()
+    stale = text.replace("    default: 6000\n", "    default: 6001\n")
+    stale = stale.replace("config:\n", "config:\n  gone:\n    type: string\n", 1)
+    assert stale != text
+    assert settings.with_generated_config(stale + "# about the next section\nother: 1\n") == (
+        text + "# about the next section\nother: 1\n")
+
+
+def test_defaults_pass_their_own_rules():
+    defaults = {key: f.default for key, f in settings.StackConfig.model_fields.items() if f.default is not None}
+    raw = {k: json.dumps(list(v)) if isinstance(v, tuple) else str(v).lower() if isinstance(v, bool) else str(v)
+           for k, v in defaults.items()}
+    assert settings.StackConfig.model_validate(raw) == settings.StackConfig()
+
+
+def test_image_defaults_are_the_pins_of_contract():
+    fields = settings.StackConfig.model_fields
+    assert fields["registryImage"].default == IMAGES["registry"]
+    for service in ("prometheus", "blackbox", "jaeger", "loki", "alloy", "grafana"):
+        assert fields[f"{service}Image"].default == IMAGES[service]
 
 
 def test_keys_without_default_are_not_declared_because_pulumi_would_require_them():
@@ -208,5 +241,5 @@ def test_offsets_in_steps_of_1000_keep_three_default_stacks_apart_but_3000_apart
 
 def test_every_config_key_is_documented_for_users():
     docs = (ROOT / "README.md").read_text() + (ROOT / "docs" / "operations.md").read_text()
-    missing = [s.key for s in settings.SPECS if f"`{s.key}`" not in docs]
+    missing = [key for key in settings.KEYS if f"`{key}`" not in docs]
     assert missing == []
