@@ -150,8 +150,9 @@ def is_ip(value: str) -> bool:
 
 
 def _hostname(value: object) -> str:
-    allowed = "must be a DNS name such as registry.lan (no trailing dot) or an IPv4 address"
-    text = _text(value, 253, allowed)
+    # at most 64: it is the server certificate's CN (RFC 5280 ub-common-name)
+    allowed = "must be a DNS name such as registry.lan (no trailing dot, at most 64 characters) or an IPv4 address"
+    text = _text(value, 64, allowed)
     if not (is_dns_name(text) or (is_ip(text) and ":" not in text)):
         _refuse(allowed)
     return text.lower()
@@ -740,10 +741,11 @@ def _check_lifetimes(c: StackConfig, problems: _Problems) -> None:
         problems.value("certValidityHours", str(c.certValidityHours),
                        f"must be at most intermediateCaValidityHours ({c.intermediateCaValidityHours})")
     hour_keys = ("rootCaValidityHours", "intermediateCaValidityHours", "certValidityHours")
-    shortest = min(getattr(c, k) for k in hour_keys)
-    if c.earlyRenewalHours >= shortest and problems.clear("earlyRenewalHours", *hour_keys):
+    shortest = min(hour_keys, key=lambda k: int(getattr(c, k)))
+    hours = getattr(c, shortest)
+    if c.earlyRenewalHours >= hours and problems.clear("earlyRenewalHours", *hour_keys):
         problems.value("earlyRenewalHours", str(c.earlyRenewalHours),
-                       f"must be less than the shortest certificate lifetime ({shortest} hours)")
+                       f"must be less than the shortest certificate lifetime ({shortest}: {hours} hours)")
 
 
 def _docker_host(url: str | None, problems: _Problems) -> DockerHost:
@@ -754,18 +756,18 @@ def _docker_host(url: str | None, problems: _Problems) -> DockerHost:
         problems.line("docker:host", f"docker:host = {_shown(url)} is invalid: {allowed}")
         return DockerHost()
     url = url.strip()
+    scheme = url.split("://", 1)[0] if "://" in url else ""
     try:
         parts = urlsplit(url)
-        port = parts.port  # raises ValueError for a port that is not a number from 0 to 65535
-        host = parts.hostname
+        usable = parts.port != 0 and bool(parts.hostname)  # .port raises ValueError unless 0-65535
     except ValueError:
-        parts, port, host = None, None, None
-    if parts is None or parts.scheme not in ("unix", "npipe", "ssh", "tcp"):
+        usable = False
+    if scheme not in ("unix", "npipe", "ssh", "tcp"):
         problems.line("docker:host", f"docker:host = {_shown(url)} is invalid: {allowed}")
-    elif parts.scheme in ("ssh", "tcp") and (not host or port == 0 or any(c.isspace() for c in url)):
-        problems.line("docker:host", f"docker:host = {_shown(url)} is invalid: an {parts.scheme}:// URL needs a "
-                      f"host and, if given, a port from 1 to 65535 ({parts.scheme}://user@host:22)")
-    elif parts.scheme in ("unix", "npipe") and not (parts.netloc + parts.path).strip("/"):
+    elif scheme in ("ssh", "tcp") and (not usable or any(c.isspace() for c in url)):
+        problems.line("docker:host", f"docker:host = {_shown(url)} is invalid: an {scheme}:// URL needs a "
+                      f"host and, if given, a port from 1 to 65535 ({scheme}://user@host:22)")
+    elif scheme in ("unix", "npipe") and not url.split("://", 1)[1].strip("/"):
         problems.line("docker:host", f"docker:host = {_shown(url)} is invalid: needs a socket path "
                       "(unix:///var/run/docker.sock)")
     else:

@@ -162,17 +162,82 @@ INVALID = [
     ({"portOffset": "-1"}, "portOffset", "'-1'", "0 to 60000"),
     ({"lokiRetention": "12h"}, "lokiRetention", "'12h'", "at least 24h"),
     ({"prometheusRetention": "two weeks"}, "prometheusRetention", "'two weeks'", "Prometheus duration"),
+    # fullmatch: a trailing newline is not the end of a valid value
+    ({"proxyTtl": "168h\n"}, "proxyTtl", "'168h\\n'", "Go duration"),
+    ({"registryImage": "registry:3.1.1\n"}, "registryImage", "'registry:3.1.1\\n'", "image reference"),
+    ({"altNames": '["a\\n.lan"]'}, "altNames", "'a\\n.lan'", "DNS name"),
+    ({"hostname": "registry.lan\n"}, "hostname", "'registry.lan\\n'", "DNS name"),
+    ({"grafanaAdminUser": "admin\n"}, "grafanaAdminUser", "'admin\\n'", "letters, digits"),
+    # a trailing dot is refused, not normalized: certs.d and the CN would not match the name Docker uses
+    ({"hostname": "registry.lan."}, "hostname", "'registry.lan.'", "no trailing dot"),
+    ({"altNames": "a.lan."}, "altNames", "'a.lan.'", "no trailing dot"),
+    ({"hostname": "a" * 63 + ".lan"}, "hostname", "'aaaa", "at most 64 characters"),
+    ({"dockerDaemonJsonPath": "/etc/docker/"}, "dockerDaemonJsonPath", "'/etc/docker/'", "not ending in /"),
+    ({"dockerCertsDir": "/etc/\x00d"}, "dockerCertsDir", "'/etc/\\x00d'", "no control characters"),
+    ({"pkiOrganization": "Acme\nInc"}, "pkiOrganization", "'Acme\\nInc'", "no control characters"),
+    ({"pkiOrganization": "O" * 49}, "pkiOrganization", "'OOO", "1-48 characters"),
+    ({"pkiLocality": "\ud800"}, "pkiLocality", "'\\ud800'", "no control characters"),
+    ({"registryPort": "9" * 5000}, "registryPort", "(5000 characters)", "whole number"),
+    ({"rootCaValidityHours": "876001"}, "rootCaValidityHours", "'876001'", "1 to 876000"),
+    ({"registryMemoryLimitMb": "1048577"}, "registryMemoryLimitMb", "'1048577'", "64 to 1048576"),
+    ({"proxyTtl": "87601h"}, "proxyTtl", "'87601h'", "up to 87600h"),
+    ({"prometheusRetention": "2d1w"}, "prometheusRetention", "'2d1w'", "in that order"),
+    ({"prometheusRetention": "101y"}, "prometheusRetention", "'101y'", "up to 100y"),
+    ({"prometheusRetention": "0d"}, "prometheusRetention", "'0d'", "Prometheus duration"),
+    ({"altNames": ",".join(f"h{i}.lan" for i in range(101))}, "altNames", "'h0.lan", "at most 100 names"),
+    ({"altNames": "[" * 5000}, "altNames", "'[[[", "list of strings"),
+    ({"altNames": "fe80::1%eth0"}, "altNames", "'fe80::1%eth0'", "IP address"),
+    ({"dockerHubUsername": "al ice", "dockerHubPassword": "<set>"}, "dockerHubUsername", "'al ice'", "without spaces"),
 ]
 
 
 @pytest.mark.parametrize(("values", "key", "shown", "allowed"), INVALID,
-                         ids=[f"{c[1]}={c[0][c[1]]}" for c in INVALID])
+                         ids=[f"{c[1]}={c[0][c[1]][:20]!r}" for c in INVALID])
 def test_invalid_value_fails_naming_key_value_and_what_is_allowed(values, key, shown, allowed):
     with pytest.raises(SettingsError) as err:
-        parse(values, stack="dev")
+        parse(values, stack="dev", secret_keys=["dockerHubPassword"] if "dockerHubPassword" in values else ())
     line = next(ln for ln in str(err.value).splitlines() if f"registry-mirror:{key} " in ln)
     assert shown in line
     assert allowed in line
+
+
+@pytest.mark.parametrize(("url", "allowed"), [
+    ("ssh://u@h:abc", "port from 1 to 65535"), ("ssh://u@h:99999", "port from 1 to 65535"),
+    ("ssh://u@h:0", "port from 1 to 65535"), ("tcp://:2376", "needs a host"), ("unix://", "socket path"),
+    ("http://x", "must be unix://"), ("ssh://h\n", "must be unix://"),
+])
+def test_unusable_docker_host_is_one_line_saying_what_is_allowed(url, allowed):
+    with pytest.raises(SettingsError) as err:
+        parse({}, stack="dev", docker_host=url)
+    assert str(err.value).split("\n")[1:] == [f"  docker:host = {url!r} is invalid: " + str(err.value).split(
+        "is invalid: ", 1)[1]]
+    assert allowed in str(err.value)
+
+
+def test_usable_docker_hosts_are_kept_with_their_kind():
+    for url, kind in (("unix:///var/run/docker.sock", "local"), ("npipe:////./pipe/docker_engine", "local"),
+                      ("ssh://ops@box:2222", "ssh"), ("tcp://10.0.0.5:2376", "tcp")):
+        assert parse({}, stack="dev", docker_host=url).trust.docker_host.kind == kind
+    assert parse({}, stack="dev", docker_host="ssh://ops@box:2222").trust.docker_host.ssh == ("ops", "box", 2222)
+
+
+def test_early_renewal_names_the_shortest_lifetime_it_must_stay_under():
+    with pytest.raises(SettingsError, match="earlyRenewalHours = 720 .*certValidityHours: 700 hours"):
+        parse({"certValidityHours": "700"}, stack="dev")
+
+
+def test_a_key_set_as_secret_shows_no_value_in_its_error():
+    with pytest.raises(SettingsError) as err:
+        parse({"hostname": "bad host"}, stack="dev", secret_keys=["hostname"])
+    assert "registry-mirror:hostname = <secret> is invalid" in str(err.value)
+    assert "bad host" not in str(err.value)
+
+
+def test_a_bad_value_takes_no_part_in_cross_key_checks():
+    # registryPort is refused; its default must not then be reported as colliding with grafana's
+    with pytest.raises(SettingsError) as err:
+        parse({"registryPort": "x", "grafanaPort": "6000"}, stack="dev")
+    assert str(err.value).count("\n") == 1
 
 
 def test_username_without_password_names_both_keys():
