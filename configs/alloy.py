@@ -56,19 +56,26 @@ from __future__ import annotations
 
 import json
 import re
+from typing import TYPE_CHECKING
 
-DEFAULT_LOKI_PUSH_URL = "http://loki:3100/loki/api/v1/push"
-DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
-DEFAULT_CONFIG_PATH = "/etc/alloy/config.alloy"
-DEFAULT_LISTEN_ADDR = "0.0.0.0:12345"
-DEFAULT_STORAGE_PATH = "/var/lib/alloy/data"
-ALLOY_HTTP_PORT = 12345
+from configs.spec import Deployment, MonitoringInputs, Mount, Port, ServiceSpec, Upload
+from contract import LABEL_PROJECT, LABEL_SERVICE, LABEL_STACK, Alloy, Loki, Registry, http_url
 
-# Docker labels every container of the stack carries (/tmp/stackfacts.md).
-PROJECT_LABEL = "registry-mirror.project"
-STACK_LABEL = "registry-mirror.stack"
-SERVICE_LABEL = "registry-mirror.service"
-REGISTRY_SERVICE = "registry"
+if TYPE_CHECKING:
+    from settings import MonitoringSettings
+
+DEFAULT_LOKI_PUSH_URL = http_url(Loki.ALIAS, Loki.PORT) + Loki.PUSH_PATH
+DEFAULT_DOCKER_HOST = f"unix://{Alloy.DOCKER_SOCKET}"
+DEFAULT_CONFIG_PATH = Alloy.CONFIG_PATH
+DEFAULT_LISTEN_ADDR = f"0.0.0.0:{Alloy.PORT}"
+DEFAULT_STORAGE_PATH = Alloy.DATA_PATH
+ALLOY_HTTP_PORT = Alloy.PORT
+SCRAPE_JOB: tuple[str, str] | None = (Alloy.ALIAS, f"{Alloy.ALIAS}:{ALLOY_HTTP_PORT}")
+
+PROJECT_LABEL = LABEL_PROJECT
+STACK_LABEL = LABEL_STACK
+SERVICE_LABEL = LABEL_SERVICE
+REGISTRY_SERVICE = Registry.ALIAS
 
 # Extracted name -> field of the registry's JSON log line (distribution internal/dcontext/http.go).
 REGISTRY_JSON_FIELDS: dict[str, str] = {
@@ -254,3 +261,23 @@ def alloy_healthcheck(port: int = ALLOY_HTTP_PORT) -> list[str]:
         "head -n 1 <&3 | grep -q ' 200 '"
     )
     return ["CMD", "bash", "-c", script]
+
+
+def enabled(settings: MonitoringSettings) -> bool:
+    return settings.logging
+
+
+def deployment(settings: MonitoringSettings, inputs: MonitoringInputs) -> Deployment:
+    return Deployment("Alloy", ServiceSpec(
+        service=Alloy.ALIAS,
+        image=settings.alloy_image,
+        memory_mb=256,
+        uploads=[Upload(DEFAULT_CONFIG_PATH, render_alloy_config(inputs.project, inputs.stack))],
+        command=alloy_command(),
+        # Read-only keeps Alloy from replacing the socket file; it does NOT limit the Docker
+        # API: whoever can talk to the socket can control Docker.
+        mounts=[Mount(Alloy.DOCKER_SOCKET, host_path=Alloy.DOCKER_SOCKET, read_only=True)],
+        ports=[Port(ALLOY_HTTP_PORT, settings.alloy_port, settings.ui_bind_address)],
+        healthcheck=alloy_healthcheck(),
+    ), volumes=[("data", DEFAULT_STORAGE_PATH)], published_port=settings.alloy_port,
+       after=[Loki.ALIAS])

@@ -11,13 +11,21 @@ the server presents (prober/tls.go `getEarliestCertExpiry` walks `PeerCertificat
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import yaml
 
+from configs.spec import Deployment, MonitoringInputs, ServiceSpec, Upload
+from contract import Blackbox
+
+if TYPE_CHECKING:
+    from settings import MonitoringSettings
+
 # the image's default: blackbox_exporter Dockerfile CMD --config.file=<this path>
-CONFIG_PATH = "/etc/blackbox_exporter/config.yml"
-CA_PATH = "/etc/blackbox/ca.crt"
-PORT = 9115
-MODULE = "registry_tls"
+CONFIG_PATH = Blackbox.CONFIG_PATH
+CA_PATH = Blackbox.CA_PATH
+PORT = Blackbox.PORT
+MODULE = Blackbox.MODULE
 
 
 def render_blackbox_config(
@@ -49,3 +57,24 @@ def render_blackbox_config(
         }
     }
     return yaml.safe_dump(config, sort_keys=True, default_flow_style=False)
+
+
+def enabled(settings: MonitoringSettings) -> bool:
+    return True
+
+
+SCRAPE_JOB: tuple[str, str] | None = None  # probes through Prometheus's blackbox job
+
+
+def deployment(settings: MonitoringSettings, inputs: MonitoringInputs) -> Deployment:
+    return Deployment("Blackbox", ServiceSpec(
+        service=Blackbox.ALIAS,
+        image=settings.blackbox_image,
+        memory_mb=64,
+        uploads=[
+            Upload(CONFIG_PATH, render_blackbox_config(CA_PATH)),
+            Upload(CA_PATH, inputs.root_ca_pem),
+        ],
+        healthcheck=["CMD", "wget", "-q", "-O", "/dev/null",
+                     f"http://127.0.0.1:{PORT}{Blackbox.READY_PATH}"],
+    ))

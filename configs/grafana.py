@@ -49,29 +49,41 @@ main process. A password with a newline would be cut at the newline (one line is
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-GRAFANA_HTTP_PORT = 3000
-# Data source uids fixed by the lead (/tmp/stackfacts.md).
+from configs.spec import Deployment, MonitoringInputs, Port, ServiceSpec, Upload
+from contract import Grafana, Jaeger, Loki, Prometheus, Registry, http_url
+
+if TYPE_CHECKING:
+    from settings import MonitoringSettings
+
+GRAFANA_HTTP_PORT = Grafana.PORT
+# Data source uids: the dashboard's panels name them.
 PROMETHEUS_UID = "prometheus"
 LOKI_UID = "loki"
 JAEGER_UID = "jaeger"
-# The secret environment variable the lead sets on the container (never rendered here).
+# The secret environment variable that carries the admin password (never rendered here).
 ADMIN_PASSWORD_ENV = "GF_SECURITY_ADMIN_PASSWORD"
-DEFAULT_DASHBOARDS_PATH = "/etc/grafana/dashboards"
+DEFAULT_DASHBOARDS_PATH = Grafana.DASHBOARDS_PATH
 DEFAULT_HOME = "/usr/share/grafana"
 DEFAULT_CONFIG = "/etc/grafana/grafana.ini"
-DEFAULT_DB_PATH = "/var/lib/grafana/grafana.db"
+DEFAULT_DB_PATH = f"{Grafana.DATA_PATH}/grafana.db"
 DEFAULT_RUN_SH = "/run.sh"
+DASHBOARD_FILE = Path(__file__).with_name("grafana-dashboard.json")
+DASHBOARD_NAME = "registry-mirror.json"
+SCRAPE_JOB: tuple[str, str] | None = (Grafana.ALIAS, f"{Grafana.ALIAS}:{GRAFANA_HTTP_PORT}")
+PROVISIONING = "/etc/grafana/provisioning"
 # Span window widening for trace -> logs. The registry logs "response completed" at the end of
 # a request, and Docker stamps the line when it reads it: a few seconds either way cover both.
 DEFAULT_SPAN_START_SHIFT = "-5s"
 DEFAULT_SPAN_END_SHIFT = "5s"
-REGISTRY_SERVICE = "registry"
+REGISTRY_SERVICE = Registry.ALIAS
 
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SHIFT_RE = re.compile(r"^-?\d+(ms|s|m|h)$")
@@ -272,4 +284,53 @@ def grafana_healthcheck(port: int = GRAFANA_HTTP_PORT) -> list[str]:
     """
     if isinstance(port, bool) or not 0 < port < 65536:
         raise ValueError(f"port out of range: {port!r}")
-    return ["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{port}/api/health"]
+    return ["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{port}{Grafana.READY_PATH}"]
+
+
+def _uses_loki(item: dict[str, Any]) -> bool:
+    sources = [item.get("datasource")] + [t.get("datasource") for t in item.get("targets", [])]
+    return any(isinstance(s, dict) and s.get("uid") == LOKI_UID for s in sources)
+
+
+def render_dashboard(dashboard: dict[str, Any], *, logging: bool) -> str:
+    """The registry dashboard as Grafana reads it. Without Loki its logs panel and the
+    variables that query Loki are left out: Grafana would show them bound to a missing
+    data source."""
+    if not logging:
+        dashboard = dict(dashboard)
+        dashboard["panels"] = [p for p in dashboard["panels"] if not _uses_loki(p)]
+        templating = dict(dashboard.get("templating", {}))
+        templating["list"] = [v for v in templating.get("list", []) if not _uses_loki(v)]
+        dashboard["templating"] = templating
+    return json.dumps(dashboard, indent=2, sort_keys=True) + "\n"
+
+
+def enabled(settings: MonitoringSettings) -> bool:
+    return True
+
+
+def deployment(settings: MonitoringSettings, inputs: MonitoringInputs) -> Deployment:
+    datasources = render_datasources(
+        http_url(Prometheus.ALIAS, Prometheus.PORT),
+        http_url(Loki.ALIAS, Loki.PORT) if settings.logging else None,
+        http_url(Jaeger.ALIAS, Jaeger.UI_PORT) if settings.tracing else None,
+    )
+    dashboard = json.loads(DASHBOARD_FILE.read_text())
+    return Deployment("Grafana", ServiceSpec(
+        service=Grafana.ALIAS,
+        image=settings.grafana_image,
+        memory_mb=512,
+        uploads=[
+            Upload(f"{PROVISIONING}/datasources/registry-mirror.yaml", datasources),
+            Upload(f"{PROVISIONING}/dashboards/registry-mirror.yaml", render_dashboard_provider()),
+            Upload(f"{DEFAULT_DASHBOARDS_PATH}/{DASHBOARD_NAME}",
+                   render_dashboard(dashboard, logging=settings.logging)),
+        ],
+        envs=[
+            *grafana_env(settings.grafana_admin_user, settings.grafana_anonymous),
+            inputs.grafana_password_env,
+        ],
+        entrypoint=render_grafana_entrypoint(),
+        ports=[Port(GRAFANA_HTTP_PORT, settings.grafana_port, settings.ui_bind_address)],
+        healthcheck=grafana_healthcheck(),
+    ), volumes=[("data", Grafana.DATA_PATH)], published_port=settings.grafana_port)

@@ -52,20 +52,28 @@ listed in releases/v3.1.0.toml @ 26d7168370f338fa15720b9df6e8a02b86645127.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import yaml
 
-OTLP_GRPC_PORT = 4317
-OTLP_HTTP_PORT = 4318
-QUERY_HTTP_PORT = 16686
-HEALTH_PORT = 13133
-METRICS_PORT = 8888
+from configs.spec import Deployment, MonitoringInputs, Port, ServiceSpec, Upload
+from contract import PROJECT, Jaeger, http_url
+
+if TYPE_CHECKING:
+    from settings import MonitoringSettings
+
+OTLP_GRPC_PORT = Jaeger.OTLP_GRPC_PORT
+OTLP_HTTP_PORT = Jaeger.OTLP_HTTP_PORT
+QUERY_HTTP_PORT = Jaeger.UI_PORT
+HEALTH_PORT = Jaeger.HEALTH_PORT
+METRICS_PORT = Jaeger.METRICS_PORT
 DEFAULT_MAX_TRACES = 100_000
-DEFAULT_CONFIG_PATH = "/etc/jaeger/config.yaml"
+DEFAULT_CONFIG_PATH = Jaeger.CONFIG_PATH
 DEFAULT_STORAGE_NAME = "memstore"
-REGISTRY_SERVICE_NAME = "registry-mirror"
-DEFAULT_OTLP_ENDPOINT = f"http://jaeger:{OTLP_HTTP_PORT}"
+REGISTRY_SERVICE_NAME = PROJECT
+DEFAULT_OTLP_ENDPOINT = http_url(Jaeger.ALIAS, OTLP_HTTP_PORT)
+SCRAPE_JOB: tuple[str, str] | None = (Jaeger.ALIAS, f"{Jaeger.ALIAS}:{METRICS_PORT}")
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TAG_MAJOR_RE = re.compile(r"^v?(\d+)(?:\.\d+){0,2}(?:[-+].*)?$")
@@ -193,3 +201,19 @@ def registry_otel_env(
         "OTEL_SERVICE_NAME": service_name,
     }
     return [f"{name}={value}" for name, value in sorted(settings.items())]
+
+
+def enabled(settings: MonitoringSettings) -> bool:
+    return settings.tracing
+
+
+def deployment(settings: MonitoringSettings, inputs: MonitoringInputs) -> Deployment:
+    return Deployment("Jaeger", ServiceSpec(
+        service=Jaeger.ALIAS,
+        image=settings.jaeger_image,
+        memory_mb=512,
+        uploads=[Upload(DEFAULT_CONFIG_PATH, render_jaeger_config())],
+        command=jaeger_command(),
+        ports=[Port(QUERY_HTTP_PORT, settings.jaeger_port, settings.ui_bind_address)],
+        healthcheck=jaeger_healthcheck(settings.jaeger_image),
+    ), published_port=settings.jaeger_port)

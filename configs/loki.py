@@ -40,12 +40,20 @@ Image facts (for the container, not the file):
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import yaml
 
-LOKI_HTTP_PORT = 3100
+from configs.spec import Deployment, MonitoringInputs, Port, ServiceSpec, Upload
+from contract import Loki
+
+if TYPE_CHECKING:
+    from settings import MonitoringSettings
+
+LOKI_HTTP_PORT = Loki.PORT
 DEFAULT_RETENTION_HOURS = 168
-DEFAULT_PATH_PREFIX = "/loki"
+DEFAULT_PATH_PREFIX = Loki.DATA_PATH
+SCRAPE_JOB: tuple[str, str] | None = (Loki.ALIAS, f"{Loki.ALIAS}:{LOKI_HTTP_PORT}")
 # Ingestion limits of the seed. They equal Loki's own defaults (configuration.md:
 # ingestion_rate_mb default 4, ingestion_burst_size_mb default 6); written out so a change of
 # default upstream does not silently change this stack.
@@ -170,9 +178,25 @@ def loki_healthcheck(image: str, *, http_port: int = LOKI_HTTP_PORT) -> list[str
     version = _image_version(image)
     if version is None:
         return None
-    url = f"http://127.0.0.1:{http_port}/ready"
+    url = f"http://127.0.0.1:{http_port}{Loki.READY_PATH}"
     if version >= LOKI_HEALTH_FLAG_SINCE:
         return ["CMD", "/usr/bin/loki", "-health", f"-health.url={url}"]
     if version >= LOKI_DISTROLESS_SINCE:
         return None
     return ["CMD", "wget", "-q", "-O", "/dev/null", url]
+
+
+def enabled(settings: MonitoringSettings) -> bool:
+    return settings.logging
+
+
+def deployment(settings: MonitoringSettings, inputs: MonitoringInputs) -> Deployment:
+    return Deployment("Loki", ServiceSpec(
+        service=Loki.ALIAS,
+        image=settings.loki_image,
+        memory_mb=512,
+        uploads=[Upload(Loki.CONFIG_PATH, render_loki_config(settings.loki_retention_hours))],
+        command=[f"-config.file={Loki.CONFIG_PATH}"],
+        ports=[Port(LOKI_HTTP_PORT, settings.loki_port, settings.ui_bind_address)],
+        healthcheck=loki_healthcheck(settings.loki_image),
+    ), volumes=[("data", Loki.DATA_PATH)], published_port=settings.loki_port)

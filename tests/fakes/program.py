@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import runpy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -256,8 +256,9 @@ def evaluate(
     secrets: dict[str, str] | None = None,
     project: str = PROJECT,
     other_config: dict[str, str] | None = None,
+    program: Callable[[], None] | None = None,
 ) -> Evaluation:
-    """Run `__main__.py` for one stack config (keys without the project prefix).
+    """Run `__main__.py` (or `program`) for one stack config (keys without the project prefix).
 
     `other_config` holds keys of other namespaces as they are, e.g. {"docker:host": ...}.
     """
@@ -275,11 +276,11 @@ def evaluate(
     SETTINGS.rpc_manager.clear()
     SETTINGS.outputs.clear()
 
-    def program() -> None:
+    def main() -> None:
         runpy.run_path(str(MAIN), run_name="__main__")
 
     with cli_config_env(full, secret_keys):
-        _sync_await(run_pulumi_func(program))
+        _sync_await(run_pulumi_func(program or main))
 
     root = pulumi.runtime.settings.get_root_resource()
     exported: dict[str, Any] = dict(getattr(root, "outputs", {}) or {})

@@ -46,7 +46,7 @@ UPSTREAM_EXTENSIONS = {"jaeger_storage", "jaeger_query", "remote_sampling", "hea
 UPSTREAM_RECEIVERS = {"otlp", "jaeger", "zipkin"}
 UPSTREAM_PROCESSORS = {"batch"}
 UPSTREAM_EXPORTERS = {"jaeger_storage_exporter"}
-# Ports of the stack (/tmp/stackfacts.md), which are the all-in-one's (ALL_IN_ONE, Dockerfile EXPOSE).
+# Ports of the stack, which are the all-in-one's (ALL_IN_ONE, Dockerfile EXPOSE).
 PORTS = {"otlp_grpc": 4317, "otlp_http": 4318, "health": 13133, "metrics": 8888}
 
 

@@ -1,64 +1,23 @@
-"""The wiring every service shares: pinned image, container, uploads, labels, health.
+"""The wiring every service shares: pinned image, container, uploads, labels, health,
+volumes and the private network.
 
-Written once here; each component calls `service_container` for its own service, so every
-container gets the same name scheme, labels, network alias, restart policy, log rotation,
-memory limit and replacement behaviour.
+Written once here: every container gets the same name scheme, labels, network alias,
+restart policy, log rotation, memory limit and replacement behaviour.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
 
-from settings import Naming
+from configs.spec import ServiceSpec
+from contract import Naming
 
 # json-file rotation: a chatty container cannot fill the host's disk
 LOG_OPTS = {"max-size": "10m", "max-file": "3"}
-
-
-@dataclass(frozen=True)
-class Upload:
-    """A file the program generates and delivers into the container."""
-
-    path: str
-    content: pulumi.Input[str]
-    permissions: str = "0644"
-    owner: str | None = None
-    group: str | None = None
-
-
-@dataclass(frozen=True)
-class Port:
-    internal: int
-    external: int
-    ip: str
-
-
-@dataclass(frozen=True)
-class Mount:
-    container_path: str
-    volume_name: pulumi.Input[str] | None = None
-    host_path: str | None = None
-    read_only: bool = False
-
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    service: str  # network alias, label and name suffix
-    image: str
-    memory_mb: int
-    uploads: Sequence[Upload] = ()
-    envs: Sequence[pulumi.Input[str]] = ()
-    ports: Sequence[Port] = ()
-    mounts: Sequence[Mount] = ()
-    healthcheck: Sequence[str] | None = None  # Docker's ["CMD", ...] form
-    command: Sequence[str] | None = None
-    entrypoint: Sequence[str] | None = None
-    user: str | None = None
-    extra_labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -82,7 +41,7 @@ def service_container(
         keep_locally=True,
         opts=pulumi.ResourceOptions(parent=parent),
     )
-    labels = naming.labels(spec.service) | spec.extra_labels
+    labels = naming.labels(spec.service)
     healthcheck = None
     if spec.healthcheck is not None:
         healthcheck = docker.ContainerHealthcheckArgs(
@@ -105,7 +64,6 @@ def service_container(
         uploads=[
             docker.ContainerUploadArgs(
                 file=u.path, content=u.content, permissions=u.permissions,
-                owner=u.owner, group=u.group,
             )
             for u in spec.uploads
         ],
@@ -119,7 +77,6 @@ def service_container(
         envs=list(spec.envs),
         command=list(spec.command) if spec.command is not None else None,
         entrypoints=list(spec.entrypoint) if spec.entrypoint is not None else None,
-        user=spec.user,
         labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(labels.items())],
         healthcheck=healthcheck,
         restart="unless-stopped",
