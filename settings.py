@@ -61,7 +61,7 @@ def _text(value: object, max_len: int, allowed: str) -> str:
     if not isinstance(value, str):
         _refuse(allowed)
     if len(value) > max_len:
-        _refuse(f"{allowed} (at most {max_len} characters)")
+        _refuse(allowed if f"at most {max_len} characters" in allowed else f"{allowed} (at most {max_len} characters)")
     return value
 
 

@@ -3,8 +3,10 @@ key; never another exception, never a secret's value, and never a traceback from
 
 from __future__ import annotations
 
+import json
 import os
 
+import pulumi
 import pytest
 
 import settings
@@ -147,3 +149,31 @@ def test_evaluate_sets_the_cli_config_environment_only_while_the_program_runs():
     before = {k: os.environ.get(k) for k in ("PULUMI_CONFIG", "PULUMI_CONFIG_SECRET_KEYS")}
     evaluate({"monitoring": "false", "installTrust": "false"})
     assert {k: os.environ.get(k) for k in before} == before
+
+
+def test_load_takes_secretness_from_the_cli_environment_not_only_from_set_all_config():
+    seen: dict[str, object] = {}
+
+    def program() -> None:
+        # what is left when only PULUMI_CONFIG_SECRET_KEYS says which keys are secret
+        pulumi.runtime.set_all_config(json.loads(os.environ["PULUMI_CONFIG"]), secret_keys=[])
+        seen["password"] = settings.load().registry.docker_hub_password
+
+    evaluate({"dockerHubUsername": "alice"}, secrets={"dockerHubPassword": "token"}, program=program)
+    assert isinstance(seen["password"], pulumi.Output)
+
+
+def test_load_takes_key_names_from_pulumi_config_as_a_real_run_passes_them():
+    seen: dict[str, object] = {}
+
+    def program() -> None:
+        env = json.loads(os.environ["PULUMI_CONFIG"])
+        assert env["registry-mirror:registryPort"] == "6000"  # Pulumi.yaml's default, passed like the CLI
+        os.environ["PULUMI_CONFIG"] = json.dumps(env | {"registry-mirror:registyPort": "1"})
+        try:
+            settings.load()
+        except SettingsError as err:
+            seen["error"] = str(err)
+
+    evaluate({}, program=program)
+    assert "registry-mirror:registyPort is not a known setting: did you mean 'registryPort'?" in str(seen["error"])
