@@ -55,6 +55,7 @@ class Registry:
     API_PORT = 5000  # TLS, published
     DEBUG_PORT = 5001  # plain HTTP only (health, metrics): never published
     HEALTH_PATH = "/debug/health"
+    API_PATH = "/v2/"  # answers 200 on the published TLS port when the registry serves
     METRICS_PATH = "/metrics"
     CONFIG_PATH = "/etc/distribution/config.yml"  # registry:3 (v2 used /etc/docker/registry)
     CERT_PATH = "/etc/distribution/certs/registry.crt"
@@ -135,3 +136,13 @@ SERVICES: tuple[str, ...] = (
     Registry.ALIAS, Prometheus.ALIAS, Grafana.ALIAS, Jaeger.ALIAS, Loki.ALIAS, Alloy.ALIAS,
     Blackbox.ALIAS,
 )
+
+# What answers 200 on each published URL once the service is ready (mirrorctl status).
+READY_PATHS: dict[str, str] = {
+    Registry.ALIAS: Registry.API_PATH,
+    Prometheus.ALIAS: Prometheus.READY_PATH,
+    Grafana.ALIAS: Grafana.READY_PATH,
+    Jaeger.ALIAS: Jaeger.READY_PATH,
+    Loki.ALIAS: Loki.READY_PATH,
+    Alloy.ALIAS: Alloy.READY_PATH,
+}
