@@ -328,7 +328,8 @@ class StackConfig(BaseModel):
     dockerHubPassword: Annotated[str | None, BeforeValidator(_secret_text), Secret()] = Field(
         None, description="Docker Hub password or access token (secret).")
     proxyTtl: Annotated[str, BeforeValidator(_proxy_ttl)] = Field(
-        "168h", description="How long cached content is kept before it is fetched again (Go duration; 0 = never expire).")
+        "168h",
+        description="How long cached content is kept before it is fetched again (Go duration; 0 = never expire).")
     registryImage: Image = Field(IMAGES["registry"], description="Registry image (distribution v3).")
     registryMemoryLimitMb: Annotated[int, whole(64, 1_048_576)] = Field(
         512, description="Memory limit of the registry container, in MiB.")
