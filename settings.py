@@ -593,13 +593,15 @@ def parse(
     secret_keys: Iterable[str] = (),
     secrets: Mapping[str, Any] | None = None,
     docker_host: str | None = None,
+    docker_host_name: str = "docker:host",
 ) -> Settings:
     """Parse raw config values (key without project prefix -> string) into Settings.
 
     `secret_keys` names the keys that were set with `--secret`: their values are checked
     but never shown. `secrets` maps secret keys to the (secret) Output the program uses in
     place of the plain value; a key in `secrets` counts as set with `--secret`.
-    `docker_host` is the `docker:host` config (or DOCKER_HOST).
+    `docker_host` is the `docker:host` config, or DOCKER_HOST (then `docker_host_name`
+    is "DOCKER_HOST", so that an error names what the user set).
     """
     secrets = dict(secrets or {})
     secret_set = set(secret_keys) | set(secrets)
@@ -672,7 +674,7 @@ def parse(
         docker_certs_dir=config.dockerCertsDir,
         docker_daemon_json_path=config.dockerDaemonJsonPath,
         use_sudo=config.trustUseSudo,
-        docker_host=_docker_host(docker_host, problems),
+        docker_host=_docker_host(docker_host, problems, docker_host_name),
     )
     if not config.installTrust:
         for key in ("installSystemTrust", "configureDockerMirror"):
@@ -749,12 +751,13 @@ def _check_lifetimes(c: StackConfig, problems: _Problems) -> None:
                        f"must be less than the shortest certificate lifetime ({shortest}: {hours} hours)")
 
 
-def _docker_host(url: str | None, problems: _Problems) -> DockerHost:
+def _docker_host(url: str | None, problems: _Problems, name: str) -> DockerHost:
+    """`name`: where the URL came from, `docker:host` or the DOCKER_HOST variable."""
     if url is None or not url.strip():
         return DockerHost()
     allowed = "must be unix://<socket>, npipe://<pipe>, ssh://[user@]host[:port] or tcp://host[:port]"
     if len(url) > 2048 or _has_control(url) or not url.isascii():
-        problems.line("docker:host", f"docker:host = {_shown(url)} is invalid: {allowed}")
+        problems.line(name, f"{name} = {_shown(url)} is invalid: {allowed}")
         return DockerHost()
     url = url.strip()
     scheme = url.split("://", 1)[0] if "://" in url else ""
@@ -764,12 +767,12 @@ def _docker_host(url: str | None, problems: _Problems) -> DockerHost:
     except ValueError:
         usable = False
     if scheme not in ("unix", "npipe", "ssh", "tcp"):
-        problems.line("docker:host", f"docker:host = {_shown(url)} is invalid: {allowed}")
+        problems.line(name, f"{name} = {_shown(url)} is invalid: {allowed}")
     elif scheme in ("ssh", "tcp") and (not usable or any(c.isspace() for c in url)):
-        problems.line("docker:host", f"docker:host = {_shown(url)} is invalid: an {scheme}:// URL needs a "
+        problems.line(name, f"{name} = {_shown(url)} is invalid: an {scheme}:// URL needs a "
                       f"host and, if given, a port from 1 to 65535 ({scheme}://user@host:22)")
     elif scheme in ("unix", "npipe") and not url.split("://", 1)[1].strip("/"):
-        problems.line("docker:host", f"docker:host = {_shown(url)} is invalid: needs a socket path "
+        problems.line(name, f"{name} = {_shown(url)} is invalid: needs a socket path "
                       "(unix:///var/run/docker.sock)")
     else:
         return DockerHost(url=url)
@@ -829,9 +832,12 @@ def load() -> Settings:
     secret_keys = {k for k in keys if prefix + k in secret_full or pulumi.runtime.is_config_secret(prefix + k)}
     values = {k: config.get(k) for k in keys}
     secrets = {k: config.get_secret(k) for k in secret_keys & set(SECRET_KEYS)}
-    docker_host = pulumi.Config("docker").get("host") or os.environ.get("DOCKER_HOST")
+    # like the Docker provider: its `docker:host` config first, then the DOCKER_HOST variable
+    docker_host, docker_host_name = pulumi.Config("docker").get("host"), "docker:host"
+    if not docker_host:
+        docker_host, docker_host_name = os.environ.get("DOCKER_HOST"), "DOCKER_HOST"
     return parse(values, project=pulumi.get_project(), stack=pulumi.get_stack(), secret_keys=secret_keys,
-                 secrets=secrets, docker_host=docker_host)
+                 secrets=secrets, docker_host=docker_host, docker_host_name=docker_host_name)
 
 
 # --- Pulumi.yaml ---------------------------------------------------------------------------

@@ -130,6 +130,13 @@ def test_a_value_that_crashed_the_program_now_fails_it_with_one_line_naming_the_
     assert len(str(err.value).split("\n")) == 2
 
 
+def test_a_bad_docker_host_variable_is_named_as_the_variable_the_user_set(monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", "ssh://u@h:abc")
+    with pytest.raises(SettingsError) as err:
+        evaluate({})
+    assert str(err.value).split("\n")[1].startswith("  DOCKER_HOST = 'ssh://u@h:abc' is invalid: an ssh:// URL")
+
+
 def test_a_bad_secret_value_fails_the_program_without_showing_it():
     with pytest.raises(SettingsError) as err:
         evaluate({"dockerHubUsername": "alice"}, secrets={"dockerHubPassword": "hunter2\n"})
