@@ -528,10 +528,6 @@ class Settings(_Frozen):
     monitoring: MonitoringSettings
     port_offset: int
 
-    @property
-    def docker_host(self) -> DockerHost:
-        return self.trust.docker_host
-
     def published_ports(self) -> dict[str, int]:
         """Every host port this stack publishes, by config key."""
         ports = {"registryPort": self.registry.port}

@@ -39,10 +39,10 @@ HOSTILE: tuple[str, ...] = (
 def _values_for(key: str) -> list[str]:
     """The hostile values plus each key's own default with hostile additions."""
     default = settings.StackConfig.model_fields[key].default
-    base = [] if default is None or isinstance(default, tuple) else [str(default).lower()
-                                                                    if isinstance(default, bool) else str(default)]
-    variants = [b + suffix for b in base for suffix in ("\n", "\x00", " ", ".", "0" * 40)]
-    return [*HOSTILE, *variants]
+    if default is None or isinstance(default, tuple):
+        return list(HOSTILE)
+    text = str(default).lower() if isinstance(default, bool) else str(default)
+    return [*HOSTILE, *(text + suffix for suffix in ("\n", "\x00", " ", ".", "0" * 40))]
 
 
 def _check(message: str, key: str) -> None:
@@ -56,9 +56,9 @@ def _check(message: str, key: str) -> None:
     assert "pydantic" not in message and "Input should" not in message
 
 
-def test_hostile_values_cover_every_key_with_at_least_two_hundred_values_in_all():
-    assert sum(len(_values_for(key)) for key in settings.KEYS) >= 200
-    assert len(settings.KEYS) == 49
+def test_hostile_values_number_well_over_two_hundred_per_run():
+    assert len(HOSTILE) >= 60
+    assert sum(len(_values_for(key)) for key in settings.KEYS) >= 200 * 10
 
 
 @pytest.mark.parametrize("key", [k for k in settings.KEYS if k not in settings.SECRET_KEYS])
