@@ -11,6 +11,7 @@ import pulumi_random as random
 from components.container import named_volume, service_container
 from components.pki import Pki
 from configs import registry
+from configs.spec import Secret
 from contract import Naming, registry_alias
 from settings import RegistrySettings
 
@@ -42,15 +43,13 @@ class Mirror(pulumi.ComponentResource):
         # http.secret signs upload state; stable across runs because it lives in state
         http_secret = random.RandomPassword(f"{alias}-http-secret", length=48, special=False,
                                             opts=pulumi.ResourceOptions(parent=self))
-        envs: list[pulumi.Input[str]] = [
-            pulumi.Output.secret(pulumi.Output.concat("REGISTRY_HTTP_SECRET=", http_secret.result)),
+        envs: list[pulumi.Input[str] | Secret] = [
+            Secret(pulumi.Output.concat("REGISTRY_HTTP_SECRET=", http_secret.result)),
         ]
         if settings.docker_hub_username is not None:
             envs += [
-                pulumi.Output.secret(f"REGISTRY_PROXY_USERNAME={settings.docker_hub_username}"),
-                pulumi.Output.secret(
-                    pulumi.Output.concat("REGISTRY_PROXY_PASSWORD=", settings.docker_hub_password)
-                ),
+                Secret(f"REGISTRY_PROXY_USERNAME={settings.docker_hub_username}"),
+                Secret(pulumi.Output.concat("REGISTRY_PROXY_PASSWORD=", settings.docker_hub_password)),
             ]
         envs += list(telemetry_env)
         spec = registry.container_spec(

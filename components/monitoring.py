@@ -15,7 +15,7 @@ from components.container import named_volume, service_container
 from components.mirror import Mirror
 from components.pki import Pki
 from configs import alloy, blackbox, grafana, jaeger, loki, prometheus
-from configs.spec import Deployment, MonitoringInputs, Mount, ServiceSpec
+from configs.spec import Deployment, MonitoringInputs, Mount, Secret, ServiceSpec
 from contract import Naming, Registry
 from settings import MonitoringSettings
 
@@ -99,7 +99,7 @@ class Monitoring(pulumi.ComponentResource):
             project=naming.project,
             stack=naming.stack,
             root_ca_pem=pki.root_ca_pem,
-            grafana_password_env=pulumi.Output.secret(
+            grafana_password_env=Secret(
                 pulumi.Output.concat(f"{grafana.ADMIN_PASSWORD_ENV}=", password)),
             scrape_jobs=[(m.alias, f"{m.alias}:{Registry.DEBUG_PORT}") for m in mirrors] + [
                 s.SCRAPE_JOB for s in enabled if s.SCRAPE_JOB is not None

@@ -1,12 +1,10 @@
 """The blackbox exporter's `config.yml` (`prom/blackbox-exporter`).
 
 Pure: plain values in, YAML text out. One module, `registry_tls`, probes the registry's API
-endpoint over HTTPS and trusts only the stack's root CA, so a probe succeeds only when the
-served chain (leaf + intermediate) verifies up to that root and `/v2/` answers 200.
+over HTTPS trusting only the stack's root CA, so a probe succeeds only when the served chain
+verifies up to that root and `/v2/` answers 200.
 
-Keys follow prometheus/blackbox_exporter CONFIGURATION.md (`<module>`, `<http_probe>`,
-`<tls_config>`). `probe_ssl_earliest_cert_expiry` is the earliest NotAfter of the certificates
-the server presents (prober/tls.go `getEarliestCertExpiry` walks `PeerCertificates`).
+Upstream sources: docs/upstream-references.md
 """
 
 from __future__ import annotations

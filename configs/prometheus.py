@@ -1,16 +1,10 @@
 """Prometheus's `prometheus.yml` and the stack's alert rules (`prom/prometheus` v3).
 
-Pure: plain values in, YAML text out. Every key rendered here is also accepted by Debian's
-Prometheus 2.42, which the rehearsal runs: nothing v3-only is needed.
+Pure: plain values in, YAML text out; every key is also accepted by Debian's Prometheus 2.42,
+which the rehearsal runs. No `fallback_scrape_protocol` is rendered: every scraped target sends
+a Content-Type that v3 parses (the rehearsal checks it).
 
-`fallback_scrape_protocol` (v3 fails a scrape whose Content-Type is blank or invalid:
-prometheus/prometheus docs/configuration/configuration.md, `<scrape_config>`) is not rendered.
-The registry's debug server serves `metrics.Handler()` of docker/go-metrics (distribution
-registry/registry.go `configurePrometheus`), which is `promhttp.Handler()` (docker/go-metrics
-handler.go): it always sets the negotiated Content-Type. The rehearsal checks the header that
-Debian's docker-registry 2.8.2, the blackbox exporter and Prometheus send
-(`text/plain; version=0.0.4`). Jaeger, Loki, Alloy and Grafana are Go services that export
-through client_golang's promhttp as well (not rehearsed: no binaries here).
+Upstream sources: docs/upstream-references.md
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from configs.spec import Input, Mount, Port, ServiceSpec, Upload
+from configs.spec import Input, Mount, Port, Secret, ServiceSpec, Upload
 from contract import Registry
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def container_spec(
     settings: RegistrySettings,
     *,
     alias: str,
-    envs: Sequence[Input],
+    envs: Sequence[Input | Secret],
     remote_url: str,
     server_chain_pem: Input,
     server_key_pem: Input,
@@ -106,7 +106,7 @@ def container_spec(
         uploads=[
             Upload(CONFIG_PATH, config_text),
             Upload(CERT_PATH, server_chain_pem),
-            Upload(KEY_PATH, server_key_pem, permissions="0600"),
+            Upload(KEY_PATH, server_key_pem, permissions="0600", secret=True),
         ],
         envs=envs,
         ports=[Port(API_PORT, settings.port, settings.bind_address)],

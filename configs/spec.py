@@ -16,12 +16,21 @@ Input = Any
 
 
 @dataclass(frozen=True)
+class Secret:
+    """A value that stays secret end to end: sent as a Pulumi secret, and the container field
+    that carries it is declared a secret output, so the state never holds it in clear."""
+
+    value: Input
+
+
+@dataclass(frozen=True)
 class Upload:
     """A file the program generates and delivers into the container."""
 
     path: str
     content: Input
     permissions: str = "0644"
+    secret: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,7 +54,7 @@ class ServiceSpec:
     image: str
     memory_mb: int
     uploads: Sequence[Upload] = ()
-    envs: Sequence[Input] = ()
+    envs: Sequence[Input | Secret] = ()
     ports: Sequence[Port] = ()
     mounts: Sequence[Mount] = ()
     healthcheck: Sequence[str] | None = None  # Docker's ["CMD", ...] form
@@ -73,6 +82,6 @@ class MonitoringInputs:
     project: str
     stack: str
     root_ca_pem: Input
-    grafana_password_env: Input  # "GF_SECURITY_ADMIN_PASSWORD=<password>", a secret
+    grafana_password_env: Secret  # "GF_SECURITY_ADMIN_PASSWORD=<password>"
     scrape_jobs: Sequence[tuple[str, str]]  # (job, host:port) of every running service
     probe_urls: Sequence[str]  # the mirrors' TLS endpoints, probed through blackbox

@@ -180,6 +180,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     "deleteBeforeReplace": request.deleteBeforeReplace,
                     "retainOnDelete": request.retainOnDelete,
                     "replaceOnChanges": list(request.replaceOnChanges),
+                    "additionalSecretOutputs": list(request.additionalSecretOutputs),
                 },
             )
         )

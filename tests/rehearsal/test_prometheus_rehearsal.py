@@ -422,10 +422,10 @@ def test_every_scraped_target_declares_a_content_type_prometheus_v3_parses(stack
     """Why no `fallback_scrape_protocol` is rendered.
 
     Prometheus v3 uses it only "if a scrape returns blank, unparsable, or otherwise invalid
-    Content-Type" (prometheus/prometheus docs/configuration/configuration.md @
-    1e317d00987888807ba8998f0d0c452ac5eda463, `<scrape_config>`). The registry's debug server,
-    the blackbox exporter and Prometheus all answer through promhttp with the text format's
-    own type, which v3 parses as PrometheusText0.0.4.
+    Content-Type" (Prometheus's configuration docs, `<scrape_config>`; source in
+    docs/upstream-references.md). The registry's debug server, the blackbox exporter and
+    Prometheus all answer through promhttp with the text format's own type, which v3 parses
+    as PrometheusText0.0.4.
     """
     for url in (
         f"http://{stack.mirror.debug}/metrics",
