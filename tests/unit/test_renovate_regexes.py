@@ -89,6 +89,16 @@ def test_the_pulumi_yaml_regex_finds_every_image_default_with_its_name_and_tag()
     assert found_pins("Pulumi.yaml", text) == expected
 
 
+@pytest.mark.parametrize("quote", ["'", '"'])
+def test_the_pulumi_yaml_regex_also_finds_a_quoted_default(quote: str) -> None:
+    """The generator quotes a string when YAML needs it; the pin is found either way."""
+    text = (ROOT / "Pulumi.yaml").read_text()
+    image = IMAGES["registry"]
+    quoted = text.replace(f"default: {image}\n", f"default: {quote}{image}{quote}\n", 1)
+    assert quoted != text
+    assert found_pins("Pulumi.yaml", quoted) == found_pins("Pulumi.yaml", text)
+
+
 def test_both_files_give_each_image_the_same_dep_name_so_one_group_takes_both() -> None:
     contract = found_pins("contract.py", (ROOT / "contract.py").read_text())
     pulumi = found_pins("Pulumi.yaml", (ROOT / "Pulumi.yaml").read_text())
@@ -106,9 +116,9 @@ def test_both_files_give_each_image_the_same_dep_name_so_one_group_takes_both() 
         ("contract.py", "registry", '    "registry": "{image}",', '    "registry": f"registry:{{TAG}}",'),
         # two pins on one line: the regex wants the line's own indentation
         ("contract.py", "prometheus", '\n    "prometheus": "{image}",', ' "prometheus": "{image}",'),
-        # a default the generator wrote with double quotes or none
-        ("Pulumi.yaml", "registry", "default: '{image}'", 'default: "{image}"'),
-        ("Pulumi.yaml", "grafana", "default: '{image}'", "default: {image}"),
+        # a default the generator wrote as a block scalar, or behind a YAML anchor
+        ("Pulumi.yaml", "registry", "default: {image}\n", "default: >-\n      {image}\n"),
+        ("Pulumi.yaml", "grafana", "default: {image}\n", "default: &grafana {image}\n"),
     ],
 )
 def test_a_pin_in_another_format_is_not_matched(file_name: str, service: str, pinned: str, mutated: str) -> None:
