@@ -14,6 +14,9 @@
   branch, holding the update of both files that pin it (contract.py and Pulumi.yaml; the
   requirements file and pyproject.toml), and nothing else. Only that redirection is added,
   as a global config: the repository's renovate.json is used as committed.
+- the same kind of lookup against a loopback npm registry: the pinned Renovate itself is
+  offered its next minor but not the next major (which needs a newer Node.js), and without
+  the `allowedVersions` rule the major is offered too (control).
 
 Not rehearsed: the PRs and commits themselves (the local platform only looks up).
 """
@@ -230,10 +233,49 @@ def simple_index(releases: dict[str, list[str]], asked: list[str]) -> type[http.
     return Index
 
 
+def run_lookup(tmp: Path, files: dict[str, str], redirect: dict[str, Any]) -> dict[str, Any]:
+    """Renovate's lookup dry run on `files` (path -> text) with `redirect` as its global
+    config (where the datasources look); its log lines, by message."""
+    renovate = require_npm_tool("renovate")
+    copy = tmp / "repository"
+    for name, text in files.items():
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        (copy / name).write_text(text)
+    (tmp / "global.json").write_text(json.dumps(redirect))
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(tmp),
+        "LOG_LEVEL": "debug",
+        "LOG_FORMAT": "json",
+        "RENOVATE_BASE_DIR": str(tmp / "renovate-base"),
+        "RENOVATE_CONFIG_FILE": str(tmp / "global.json"),
+    }
+    result = subprocess.run(
+        [renovate, "--platform=local", "--dry-run=lookup", "--onboarding=false"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=copy,
+        timeout=RENOVATE_TIMEOUT,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    messages: dict[str, Any] = {}
+    for line in result.stdout.splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            messages.setdefault(record.get("msg", ""), record)
+    assert "packageFiles with updates" in messages, result.stdout[-4000:]
+    return messages
+
+
+def repository_texts(*names: str) -> dict[str, str]:
+    return {name: (REPO_ROOT / name).read_text() for name in names}
+
+
 @pytest.fixture(scope="module")
 def lookup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """Renovate's lookup dry run against loopback stand-ins; its log lines, by message."""
-    renovate = require_npm_tool("renovate")
+    """The lookup dry run of the pinned files against a loopback registry and simple index."""
+    require_npm_tool("renovate")
     tmp = tmp_path_factory.mktemp("renovate-lookup")
     image = tmp / "oci"
     make_oci_image(image, [1000], seed=8, tag="any")
@@ -247,11 +289,9 @@ def lookup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
             name, tag = split_image(IMAGES[service])
             for version in (tag, newer(tag)):
                 push(image, f"{registry.host_port}/{name}:{version}", tag="any")
-        copy = tmp / "repository"
-        copy.mkdir()
-        for name in ("renovate.json", "contract.py", "Pulumi.yaml", "requirements.txt", "requirements-dev.txt",
-                     "pyproject.toml"):  # fmt: skip
-            shutil.copy2(REPO_ROOT / name, copy / name)
+        files = repository_texts(
+            "renovate.json", "contract.py", "Pulumi.yaml", "requirements.txt", "requirements-dev.txt", "pyproject.toml"
+        )
         redirect = {
             "enabledManagers": ["custom.regex", "pip_requirements", "pep621"],
             "packageRules": [
@@ -260,30 +300,7 @@ def lookup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
                 {"matchDatasources": ["python-version"], "enabled": False},  # requires-python
             ],
         }
-        (tmp / "global.json").write_text(json.dumps(redirect))
-        env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "HOME": str(tmp),
-            "LOG_LEVEL": "debug",
-            "LOG_FORMAT": "json",
-            "RENOVATE_BASE_DIR": str(tmp / "renovate-base"),
-            "RENOVATE_CONFIG_FILE": str(tmp / "global.json"),
-        }
-        result = subprocess.run(
-            [renovate, "--platform=local", "--dry-run=lookup", "--onboarding=false"],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=copy,
-            timeout=RENOVATE_TIMEOUT,
-        )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    messages: dict[str, Any] = {}
-    for line in result.stdout.splitlines():
-        if line.startswith("{"):
-            record = json.loads(line)
-            messages.setdefault(record.get("msg", ""), record)
-    assert "packageFiles with updates" in messages, result.stdout[-4000:]
+        messages = run_lookup(tmp, files, redirect)
     assert asked, "Renovate never asked the simple index"
     yield messages
 
@@ -322,3 +339,59 @@ def test_each_python_bump_is_one_branch_updating_requirements_and_pyproject(look
 def test_the_lookups_found_only_the_planted_versions_and_asked_only_loopback(lookup: dict[str, Any]) -> None:
     assert len(branches(lookup)) == len(BUMPED_IMAGES) + len(BUMPED_PACKAGES)
     assert set(lookup["HTTP statistics"]["hosts"]) == {"127.0.0.1"}
+
+
+# ---------------------------------------------------------------------------- the validator's pin
+
+
+def npm_registry(versions: list[str]) -> type[http.server.BaseHTTPRequestHandler]:
+    """An npm registry that knows only the `renovate` package, in these versions."""
+
+    class Registry(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the HTTP method name)
+            if self.path.strip("/") != "renovate":
+                self.send_error(404)
+                return
+            packument = {
+                "name": "renovate",
+                "dist-tags": {"latest": versions[-1]},
+                "versions": {v: {"name": "renovate", "version": v} for v in versions},
+                "time": {v: "2026-01-01T00:00:00.000Z" for v in versions},
+            }
+            data = json.dumps(packument).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base's name)
+            pass
+
+    return Registry
+
+
+def renovate_updates(tmp: Path, renovate_json: str) -> list[str]:
+    pinned = json.loads((REPO_ROOT / "tools/renovate/package.json").read_text())["devDependencies"]["renovate"]
+    major = int(pinned.split(".")[0])
+    versions = [pinned, newer(pinned), f"{major + 1}.0.0"]
+    files = repository_texts("tools/renovate/package.json", "tools/renovate/package-lock.json")
+    files["renovate.json"] = renovate_json
+    with serve_http(npm_registry(versions)) as port:
+        redirect = {"enabledManagers": ["npm"], "npmrc": f"registry=http://127.0.0.1:{port}/\n", "npmrcMerge": False}
+        messages = run_lookup(tmp, files, redirect)
+    [package_file] = messages["packageFiles with updates"]["config"]["npm"]
+    [dep] = package_file["deps"]
+    return sorted(update["newValue"] for update in dep.get("updates", []))
+
+
+def test_the_pinned_validator_is_offered_minor_bumps_but_not_the_major_that_needs_a_newer_node(
+    tmp_path: Path,
+) -> None:
+    pinned = json.loads((REPO_ROOT / "tools/renovate/package.json").read_text())["devDependencies"]["renovate"]
+    assert renovate_updates(tmp_path / "as-committed", (REPO_ROOT / "renovate.json").read_text()) == [newer(pinned)]
+    # control: the same lookup without the `allowedVersions` rule offers the next major too
+    config = json.loads((REPO_ROOT / "renovate.json").read_text())
+    config["packageRules"] = [r for r in config["packageRules"] if "allowedVersions" not in r]
+    major = int(pinned.split(".")[0])
+    assert renovate_updates(tmp_path / "without-the-cap", json.dumps(config)) == [newer(pinned), f"{major + 1}.0.0"]
