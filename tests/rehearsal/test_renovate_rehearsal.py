@@ -5,9 +5,8 @@
   with its own regex engine and managers, every image pin of contract.py and every `*Image`
   default of Pulumi.yaml (same depName and tag in both), every `==` pin of the requirements
   files through the standard `pip_requirements` manager, and pyproject.toml's pins through
-  `pep621` under the same package names. Extraction makes no
-  registry lookup: the test checks Renovate counted zero HTTP requests.
-
+  `pep621` under the same package names. Extraction makes no registry lookup: the test
+  checks Renovate counted zero HTTP requests.
 - `renovate --platform=local --dry-run=lookup` with its docker and pypi lookups sent to
   loopback stand-ins (a docker-registry holding a newer tag of two pinned images, a PEP 503
   simple index holding a newer release of two pinned packages): each new version becomes one
