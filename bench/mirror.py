@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from contract import Registry
 from tests.rehearsal.registry_proc import (
     ca_context,
     free_port,
@@ -26,7 +27,7 @@ from tests.rehearsal.registry_proc import (
     registry_process,
 )
 
-CONFIG_PATH = "/etc/distribution/config.yml"
+CONFIG_PATH = Registry.CONFIG_PATH
 
 
 @dataclass(frozen=True)

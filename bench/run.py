@@ -9,7 +9,7 @@ Everything runs on 127.0.0.1 and stops at exit:
     skopeo --> mirror (the program's registry files, TLS, Debian docker-registry 2.8.2)
                  |  proxy.remoteurl
                  v
-           [nginx front, configs/collapse.py]   (only in the "+front" rows)
+           [nginx front, bench/collapse.py]   (only in the "+front" rows)
                  v
            throttle (bench/throttle.py: --rate-mbit, --rtt-ms; counts bytes) --> upstream
                                                                  (a local docker-registry)

@@ -1,13 +1,10 @@
 """Metric names the alert rules and the dashboard use that only the pinned images export.
 
-Every other metric name they use is proven by the rehearsal: it was SEEN in a real scrape
-(Debian's docker-registry 2.8.2 debug `/metrics`, prometheus-blackbox-exporter's `/probe`,
-Prometheus itself). The names below exist only in distribution 3.x (`registry:3`), which
-cannot run here, so each one is tied to the upstream source file that defines it.
+Every other name they use was seen in a real scrape in the rehearsal. These exist only in
+distribution 3.x (`registry:3`), which cannot run here, so each is tied to the upstream file
+that defines it; go-metrics names counters `<namespace>_<subsystem>_<name>_total`.
 
-go-metrics naming (docker/go-metrics namespace.go): `NewCounter`/`NewLabeledCounter` give
-`<namespace>_<subsystem>_<name>_total`; the namespaces are `registry_storage` and
-`registry_proxy` (distribution metrics/prometheus.go).
+Upstream sources: docs/upstream-references.md
 """
 
 from __future__ import annotations
@@ -56,7 +53,7 @@ def _cache(name: str, counter: str) -> UpstreamMetric:
         path=CACHE_METRICS_SOURCE[0],
         commit=CACHE_METRICS_SOURCE[1],
         definition=f'{counter} = prometheus.StorageNamespace.NewCounter("cache_{name}", ...)',
-        # seen: 2.8.2 exports one counter with a label; split in distribution PR #2897
+        # seen: 2.8.2 exports one counter with a label; 3.x splits it into one counter per type
         in_2_8='registry_storage_cache_total{type="Request"|"Hit"|"Miss"}',
     )
 

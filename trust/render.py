@@ -1,8 +1,7 @@
 """Render the host-trust scripts from the templates in this package.
 
 `render_install_script` is the `create` command, `render_remove_script` the `delete` command
-of the trust `Command` (see the package docstring for what they do). Pure functions: they read
-only this package's own files.
+of the trust `Command`. Pure functions: they read only this package's own files.
 
 The templates `install.sh` and `remove.sh` are POSIX sh that shellcheck reads as files. Lines
 starting with `#@` are directives, never part of the rendered text:
@@ -229,10 +228,33 @@ def render(template: str, p: TrustParams) -> str:
 
 
 def render_install_script(p: TrustParams) -> str:
-    """The `create` command. Reads the root CA PEM from stdin."""
+    """The `create` command. Reads the root CA PEM from stdin.
+
+    The CA never appears in the command text, which Pulumi stores in its state and shows in
+    previews. The script
+
+    * writes it to Docker's fixed layout `<dockerCertsDir>/<host>:<port>/ca.crt` (mode 0644);
+    * optionally adds it to the OS trust store: Debian/Ubuntu `update-ca-certificates`, macOS
+      `security add-trusted-cert` into the System keychain; any other OS fails with one line;
+    * optionally merges `"registry-mirrors": [<mirror_url>]` into Docker's `daemon.json`,
+      keeping every other key, backing the original up once, never adding a duplicate, and
+      printing that Docker must be restarted (it never restarts Docker itself). dockerd
+      rejects unknown keys, so no marker can be stored inside the file.
+
+    Privileges: a target this user cannot write (for a path still to be created: its nearest
+    existing parent directory) is written through `sudo -n` when `use_sudo` is true. `-n`
+    never prompts (a password prompt would hang `pulumi up`); when it fails, or `use_sudo` is
+    false, the script stops before changing anything, with ONE line on stderr that names the
+    path and the command to run. The plan (what changes, which privileges) is made before the
+    first change, so a refusal leaves the host untouched.
+    """
     return render("install.sh", p)
 
 
 def render_remove_script(p: TrustParams) -> str:
-    """The `delete` command. Never reads stdin; undoes only what the install added."""
+    """The `delete` command. Never reads stdin; undoes only what the install added.
+
+    Privileges work as in `render_install_script`. On macOS a certificate is deleted by its
+    SHA-1 (`-Z`), because a name can match more than one certificate.
+    """
     return render("remove.sh", p)

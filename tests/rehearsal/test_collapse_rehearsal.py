@@ -1,4 +1,4 @@
-"""Rehearsal of the blob-collapsing front (configs/collapse.py) with Debian's nginx.
+"""Rehearsal of the blob-collapsing front (bench/collapse.py) with Debian's nginx.
 
 1. The program's mirror (Debian docker-registry 2.8.2, the program's own files and PKI)
    with `proxy.remoteurl` pointing at the front, the front pointing through the benchmark's
@@ -29,10 +29,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.collapse import TOKEN_PATH
 from bench.front import Front, collapse_front
 from bench.mirror import program_mirror
 from bench.throttle import ThrottleProxy
-from configs.collapse import TOKEN_PATH
 from tests.conftest import require_tool
 from tests.fakes.program import Evaluation, evaluate
 from tests.http_stub import serve_http
