@@ -30,7 +30,8 @@ from pydantic_core import PydanticCustomError
 from contract import IMAGES, PROJECT, Naming
 
 __all__ = [
-    "PROJECT", "DockerHost", "MonitoringSettings", "Naming", "PkiSettings", "RegistrySettings",
+    "PROJECT", "DockerHost", "MonitoringSettings", "Naming", "PkiSettings", "PrivateRegistrySettings",
+    "RegistrySettings", "UpstreamSettings",
     "Settings", "SettingsError", "StackConfig", "TrustSettings", "load", "parse",
 ]
 
@@ -327,6 +328,26 @@ def _grafana_password(value: object) -> str:
     return text
 
 
+_MAX_MIRRORS = 20
+
+
+def _mirror_list(value: object) -> str:
+    """An object list (`pulumi config set --path 'mirrors[1].upstream' ghcr.io`), kept as JSON
+    text; each entry's fields are checked by `parse`, one line per problem."""
+    allowed = f"must be a list of 1-{_MAX_MIRRORS} objects such as [{{upstream: ghcr.io, port: 6001}}]"
+    if isinstance(value, str):
+        if len(value) > 100_000:
+            _refuse(allowed)
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            _refuse(allowed)
+    if not isinstance(value, list) or not 1 <= len(value) <= _MAX_MIRRORS or \
+            not all(isinstance(entry, dict) for entry in value):
+        _refuse(allowed)
+    return json.dumps(value)
+
+
 class Secret:
     """Marks a key whose value is a secret: never shown, and refused unless set with --secret."""
 
@@ -372,6 +393,12 @@ class StackConfig(BaseModel):
         512, description="Memory limit of the registry container, in MiB.")
     tagConcurrencyLimit: Annotated[int, whole(1, 1000)] = Field(
         5, description="The registry's storage.tag.concurrencylimit.")
+    mirrors: Annotated[str | None, BeforeValidator(_mirror_list)] = Field(
+        None, description="Upstreams to mirror, each {upstream, remoteUrl, port, username, password, ttl}; "
+                          "Docker Hub (docker.io) is always one (the keys above describe it).")
+    privateRegistry: Boolean = Field(
+        False, description="Run a private registry for pushes (no proxy) on privateRegistryPort.")
+    privateRegistryPort: Port = Field(6100, description="Host port of the private registry (TLS).")
     keepDataOnDestroy: Boolean = Field(
         True, description="Keep the cache and monitoring volumes when the stack is destroyed.")
     portOffset: Annotated[int, whole(0, 60000)] = Field(
@@ -503,6 +530,46 @@ class RegistrySettings(_Frozen):
         return list(dict.fromkeys(ips))
 
 
+DOCKER_HUB = "docker.io"
+# upstream as written in image names -> (default remote URL, instance name). Docker Hub's API
+# is not served at docker.io; its instance "" keeps the names of the first release.
+UPSTREAM_PRESETS: dict[str, tuple[str, str]] = {
+    DOCKER_HUB: ("https://registry-1.docker.io", ""),
+    "ghcr.io": ("https://ghcr.io", "ghcr"),
+    "quay.io": ("https://quay.io", "quay"),
+    "registry.k8s.io": ("https://registry.k8s.io", "k8s"),
+    "gcr.io": ("https://gcr.io", "gcr"),
+}
+MIRROR_FIELDS = ("upstream", "remoteUrl", "port", "username", "password", "ttl")
+
+
+def instance_name(upstream: str) -> str:
+    """The suffix of a mirror's alias, Docker names and volume (`registry-<instance>`)."""
+    if upstream in UPSTREAM_PRESETS:
+        return UPSTREAM_PRESETS[upstream][1]
+    return re.sub(r"[^a-z0-9]+", "-", upstream).strip("-")
+
+
+class UpstreamSettings(_Frozen):
+    """One mirror: `upstream` is the registry host as image names write it (and as containerd
+    sends it in `?ns=`); Docker Hub comes first and is the instance ""."""
+
+    upstream: str
+    remote_url: str
+    port: int  # published host port, portOffset applied
+    username: str | None = None
+    password: Any = Field(None, repr=False)  # pulumi.Output[str] (secret) or None
+    proxy_ttl: str = "168h"
+
+    @property
+    def instance(self) -> str:
+        return instance_name(self.upstream)
+
+
+class PrivateRegistrySettings(_Frozen):
+    port: int  # published host port, portOffset applied
+
+
 class DockerHost(_Frozen):
     """Where the Docker daemon runs, from the provider's standard `docker:host` config.
 
@@ -566,10 +633,31 @@ class Settings(_Frozen):
     trust: TrustSettings
     monitoring: MonitoringSettings
     port_offset: int
+    # Docker Hub first; more than one entry puts the router on Docker Hub's port
+    mirrors: tuple[UpstreamSettings, ...] = ()
+    private_registry: PrivateRegistrySettings | None = None
+
+    @property
+    def routed(self) -> bool:
+        """One URL for every upstream: a router on registryPort picks the mirror by `?ns=`."""
+        return len(self.mirrors) > 1
+
+    def mirror_registry(self, mirror: UpstreamSettings) -> RegistrySettings:
+        """The registry settings of one mirror: the shared ones with its port, TTL and
+        upstream credentials."""
+        return self.registry.model_copy(update={
+            "port": mirror.port, "proxy_ttl": mirror.proxy_ttl,
+            "docker_hub_username": mirror.username, "docker_hub_password": mirror.password,
+        })
 
     def published_ports(self) -> dict[str, int]:
         """Every host port this stack publishes, by config key."""
         ports = {"registryPort": self.registry.port}
+        for index, mirror in enumerate(self.mirrors):
+            if mirror.upstream != DOCKER_HUB:
+                ports[f"mirrors[{index}].port"] = mirror.port
+        if self.private_registry is not None:
+            ports["privateRegistryPort"] = self.private_registry.port
         m = self.monitoring
         if m.enabled:
             ports |= {"grafanaPort": m.grafana_port, "prometheusPort": m.prometheus_port}
@@ -741,6 +829,31 @@ def parse(
         grafana_anonymous=config.grafanaAnonymous,
     )
     _check_settings_of_services_that_are_off(config, raw, problems)
+    mirrors = _mirrors(config, raw, registry, secrets.get("mirrors"), secret_set, problems, offset)
+    # the keys above and a docker.io entry describe one mirror: the entry's values win
+    registry = registry.model_copy(update={
+        "port": mirrors[0].port, "proxy_ttl": mirrors[0].proxy_ttl,
+        "docker_hub_username": mirrors[0].username, "docker_hub_password": mirrors[0].password,
+    })
+    exposed = config.registryBindAddress not in ("127.0.0.1", "::1")
+    for index, mirror in enumerate(mirrors[1:], start=1):
+        if (exposed and mirror.username is not None and "registryUsers" not in raw and not config.requireClientCert
+                and problems.clear("registryUsers", "requireClientCert")):
+            problems.line("mirrors", f"{project}:mirrors: the {mirror.upstream} mirror pulls as {mirror.username} "
+                          "and anyone who reaches its port pulls as that account: set registryUsers, set "
+                          "requireClientCert true, or set registryBindAddress 127.0.0.1")
+    private = None
+    if config.privateRegistry:
+        private = PrivateRegistrySettings(port=port("privateRegistryPort"))
+        if (config.registryBindAddress not in ("127.0.0.1", "::1") and "registryUsers" not in raw
+                and not config.requireClientCert and problems.clear("privateRegistry", "registryUsers")):
+            problems.value("privateRegistry", "'true'",
+                           "needs registryUsers or requireClientCert while registryBindAddress is "
+                           f"{config.registryBindAddress} (anyone reaching the port could push and delete), "
+                           "or registryBindAddress 127.0.0.1")
+    elif "privateRegistryPort" in raw and config.privateRegistryPort != StackConfig.model_fields[
+            "privateRegistryPort"].default and problems.clear("privateRegistryPort"):
+        problems.value("privateRegistryPort", raw["privateRegistryPort"], "needs privateRegistry: true")
 
     settings = Settings(
         naming=Naming(project, stack),
@@ -749,6 +862,8 @@ def parse(
         trust=trust,
         monitoring=monitoring,
         port_offset=offset,
+        mirrors=mirrors,
+        private_registry=private,
     )
     _check_port_collisions(settings, problems)
     if problems.lines:
@@ -770,6 +885,118 @@ def _validate(raw: Mapping[str, str], problems: _Problems) -> StackConfig:
             bad.add(key)
         # every rule accepts its own default, so this second pass cannot fail
         return StackConfig.model_validate({k: v for k, v in raw.items() if k not in bad})
+
+
+_UPSTREAM = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:[0-9]{1,5})?")
+_REMOTE_URL = re.compile(r"https?://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]{0,200})?")
+_LEGACY = {"port": "registryPort", "username": "dockerHubUsername", "password": "dockerHubPassword",
+           "ttl": "proxyTtl"}
+
+
+def _mirrors(c: StackConfig, raw: Mapping[str, str], hub: RegistrySettings, secret_list: Any,
+             secret_set: set[str], problems: _Problems, offset: int) -> tuple[UpstreamSettings, ...]:
+    """The mirrors, Docker Hub first; each problem of each entry on its own line."""
+    project = problems.project
+    hub_entry: dict[str, Any] = {}
+    others: list[UpstreamSettings] = []
+    entries: list[dict[str, Any]] = json.loads(c.mirrors) if c.mirrors is not None and "mirrors" not in \
+        problems.keys else []
+    seen_upstreams: dict[str, int] = {}
+
+    def bad(index: int, name: str, shown: str, allowed: str) -> None:
+        problems.line("mirrors", f"{project}:mirrors[{index}].{name} = {shown} is invalid: {allowed}")
+
+    for index, entry in enumerate(entries):
+        ok = True
+        for name in entry:
+            if name not in MIRROR_FIELDS:
+                problems.line("mirrors", f"{project}:mirrors[{index}].{_shown_key(str(name))} is not a known "
+                              f"field: use {', '.join(MIRROR_FIELDS)}")
+                ok = False
+        upstream = entry.get("upstream")
+        if not isinstance(upstream, str) or not _UPSTREAM.fullmatch(upstream.lower()) or \
+                not is_dns_name(upstream.lower().split(":")[0]):
+            bad(index, "upstream", _shown(upstream), "must be a registry host as image names write it: "
+                f"{', '.join(UPSTREAM_PRESETS)} or another host[:port]")
+            continue
+        upstream = upstream.lower()
+        if upstream in seen_upstreams:
+            problems.line("mirrors", f"{project}:mirrors[{index}].upstream = {upstream!r} is invalid: "
+                          f"mirrors[{seen_upstreams[upstream]}] already mirrors it (one entry per upstream)")
+            continue
+        seen_upstreams[upstream] = index
+        remote = entry.get("remoteUrl", UPSTREAM_PRESETS.get(upstream, (f"https://{upstream}", ""))[0])
+        if not isinstance(remote, str) or not _REMOTE_URL.fullmatch(remote):
+            bad(index, "remoteUrl", _shown(remote), "must be an http(s) URL such as https://ghcr.io")
+            ok = False
+        port_value = entry.get("port")
+        port = None
+        if port_value is not None:
+            if isinstance(port_value, int) and not isinstance(port_value, bool) and 1 <= port_value <= 65535:
+                port = port_value + offset
+                if port > 65535:
+                    bad(index, "port", str(port_value), f"with portOffset {offset} it becomes {port}, above 65535")
+                    ok = False
+            else:
+                bad(index, "port", _shown(port_value), "must be a whole number from 1 to 65535")
+                ok = False
+        elif upstream != DOCKER_HUB:
+            bad(index, "port", "unset", "every upstream but docker.io needs its own host port")
+            ok = False
+        username, password = entry.get("username"), entry.get("password")
+        if username is not None and (not isinstance(username, str) or not re.fullmatch(r"[^\s]{1,255}", username)
+                                     or _has_control(username)):
+            bad(index, "username", _shown(username), "must be 1-255 characters without spaces")
+            ok = False
+        if password is not None and (not isinstance(password, str) or not 1 <= len(password) <= 1024
+                                     or _has_control(password)):
+            bad(index, "password", "<secret>", "must be 1-1024 characters, no control characters")
+            ok = False
+        if (username is None) != (password is None):
+            problems.line("mirrors", f"{project}:mirrors[{index}].username and password must be set together "
+                          "(or neither, for anonymous pulls)")
+            ok = False
+        if password is not None and "mirrors" not in secret_set:
+            problems.line("mirrors", f"{project}:mirrors[{index}].password must be set as a secret: pulumi config "
+                          f"set --path --secret 'mirrors[{index}].password' <value>")
+            ok = False
+        ttl = entry.get("ttl", c.proxyTtl)
+        try:
+            ttl = _proxy_ttl(ttl if isinstance(ttl, str) else str(ttl))
+        except PydanticCustomError as err:
+            bad(index, "ttl", _shown(ttl), str((err.context or {}).get("allowed", err)))
+            ok = False
+        if not ok:
+            continue
+        secret_password = password
+        if password is not None and secret_list is not None:
+            secret_password = secret_list.apply(lambda text, i=index: json.loads(text)[i]["password"])
+        if upstream == DOCKER_HUB:
+            hub_entry = {"index": index, "entry": entry, "password": secret_password, "remote": remote,
+                         "ttl": ttl}
+            continue
+        others.append(UpstreamSettings(upstream=upstream, remote_url=remote, port=port, username=username,
+                                       password=secret_password, proxy_ttl=ttl))
+
+    hub_mirror = UpstreamSettings(upstream=DOCKER_HUB, remote_url=UPSTREAM_PRESETS[DOCKER_HUB][0], port=hub.port,
+                                  username=hub.docker_hub_username, password=hub.docker_hub_password,
+                                  proxy_ttl=hub.proxy_ttl)
+    if hub_entry:
+        entry, index = hub_entry["entry"], hub_entry["index"]
+        for name, key in _LEGACY.items():
+            default = StackConfig.model_fields[key].default
+            legacy_set = key in raw and (default is None or getattr(c, key) != default)
+            if name in entry and legacy_set:
+                problems.line("mirrors", f"{project}:mirrors[{index}].{name} and {project}:{key} both describe "
+                              f"Docker Hub's mirror: keep one (remove mirrors[{index}].{name} or {key})")
+        if "port" in entry:
+            hub_mirror = hub_mirror.model_copy(update={"port": int(entry["port"]) + offset})
+        if "username" in entry:
+            hub_mirror = hub_mirror.model_copy(update={"username": entry["username"],
+                                                       "password": hub_entry["password"]})
+        hub_mirror = hub_mirror.model_copy(update={
+            "remote_url": hub_entry["remote"], "proxy_ttl": hub_entry["ttl"] if "ttl" in entry else hub.proxy_ttl})
+    return (hub_mirror, *others)
 
 
 def _check_client_auth(c: StackConfig, raw: Mapping[str, str], problems: _Problems) -> None:
