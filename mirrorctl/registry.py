@@ -116,13 +116,24 @@ class RegistryClient:
             raise_for_registry(response, what, repository=repository)
             document = _json(response, what)
             page = document.get(key) or []
-            if not isinstance(page, list):
-                raise MirrorctlError(f"{what}: the answer has no list {key!r}")
-            items += [str(item) for item in page]
+            if not isinstance(page, list) or not all(isinstance(item, str) for item in page):
+                raise MirrorctlError(f"{what}: the answer has no list of names {key!r}")
+            items += page
             link = response.links.get("next", {}).get("url")
-            next_url = urllib.parse.urljoin(f"{self.base_url}/", link) if link else None
+            try:
+                next_url = urllib.parse.urljoin(f"{self.base_url}/", link) if link else None
+            except ValueError:  # e.g. an unclosed "[" in the Link header
+                raise MirrorctlError(f"{what}: the Link header is not a URL: {link!r}") from None
+            if next_url is not None and not self._same_origin(next_url):
+                # The next page is asked with the same client (and the same credentials,
+                # when the URL has any): never of another host than the one given.
+                raise MirrorctlError(f"{what}: the next page is on another server: {next_url}")
             params = None  # the Link URL carries n and last
         raise MirrorctlError(f"{what}: more than {MAX_PAGES} pages")
+
+    def _same_origin(self, url: str) -> bool:
+        base, other = urllib.parse.urlsplit(self.base_url), urllib.parse.urlsplit(url)
+        return (base.scheme, base.netloc) == (other.scheme, other.netloc)
 
     def catalog(self) -> list[str]:
         """Every repository in the registry's storage: for a mirror, what it has cached."""

@@ -22,6 +22,7 @@ from typing import Any
 
 from contract import PROJECT
 from mirrorctl.errors import MirrorctlError
+from mirrorctl.safe import redact_url
 
 ROOT = Path(__file__).resolve().parents[1]  # the project directory (Pulumi.yaml)
 PULUMI_TIMEOUT = 60.0
@@ -114,22 +115,42 @@ def _parse_outputs(text: str, source: str) -> dict[str, Any]:
 
 def normalize_url(value: str, what: str, *, schemes: tuple[str, ...] = ("http", "https")) -> str:
     """`value` without a trailing slash; refuses anything but scheme://host[:port][/path]."""
-    parts = urllib.parse.urlsplit(value.strip())
-    if parts.scheme not in schemes or not parts.hostname:
-        allowed = " or ".join(f"{s}://" for s in schemes)
-        raise MirrorctlError(f"{what} {value!r} is not a URL ({allowed}host:port)")
+    shown = repr(redact_url(value))
+    allowed = " or ".join(f"{s}://" for s in schemes)
+    stripped = value.strip()
+    # urlsplit keeps spaces and controls inside a host name; httpx would then fail later
+    # with a message about DNS, far from the flag that caused it.
+    if any(ch.isspace() or not ch.isprintable() for ch in stripped):
+        raise MirrorctlError(f"{what} {shown} holds a space or a control character")
     try:
-        parts.port  # noqa: B018 (raises on a bad port)
-    except ValueError as error:
-        raise MirrorctlError(f"{what} {value!r} has an invalid port") from error
-    return value.strip().rstrip("/")
+        parts = urllib.parse.urlsplit(stripped)
+    except ValueError as error:  # e.g. an unclosed "[" of an IPv6 address
+        raise MirrorctlError(f"{what} {shown} is not a valid URL ({error})") from error
+    if parts.scheme not in schemes:
+        raise MirrorctlError(f"{what} {shown} is not a URL ({allowed}host:port)")
+    if not parts.hostname:
+        raise MirrorctlError(f"{what} {shown} has no host ({allowed}host:port)")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:  # port 0 would mean "any port" to connect(): never a service's port
+        raise MirrorctlError(f"{what} {shown} has an invalid port (a number from 1 to 65535)")
+    return stripped.rstrip("/")
 
 
 def read_ca_file(path: Path) -> str:
     try:
-        text = Path(path).read_text()
+        data = Path(path).read_bytes()
     except OSError as error:
         raise MirrorctlError(f"cannot read CA file {path}: {error.strerror or error}") from error
+    try:
+        text = data.decode("ascii")  # PEM is base64 between ASCII armour lines
+    except UnicodeDecodeError:
+        raise MirrorctlError(
+            f"CA file {path} is not a PEM file (binary data; a DER certificate converts with "
+            "`openssl x509 -inform der -in FILE -out ca.crt`)"
+        ) from None
     if "-----BEGIN CERTIFICATE-----" not in text:
         raise MirrorctlError(f"CA file {path} holds no PEM certificate")
     return text
@@ -238,7 +259,7 @@ def parse_endpoints(values: list[str]) -> dict[str, str]:
         name, sep, url = value.partition("=")
         if not sep or not name.strip() or not url.strip():
             raise MirrorctlError(
-                f"--endpoint {value!r}: expected NAME=URL, e.g. grafana=http://localhost:3000"
+                f"--endpoint {redact_url(value)!r}: expected NAME=URL, e.g. grafana=http://localhost:3000"
             )
         endpoints[name.strip()] = url.strip()
     return endpoints
