@@ -379,6 +379,17 @@ def test_a_docker_error_is_escaped_in_the_one_error_line(docker: FakeDocker) -> 
     assert_no_raw_controls(result)
 
 
+def test_container_logs_are_printed_escaped_line_by_line(docker: FakeDocker) -> None:
+    state = docker.read()
+    logged = f'GET /v2/{ESC}]0;owned{ESC}\\ 404\nlevel=info msg="a\u202eb"\n'
+    state["containers"]["registry-mirror-dev-registry"]["logs"] = logged
+    docker.write(state)
+    result = run_cli("--stack", "dev", "logs", "registry", env=docker.env(), path=[docker.bin_dir])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == 'GET /v2/\\x1b]0;owned\\x1b\\ 404\nlevel=info msg="a\\u202eb"\n'
+    assert_no_raw_controls(result)
+
+
 def test_a_pulumi_cli_error_is_escaped_in_the_one_error_line(tmp_path: Path) -> None:
     env = install_fake_pulumi(tmp_path / "bin", outputs_document(), tmp_path / "calls.txt")
     result = run_cli(
