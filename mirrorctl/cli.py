@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,8 +70,9 @@ def _console(stderr: bool) -> Console:
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print `mirrorctl: <message>` as one line on stderr; the Exit to raise."""
     # Line breaks and tabs become spaces before escaping: a multi-line error (Pulumi's,
-    # Docker's) still reads as one line, and whatever else is odd is shown escaped.
-    line = safe.escape(" ".join(safe.redact(message).split()))
+    # Docker's) still reads as one line. Only those: str.split() would also swallow
+    # controls such as U+001C or NEL, which must stay visible as escapes.
+    line = safe.escape(re.sub(r"[ \t\r\n]+", " ", safe.redact(message)).strip())
     sys.stderr.write(f"mirrorctl: {line}\n")
     sys.stderr.flush()
     return typer.Exit(code)
@@ -327,7 +329,12 @@ def manifest(
     with s.client(ca_pem) as client:
         found = registry.RegistryClient(url, client, ca_source).manifest(repository, reference)
     if raw:
-        sys.stdout.buffer.write(found.body)
+        if sys.stdout.isatty():
+            # The exact bytes are for a pipe (| sha256sum); on a terminal they would be
+            # the registry's bytes driving it, so there they are shown escaped.
+            sys.stdout.write(safe.clean(found.body.decode(errors="replace"), keep_newlines=True))
+        else:
+            sys.stdout.buffer.write(found.body)
         sys.stdout.flush()
         return
     document = found.document()

@@ -19,7 +19,11 @@ import datetime
 import http.server
 import ipaddress
 import json
+import os
+import pty
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +38,7 @@ from cryptography.x509.oid import NameOID
 
 from mirrorctl.safe import escape, redact, redact_url
 from tests.unit.test_mirrorctl import (
+    ROOT,
     FakeDocker,
     assert_one_line_error,
     closed_port,
@@ -298,6 +303,50 @@ def test_a_c1_control_in_a_digest_header_is_escaped_in_the_error_line(tls: Tls) 
         result = registry_cli(tls, url, "manifest", "alpine")
     assert_one_line_error(result, "Docker-Content-Digest sha256:\\x9b2Jforged does not match")
     assert_no_raw_controls(result)
+
+
+def test_other_controls_in_an_error_stay_visible_while_line_breaks_become_spaces(tls: Tls) -> None:
+    body = {"errors": [{"code": "UNKNOWN", "message": "line one\r\n\tline two\x1cx\x85y"}]}
+    with registry(tls, {"/v2/_catalog": json_answer(body, status=500)}) as url:
+        result = registry_cli(tls, url, "catalog")
+    line = assert_one_line_error(result)
+    assert line == "mirrorctl: catalog: HTTP 500 (UNKNOWN: line one line two\\x1cx\\x85y)"
+
+
+def run_on_a_terminal(*args: str) -> str:
+    """`python -m mirrorctl ARGS` with stdout on a pseudo-terminal; what the terminal got."""
+    master, slave = pty.openpty()
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"), "LANG": "C.UTF-8"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mirrorctl", *args],
+        stdout=slave,
+        stderr=subprocess.DEVNULL,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+    )
+    os.close(slave)
+    received = b""
+    try:
+        while chunk := os.read(master, 4096):
+            received += chunk
+    except OSError:  # EIO: the process closed the terminal
+        pass
+    finally:
+        os.close(master)
+    assert process.wait(timeout=60) == 0
+    return received.decode()
+
+
+def test_manifest_raw_is_exact_in_a_pipe_and_escaped_on_a_terminal(tls: Tls) -> None:
+    body = f'{{"schemaVersion": 2, "x": "{ESC}]0;owned\x07"}}\n'.encode()
+    answers = {"/v2/library/alpine/manifests/latest": (200, [("Content-Type", "application/json")], body)}
+    with registry(tls, answers) as url:
+        piped = registry_cli(tls, url, "manifest", "alpine", "--raw")
+        terminal = run_on_a_terminal("--url", url, "--ca", str(tls.ca_file), "manifest", "alpine", "--raw")
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout.encode() == body
+    # the terminal's line discipline turns "\n" into "\r\n"
+    assert terminal == '{"schemaVersion": 2, "x": "\\x1b]0;owned\\x07"}\r\n'
 
 
 def test_json_output_keeps_control_and_bidi_characters_escaped_by_json(tls: Tls) -> None:
