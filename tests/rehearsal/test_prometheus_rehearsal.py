@@ -239,7 +239,7 @@ def tls_mirror(tmp: Path, pki: Pki) -> Iterator[Mirror]:
     ca_file.write_text(pki.root_pem)
     with start_upstream(tmp) as upstream:
         config = map_registry_config(
-            render_registry_config(),
+            render_registry_config(proxy_ttl="168h", tag_concurrency_limit=5),
             {CERT_PATH: pki.chain_pem, KEY_PATH: pki.key_pem},
             tmp / "mirror",
             addr=api,
