@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import urllib.parse
@@ -145,15 +146,32 @@ def read_ca_file(path: Path) -> str:
     except OSError as error:
         raise MirrorctlError(f"cannot read CA file {path}: {error.strerror or error}") from error
     try:
-        text = data.decode("ascii")  # PEM is base64 between ASCII armour lines
+        if b"\0" in data:
+            raise UnicodeDecodeError("utf-8", data, data.index(b"\0"), len(data), "NUL byte")
+        text = data.decode()
     except UnicodeDecodeError:
         raise MirrorctlError(
             f"CA file {path} is not a PEM file (binary data; a DER certificate converts with "
             "`openssl x509 -inform der -in FILE -out ca.crt`)"
         ) from None
-    if "-----BEGIN CERTIFICATE-----" not in text:
-        raise MirrorctlError(f"CA file {path} holds no PEM certificate")
-    return text
+    return pem_certificates(text, f"CA file {path}")
+
+
+PEM_CERT_RE = re.compile(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.S)
+
+
+def pem_certificates(text: str, source: str) -> str:
+    """Only the PEM certificate blocks of `text`, one per line group.
+
+    Comments around them (a bundle's "# Issuer: ..." lines) may be any UTF-8, but the ssl
+    module takes only ASCII PEM (it raises TypeError otherwise), so only the blocks are kept.
+    """
+    blocks = PEM_CERT_RE.findall(text)
+    if not blocks:
+        raise MirrorctlError(f"{source} holds no PEM certificate")
+    if not all(block.isascii() for block in blocks):
+        raise MirrorctlError(f"{source} holds a PEM certificate with non-ASCII characters")
+    return "\n".join(blocks) + "\n"
 
 
 @dataclass
@@ -210,10 +228,9 @@ class StackContext:
     def ca_pem(self) -> str:
         if self.ca_file is not None:
             return read_ca_file(self.ca_file)
-        pem = str(self.output("caCertPem", "--ca FILE"))
-        if "-----BEGIN CERTIFICATE-----" not in pem:
-            raise MirrorctlError("the stack output caCertPem holds no PEM certificate")
-        return pem
+        return pem_certificates(
+            str(self.output("caCertPem", "--ca FILE")), "the stack output caCertPem"
+        )
 
     def prometheus_url(self) -> str:
         if self.prometheus is not None:

@@ -14,6 +14,7 @@ and the other services plain HTTP stand-ins; every command is a real `python -m 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
 import http.server
@@ -61,14 +62,17 @@ def json_answer(document: Any, status: int = 200, headers: list[tuple[str, str]]
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    """Answers GET <path> (query ignored) from `answers`; 404 for anything else."""
+    """Answers GET <path> (query ignored) from `answers`; 404 for anything else.
+
+    `seen` records (path with query, Authorization header or "") of every request.
+    """
 
     answers: dict[str, Answer] = {}
-    seen: list[str] = []
+    seen: list[tuple[str, str]] = []
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         path = self.path.split("?", 1)[0]
-        self.seen.append(self.path)
+        self.seen.append((self.path, self.headers.get("Authorization", "")))
         status, headers, body = self.answers.get(path, (404, [], b"404 page not found"))
         self.send_response(status)
         for name, value in headers:  # latin-1: a header can carry bytes 0x80-0x9f (C1)
@@ -141,8 +145,10 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
 
 
 @contextlib.contextmanager
-def serve(answers: dict[str, Answer], context: ssl.SSLContext | None = None) -> Iterator[tuple[str, list[str]]]:
-    """A stand-in on 127.0.0.1 (HTTPS when `context` is given): its base URL, the paths asked."""
+def serve(
+    answers: dict[str, Answer], context: ssl.SSLContext | None = None
+) -> Iterator[tuple[str, list[tuple[str, str]]]]:
+    """A stand-in on 127.0.0.1 (HTTPS when `context` is given): its base URL, what was asked."""
     handler = type("Handler", (_Handler,), {"answers": answers, "seen": []})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
@@ -720,3 +726,40 @@ def test_a_next_page_on_another_server_is_refused(tls: Tls) -> None:
     assert_one_line_error(result, f"catalog: the next page is on another server: {elsewhere}/v2/_catalog")
     assert asked_elsewhere == []  # the credentials never left for the other host
     assert_secret_hidden(result)
+
+
+def test_an_absolute_next_link_to_the_same_server_keeps_the_credentials(tls: Tls) -> None:
+    answers: dict[str, Answer] = {"/v2/page2": json_answer({"repositories": ["b"]})}
+    with serve(answers, tls.context) as (url, seen):
+        link = f'<{url}/v2/page2?n=1000&last=a>; rel="next"'  # absolute, no user:password@
+        answers["/v2/_catalog"] = json_answer({"repositories": ["a"]}, headers=[("Link", link)])
+        result = registry_cli(tls, with_password(url), "catalog")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["a", "b"]
+    basic = "Basic " + base64.b64encode(f"admin:{SECRET}".encode()).decode()
+    assert seen == [("/v2/_catalog?n=1000", basic), ("/v2/page2?n=1000&last=a", basic)]
+    assert_secret_hidden(result)
+
+
+def test_a_next_link_with_a_bad_port_is_one_line(tls: Tls) -> None:
+    link = '<https://127.0.0.1:99999/v2/_catalog?last=a>; rel="next"'
+    answers = {"/v2/_catalog": json_answer({"repositories": ["a"]}, headers=[("Link", link)])}
+    with registry(tls, answers) as url:
+        result = registry_cli(tls, url, "catalog")
+    assert_one_line_error(result, "catalog: the Link header is not a URL: 'https://127.0.0.1:99999/v2/_catalog?last=a'")
+
+
+def test_a_ca_bundle_with_utf8_comments_around_the_certificate_is_read(tmp_path: Path, tls: Tls) -> None:
+    bundle = tmp_path / "bundle.crt"
+    bundle.write_text("# Issuer: CN=Stand-in Root CA, O=Prüfstelle für Zertifikate\n" + tls.ca_file.read_text())
+    with registry(tls, {"/v2/_catalog": json_answer({"repositories": ["a"]})}) as url:
+        result = run_cli("--url", url, "--ca", str(bundle), "catalog")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["a"]
+
+
+def test_a_certificate_with_non_ascii_characters_is_one_line(tmp_path: Path) -> None:
+    broken = tmp_path / "ca.crt"
+    broken.write_text("-----BEGIN CERTIFICATE-----\nMIIBé\n-----END CERTIFICATE-----\n")
+    result = run_cli("--url", "https://127.0.0.1:6000", "--ca", str(broken), "catalog")
+    assert_one_line_error(result, f"CA file {broken} holds a PEM certificate with non-ASCII characters")
