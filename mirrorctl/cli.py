@@ -72,7 +72,7 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     # Line breaks and tabs become spaces before escaping: a multi-line error (Pulumi's,
     # Docker's) still reads as one line. Only those: str.split() would also swallow
     # controls such as U+001C or NEL, which must stay visible as escapes.
-    line = safe.escape(re.sub(r"[ \t\r\n]+", " ", safe.redact(message)).strip())
+    line = safe.clean(re.sub(r"[ \t\r\n]+", " ", message).strip())
     sys.stderr.write(f"mirrorctl: {line}\n")
     sys.stderr.flush()
     return typer.Exit(code)

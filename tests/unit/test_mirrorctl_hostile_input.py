@@ -254,6 +254,13 @@ def test_escape_sequences_in_a_repository_name_are_printed_escaped(tls: Tls) -> 
     assert_no_raw_controls(result)
 
 
+def test_an_emoji_code_in_a_repository_name_is_printed_as_named(tls: Tls) -> None:
+    with registry(tls, {"/v2/_catalog": json_answer({"repositories": ["x:fire:y"]})}) as url:
+        result = registry_cli(tls, url, "catalog")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "x:fire:y\n"
+
+
 def test_c1_controls_del_and_bidi_overrides_in_tags_are_printed_escaped(tls: Tls) -> None:
     tags = ["v1\x9b31m", "x\x7fy", "abc\u202edcba", "a\u2066b\u2069", "1.0\nlatest"]
     answers = {"/v2/library/alpine/tags/list": json_answer({"name": "library/alpine", "tags": tags})}
