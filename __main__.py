@@ -1,6 +1,6 @@
 """registry-mirror: a TLS Docker Hub pull-through cache with its monitoring stack.
 
-settings -> PKI -> network -> mirror -> monitoring -> trust -> exports
+settings -> PKI -> network -> mirrors (+ router, private registry) -> monitoring -> trust -> exports
 """
 
 import pulumi
@@ -11,6 +11,7 @@ from components.mirror import Mirror
 from components.monitoring import Monitoring, registry_telemetry_env
 from components.outputs import stack_outputs
 from components.pki import Pki
+from components.router import Router
 from components.trust import HostTrust
 
 config = stack_settings.load()
@@ -25,17 +26,26 @@ pki = Pki(
 
 network = private_network(config.naming)
 
-mirror = Mirror(
-    "mirror",
-    config.registry,
-    config.naming,
-    network,
-    pki,
-    telemetry_env=registry_telemetry_env(config.monitoring),
+telemetry = registry_telemetry_env(config.monitoring)
+hub, *others = config.mirrors
+mirror = Mirror("mirror", config.registry, config.naming, network, pki, telemetry_env=telemetry,
+                remote_url=hub.remote_url, publish=not config.routed)
+upstream_mirrors = [(hub.upstream, mirror)] + [
+    (m.upstream, Mirror(f"mirror-{m.instance}", config.mirror_registry(m), config.naming, network, pki,
+                        telemetry_env=telemetry, instance=m.instance, remote_url=m.remote_url))
+    for m in others
+]
+router = (Router("router", config.registry, config.router_image, config.naming, network, pki, upstream_mirrors)
+          if config.routed else None)
+private_registry = (
+    Mirror("private-registry", config.private_registry_settings(), config.naming, network, pki,
+           telemetry_env=telemetry, instance="private", remote_url=None)
+    if config.private_registry is not None else None
 )
+watched = [m for _, m in upstream_mirrors] + ([private_registry] if private_registry is not None else [])
 
 monitoring = (
-    Monitoring("monitoring", config.monitoring, config.naming, network, pki, [mirror],
+    Monitoring("monitoring", config.monitoring, config.naming, network, pki, watched,
                keep_data=config.registry.keep_data_on_destroy,
                client_auth=(config.registry.users is not None, config.registry.require_client_cert))
     if config.monitoring.enabled
@@ -48,5 +58,6 @@ trust = (
     else None
 )
 
-for name, value in stack_outputs(config, pki, mirror, monitoring, trust).items():
+for name, value in stack_outputs(config, pki, mirror, monitoring, trust,
+                                  private_registry=private_registry).items():
     pulumi.export(name, value)

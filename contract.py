@@ -19,6 +19,7 @@ LABEL_SERVICE = f"{PROJECT}.service"
 # bumps them. The settings take their image defaults from here.
 IMAGES: dict[str, str] = {
     "registry": "registry:3.1.1",
+    "nginx": "nginx:1.29.3-alpine",
     "prometheus": "prom/prometheus:v3.7.3",
     "blackbox": "prom/blackbox-exporter:v0.27.0",
     "jaeger": "jaegertracing/jaeger:2.11.0",

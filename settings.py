@@ -396,6 +396,7 @@ class StackConfig(BaseModel):
     mirrors: Annotated[str | None, BeforeValidator(_mirror_list)] = Field(
         None, description="Upstreams to mirror, each {upstream, remoteUrl, port, username, password, ttl}; "
                           "Docker Hub (docker.io) is always one (the keys above describe it).")
+    routerImage: Image = Field(IMAGES["nginx"], description="nginx image of the router (with more than one mirror).")
     privateRegistry: Boolean = Field(
         False, description="Run a private registry for pushes (no proxy) on privateRegistryPort.")
     privateRegistryPort: Port = Field(6100, description="Host port of the private registry (TLS).")
@@ -636,6 +637,7 @@ class Settings(_Frozen):
     # Docker Hub first; more than one entry puts the router on Docker Hub's port
     mirrors: tuple[UpstreamSettings, ...] = ()
     private_registry: PrivateRegistrySettings | None = None
+    router_image: str = IMAGES["nginx"]
 
     @property
     def routed(self) -> bool:
@@ -649,6 +651,12 @@ class Settings(_Frozen):
             "port": mirror.port, "proxy_ttl": mirror.proxy_ttl,
             "docker_hub_username": mirror.username, "docker_hub_password": mirror.password,
         })
+
+    def private_registry_settings(self) -> RegistrySettings:
+        """The private registry: the shared settings on its own port, no upstream credentials."""
+        port = self.private_registry.port if self.private_registry is not None else self.registry.port
+        return self.registry.model_copy(update={"port": port, "docker_hub_username": None,
+                                                "docker_hub_password": None})
 
     def published_ports(self) -> dict[str, int]:
         """Every host port this stack publishes, by config key."""
@@ -864,6 +872,7 @@ def parse(
         port_offset=offset,
         mirrors=mirrors,
         private_registry=private,
+        router_image=config.routerImage,
     )
     _check_port_collisions(settings, problems)
     if problems.lines:

@@ -17,7 +17,7 @@ from settings import RegistrySettings
 
 
 class Mirror(pulumi.ComponentResource):
-    """One mirror of one upstream. The Docker Hub mirror is the instance "" (its children
+    """One mirror of one upstream (`remote_url=None`: the private push registry). The Docker Hub mirror is the instance "" (its children
     keep the names of the first release, so existing stacks see no replacement); every
     further instance gets its own alias, children, Docker names and volume.
 
@@ -34,7 +34,8 @@ class Mirror(pulumi.ComponentResource):
         telemetry_env: Sequence[str] = ("OTEL_TRACES_EXPORTER=none",),
         *,
         instance: str = "",
-        remote_url: str = registry.DOCKER_HUB,
+        remote_url: str | None = registry.DOCKER_HUB,
+        publish: bool = True,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("registry-mirror:registry:Mirror", name, None, opts)
@@ -64,11 +65,12 @@ class Mirror(pulumi.ComponentResource):
             server_chain_pem=pki.server_chain_pem, server_key_pem=pki.server_key_pem,
             volume_name=volume.name,
             client_ca_pem=pki.root_ca_pem if settings.require_client_cert else None,
-            htpasswd=htpasswd,
+            htpasswd=htpasswd, publish=publish,
         )
         container = service_container(self, naming, network, spec).container
 
         self.alias = alias
+        self.container = container
         self.url: str = settings.url
         self.container_name: pulumi.Output[str] = container.name
         self.volume_name: pulumi.Output[str] = volume.name

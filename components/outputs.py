@@ -20,11 +20,24 @@ def stack_outputs(
     mirror: Mirror,
     monitoring: Monitoring | None,
     trust: HostTrust | None,
+    *,
+    private_registry: Mirror | None = None,
 ) -> dict[str, Any]:
     registry = settings.registry
     ca_path = clients.docker_ca_path(settings.trust.docker_certs_dir, registry.host)
     urls: dict[str, str] = {"registry": registry.url}
     extra: dict[str, Any] = {}
+    if len(settings.mirrors) > 1:
+        # every upstream's own port (Docker clients name the upstream by it)
+        extra["mirrorUrls"] = {m.upstream: f"https://{registry.hostname}:{m.port}" for m in settings.mirrors}
+    if private_registry is not None and settings.private_registry is not None:
+        extra["privateRegistryUrl"] = f"https://{registry.hostname}:{settings.private_registry.port}"
+    upstreams = [(m.upstream, m.remote_url) for m in settings.mirrors]
+    client_cert = pki.client_cert_pem if registry.require_client_cert else None
+    extra["clientConfigs"] = pulumi.Output.all(pki.root_ca_pem, client_cert).apply(
+        lambda pems: clients.client_configs(
+            mirror_host=registry.host, upstreams=upstreams, ca_pem=pems[0], client_cert_pem=pems[1],
+            registry_users=registry.users is not None, hostname=registry.hostname))
     if monitoring is not None:
         urls |= monitoring.urls
         extra["grafanaAdminUser"] = settings.monitoring.grafana_admin_user

@@ -8,6 +8,7 @@ import json
 import shlex
 
 import tomli_w
+import yaml
 
 from contract import Registry
 
@@ -49,3 +50,117 @@ def manual_trust_steps(certs_dir: str, registry_host: str, stack: str) -> str:
         shlex.join(["sudo", "mkdir", "-p", directory]),
         shlex.join(["sudo", "cp", "ca.crt", ca_path]),
     ]) + "\n"
+
+
+# --- client configs that work as printed (the `clientConfigs` output, mirrorctl client-config)
+
+CONTAINERD_CERTS_DIR = "/etc/containerd/certs.d"
+K3S_REGISTRIES = "/etc/rancher/k3s/registries.yaml"
+K3S_CA = "/etc/rancher/k3s/registry-mirror/ca.crt"
+K3S_CLIENT_CERT = "/etc/rancher/k3s/registry-mirror/client.crt"
+K3S_CLIENT_KEY = "/etc/rancher/k3s/registry-mirror/client.key"
+DOCKER_DAEMON_JSON = "/etc/docker/daemon.json"
+KIND_CERTS_DIR = "/etc/registry-mirror/kind/certs.d"  # on the host; mounted into every node
+KIND_CONFIG = "/etc/registry-mirror/kind/cluster.yaml"
+# the client key is a secret output: its files are written from clientKeyPem, never from here
+CLIENT_KEY_CONTENT = "<clientKeyPem>"
+# Not file paths: fragments to merge into containerd's config.toml (a table set in an
+# imported file would replace the whole plugin's table in containerd 1.x).
+CONTAINERD_1_CONFIG = "config.toml (containerd 1.x)"
+CONTAINERD_2_CONFIG = "config.toml (containerd 2.x)"
+
+
+def containerd_upstream_hosts_toml(upstream: str, server: str, mirror_url: str, directory: str,
+                                   client_cert: bool) -> str:
+    """One upstream's `hosts.toml`: its CA (and client pair) beside it, so the file works on any
+    host it is copied to with its directory (containerd docs/hosts.md)."""
+    host: dict[str, object] = {"capabilities": ["pull", "resolve"], "ca": f"{directory}/ca.crt"}
+    if client_cert:
+        host["client"] = [[f"{directory}/client.crt", f"{directory}/client.key"]]
+    return tomli_w.dumps({"server": server, "host": {mirror_url: host}})
+
+
+def containerd_config_path(major: int, certs_dir: str = CONTAINERD_CERTS_DIR) -> str:
+    """The CRI's `config_path` (it ignores hosts.toml until set): 1.x and 2.x name the plugin
+    differently; each fragment is also a complete config.toml for a host on defaults."""
+    if major == 1:
+        return tomli_w.dumps({"version": 2, "plugins": {"io.containerd.grpc.v1.cri": {
+            "registry": {"config_path": certs_dir}}}})
+    return tomli_w.dumps({"version": 3, "plugins": {"io.containerd.cri.v1.images": {
+        "registry": {"config_path": certs_dir}}}})
+
+
+def _containerd_tree(certs_dir: str, mirror_url: str, upstreams: list[tuple[str, str]], ca_pem: str,
+                     client_cert_pem: str | None) -> dict[str, str]:
+    files: dict[str, str] = {}
+    for upstream, server in upstreams:
+        directory = f"{certs_dir}/{upstream}"
+        files[f"{directory}/hosts.toml"] = containerd_upstream_hosts_toml(
+            upstream, server, mirror_url, directory, client_cert_pem is not None)
+        files[f"{directory}/ca.crt"] = ca_pem
+        if client_cert_pem is not None:
+            files[f"{directory}/client.crt"] = client_cert_pem
+            files[f"{directory}/client.key"] = CLIENT_KEY_CONTENT
+    return files
+
+
+def client_configs(
+    *,
+    mirror_host: str,
+    upstreams: list[tuple[str, str]],
+    ca_pem: str,
+    client_cert_pem: str | None = None,
+    registry_users: bool = False,
+    hostname: str = "localhost",
+) -> dict[str, dict[str, str]]:
+    """Every client kind's files, path -> content.
+
+    `mirror_host` is the one URL's host:port (the router when there is more than one
+    mirror); `upstreams` are (upstream as image names write it, its server URL), Docker Hub
+    first. A client key appears as `CLIENT_KEY_CONTENT`: write it from the secret output.
+    """
+    mirror_url = f"https://{mirror_host}"
+    client = client_cert_pem is not None
+    containerd = _containerd_tree(CONTAINERD_CERTS_DIR, mirror_url, upstreams, ca_pem, client_cert_pem)
+    containerd[CONTAINERD_1_CONFIG] = containerd_config_path(1)
+    containerd[CONTAINERD_2_CONFIG] = containerd_config_path(2)
+
+    docker = {
+        # registry-mirrors applies to Docker Hub pulls only; other upstreams by host:port
+        DOCKER_DAEMON_JSON: docker_daemon_config(mirror_url) + "\n",
+        docker_ca_path("/etc/docker/certs.d", mirror_host): ca_pem,
+    }
+    if client:
+        docker[f"/etc/docker/certs.d/{mirror_host}/client.cert"] = client_cert_pem or ""
+        docker[f"/etc/docker/certs.d/{mirror_host}/client.key"] = CLIENT_KEY_CONTENT
+
+    k3s_tls: dict[str, str] = {"ca_file": K3S_CA}
+    k3s = {K3S_CA: ca_pem}
+    if client:
+        k3s_tls |= {"cert_file": K3S_CLIENT_CERT, "key_file": K3S_CLIENT_KEY}
+        k3s |= {K3S_CLIENT_CERT: client_cert_pem or "", K3S_CLIENT_KEY: CLIENT_KEY_CONTENT}
+    host_config: dict[str, object] = {"tls": k3s_tls}
+    if registry_users:
+        # k3s passes these to containerd for this host; mirrorctl fills them in (--user)
+        host_config["auth"] = {"username": "<user>", "password": "<password>"}
+    k3s[K3S_REGISTRIES] = yaml.safe_dump({
+        "mirrors": {upstream: {"endpoint": [mirror_url]} for upstream, _ in upstreams},
+        "configs": {mirror_host: host_config},
+    }, sort_keys=False)
+
+    kind = {} if hostname in ("localhost", "127.0.0.1") else _containerd_tree(
+        KIND_CERTS_DIR, mirror_url, upstreams, ca_pem, client_cert_pem)
+    # inside a node the tree is at containerd's certs.d: its hosts.toml name that path
+    kind = {path: text.replace(KIND_CERTS_DIR, CONTAINERD_CERTS_DIR) if path.endswith(".toml") else text
+            for path, text in kind.items()}
+    if kind:
+        kind[KIND_CONFIG] = yaml.safe_dump({
+            "kind": "Cluster",
+            "apiVersion": "kind.x-k8s.io/v1alpha4",
+            "containerdConfigPatches": [
+                '[plugins."io.containerd.grpc.v1.cri".registry]\n'
+                f'  config_path = "{CONTAINERD_CERTS_DIR}"\n'],
+            "nodes": [{"role": "control-plane", "extraMounts": [
+                {"hostPath": KIND_CERTS_DIR, "containerPath": CONTAINERD_CERTS_DIR, "readOnly": True}]}],
+        }, sort_keys=False)
+    return {"docker": docker, "containerd": containerd, "kind": kind, "k3s": k3s}

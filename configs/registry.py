@@ -36,7 +36,7 @@ def render_registry_config(
     *,
     proxy_ttl: str,
     tag_concurrency_limit: int,
-    remote_url: str = DOCKER_HUB,
+    remote_url: str | None = DOCKER_HUB,
     storage_root: str = STORAGE_ROOT,
     cert_path: str = CERT_PATH,
     key_path: str = KEY_PATH,
@@ -46,7 +46,8 @@ def render_registry_config(
     debug_addr: str = f":{DEBUG_PORT}",
     log_level: str = "info",
 ) -> str:
-    """Render the registry configuration for a TLS Docker Hub pull-through cache."""
+    """Render the registry configuration: a TLS pull-through cache of `remote_url`, or with
+    `remote_url=None` a private registry (no proxy section: pushes and deletes allowed)."""
     tls: dict[str, object] = {
         # leaf + intermediate: clients trust only the root CA
         "certificate": cert_path,
@@ -81,11 +82,12 @@ def render_registry_config(
                 "prometheus": {"enabled": True, "path": Registry.METRICS_PATH},
             },
         },
-        "proxy": {"remoteurl": remote_url, "ttl": proxy_ttl},
         "health": {
             "storagedriver": {"enabled": True, "interval": "10s", "threshold": 3},
         },
     }
+    if remote_url is not None:
+        config["proxy"] = {"remoteurl": remote_url, "ttl": proxy_ttl}
     if htpasswd_path:
         # Basic auth on every request; the debug server (health, metrics) is not affected
         config["auth"] = {"htpasswd": {"realm": Registry.HTPASSWD_REALM, "path": htpasswd_path}}
@@ -121,12 +123,13 @@ def container_spec(
     *,
     alias: str,
     envs: Sequence[Input | Secret],
-    remote_url: str,
+    remote_url: str | None,
     server_chain_pem: Input,
     server_key_pem: Input,
     volume_name: Input,
     client_ca_pem: Input = None,
     htpasswd: Input = None,
+    publish: bool = True,
 ) -> ServiceSpec:
     """The mirror's container: config, chain and key uploaded, its cache on `volume_name`;
     with `client_ca_pem` clients need a certificate it signed, with `htpasswd` a user."""
@@ -152,7 +155,8 @@ def container_spec(
         memory_mb=settings.memory_limit_mb,
         uploads=uploads,
         envs=envs,
-        ports=[Port(API_PORT, settings.port, settings.bind_address)],
+        # behind the router, Docker Hub's mirror is reached on the private network only
+        ports=[Port(API_PORT, settings.port, settings.bind_address)] if publish else [],
         mounts=[Mount(STORAGE_ROOT, volume_name=volume_name)],
         # registry:3 is Alpine-based: busybox wget asks the debug server's health check
         healthcheck=["CMD", "wget", "-q", "-O", "/dev/null",
