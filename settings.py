@@ -844,7 +844,7 @@ def parse(
         "docker_hub_username": mirrors[0].username, "docker_hub_password": mirrors[0].password,
     })
     exposed = config.registryBindAddress not in ("127.0.0.1", "::1")
-    for index, mirror in enumerate(mirrors[1:], start=1):
+    for mirror in mirrors[1:]:
         if (exposed and mirror.username is not None and "registryUsers" not in raw and not config.requireClientCert
                 and problems.clear("registryUsers", "requireClientCert")):
             problems.line("mirrors", f"{project}:mirrors: the {mirror.upstream} mirror pulls as {mirror.username} "
@@ -984,6 +984,7 @@ def _mirrors(c: StackConfig, raw: Mapping[str, str], hub: RegistrySettings, secr
             hub_entry = {"index": index, "entry": entry, "password": secret_password, "remote": remote,
                          "ttl": ttl}
             continue
+        assert port is not None  # checked above: only docker.io may leave it unset
         others.append(UpstreamSettings(upstream=upstream, remote_url=remote, port=port, username=username,
                                        password=secret_password, proxy_ttl=ttl))
 

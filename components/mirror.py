@@ -17,7 +17,8 @@ from settings import RegistrySettings
 
 
 class Mirror(pulumi.ComponentResource):
-    """One mirror of one upstream (`remote_url=None`: the private push registry). The Docker Hub mirror is the instance "" (its children
+    """One mirror of one upstream (`remote_url=None`: the private push registry). The Docker
+    Hub mirror is the instance "" (its children
     keep the names of the first release, so existing stacks see no replacement); every
     further instance gets its own alias, children, Docker names and volume.
 

@@ -35,8 +35,7 @@ DEFAULT_NS = "docker.io"
 UNKNOWN = "no_mirror"
 # the registries' certificate names `registry` (components/pki.py SANs), whatever their alias
 BACKEND_TLS_NAME = Registry.ALIAS
-NAME_UNKNOWN = ('{"errors":[{"code":"NAME_UNKNOWN","message":"this registry mirrors no such upstream",'
-                '}]}')
+NAME_UNKNOWN = '{"errors":[{"code":"NAME_UNKNOWN","message":"this registry mirrors no such upstream"}]}'
 
 
 @dataclass(frozen=True)
@@ -90,8 +89,8 @@ def router_nodes(
     ]
     upstreams: list[Node] = []
     for index, route in enumerate(routes):
-        choose += [Block("if", "($arg_ns", "=", f"{key})", children=[Directive("set", "$mirror", _upstream_name(index))])
-                   for key in _ns_keys(route.ns)]
+        pick = Directive("set", "$mirror", _upstream_name(index))
+        choose += [Block("if", "($arg_ns", "=", f"{key})", children=[pick]) for key in _ns_keys(route.ns)]
         upstreams.append(Block("upstream", _upstream_name(index), children=[
             Directive("server", route.backend), Directive("keepalive", 16)]))
     tls_client: list[Node | None] = [

@@ -1,0 +1,392 @@
+"""Issue 13 rehearsed with real binaries: several upstreams behind one URL, a private registry.
+
+One stack with Docker Hub, ghcr.io and quay.io mirrors, a private registry, and access
+control on (requireClientCert and registryUsers), evaluated under mocks; then:
+
+- two upstream stand-ins (Debian's docker-registry, plain HTTP on loopback) hold an image of
+  the SAME name with DIFFERENT content, so a pull proves which upstream served it;
+- each mirror runs the program's rendered config on the port the stack gives it;
+- the router runs the program's rendered nginx.conf in Debian's nginx (only paths, the
+  listen address and the backends' addresses are rewritten, each replacement checked);
+- a real containerd (1.6, in a mount namespace of its own where the rendered `clientConfigs`
+  files sit at their printed paths under /etc/containerd) pulls with `ctr image pull
+  --hosts-dir /etc/containerd/certs.d` and through the CRI (`PullImage` over its socket),
+  its config.toml being the rendered 1.x fragment;
+- skopeo pushes to the private registry and pulls it back, and its push to a mirror is
+  refused by the registry with the `UNSUPPORTED` error code.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from configs import clients
+from tests.conftest import require_tool
+from tests.fakes.program import Evaluation, evaluate
+from tests.rehearsal.oci import make_oci_image, read_manifest
+from tests.rehearsal.registry_proc import (
+    Upstream,
+    free_port,
+    map_registry_config,
+    push,
+    registry_env,
+    registry_process,
+    start_upstream,
+    stop_process,
+)
+
+USER, PASSWORD = "alice", "correct-horse-battery"
+HUB_IMAGE, GHCR_IMAGE = "shared/app:1", "shared/app:1"  # one name, two upstreams, two contents
+NGINX_CERTS = "/etc/nginx/certs/"
+START_TIMEOUT = 20.0
+
+
+@dataclass
+class Stack:
+    root: Path
+    evaluation: Evaluation
+    router_port: int
+    ports: dict[str, int]  # service -> 127.0.0.1 port
+    digests: dict[str, str]  # upstream -> manifest digest of shared/app:1 there
+    access_log: Path
+    client_ctx: ssl.SSLContext  # trusts the root CA, presents the client certificate
+    ca_only_ctx: ssl.SSLContext
+    cert_dir: Path  # skopeo/Docker layout: ca.crt, client.cert, client.key
+
+
+def _tls_contexts(ev: Evaluation, root: Path) -> tuple[ssl.SSLContext, ssl.SSLContext, Path]:
+    cert_dir = root / "client-certs"
+    cert_dir.mkdir(parents=True)
+    (cert_dir / "ca.crt").write_text(ev.outputs["caCertPem"])
+    # the leaf alone does not verify against the root: the intermediate travels with it
+    (cert_dir / "client.cert").write_text(ev.outputs["clientCertPem"] + ev.outputs["intermediateCaPem"])
+    (cert_dir / "client.key").write_text(ev.outputs["clientKeyPem"])
+    with_client = ssl.create_default_context(cafile=str(cert_dir / "ca.crt"))
+    with_client.load_cert_chain(str(cert_dir / "client.cert"), str(cert_dir / "client.key"))
+    return with_client, ssl.create_default_context(cafile=str(cert_dir / "ca.crt")), cert_dir
+
+
+@contextlib.contextmanager
+def _registry(ev: Evaluation, service: str, root: Path, port: int, upstream_url: str,
+              ctx: ssl.SSLContext) -> Iterator[None]:
+    container = ev.container(service)
+    uploads = {u["file"]: u["content"] for u in container.inputs["uploads"]}
+    mapped = map_registry_config(uploads["/etc/distribution/config.yml"], uploads, root / service / "container",
+                                 addr=f"127.0.0.1:{port}", debug_addr=f"127.0.0.1:{free_port()}",
+                                 upstream_url=upstream_url)
+    with registry_process(mapped, log_path=root / service / "registry.log", env=registry_env(container.inputs["envs"]),
+                          probe_url=f"https://127.0.0.1:{port}/v2/", ssl_context=ctx):
+        yield
+
+
+def _replace(text: str, old: str, new: str) -> str:
+    assert old in text, f"the rendered router config no longer holds {old!r}"
+    return text.replace(old, new)
+
+
+@contextlib.contextmanager
+def _router(ev: Evaluation, root: Path, port: int, backends: dict[str, int]) -> Iterator[Path]:
+    nginx = require_tool("nginx")
+    uploads = {u["file"]: u["content"] for u in ev.container("registry-router").inputs["uploads"]}
+    home = root / "router"
+    (home / "certs").mkdir(parents=True)
+    (home / "cache").mkdir()
+    for path, content in uploads.items():
+        if path.startswith(NGINX_CERTS):
+            (home / "certs" / path.removeprefix(NGINX_CERTS)).write_text(content)
+    text = uploads["/etc/nginx/nginx.conf"]
+    text = _replace(text, "listen 5000 ssl;", f"listen 127.0.0.1:{port} ssl;")
+    text = _replace(text, NGINX_CERTS, f"{home}/certs/")
+    text = _replace(text, "pid /var/run/nginx.pid;", f"pid {home}/nginx.pid;")
+    text = _replace(text, "/var/cache/nginx/", f"{home}/cache/")
+    text = _replace(text, "access_log /dev/stdout;", f"access_log {home}/access.log;")
+    for alias, backend_port in backends.items():
+        text = _replace(text, f"server {alias}:5000;", f"server 127.0.0.1:{backend_port};")
+    config = home / "nginx.conf"
+    config.write_text(text)
+    error_log = home / "error.log"
+    subprocess.run([nginx, "-t", "-q", "-p", str(home), "-c", str(config), "-e", str(error_log),
+                    "-g", "user root;"], check=True, timeout=30)
+    process = subprocess.Popen([nginx, "-p", str(home), "-c", str(config), "-e", str(error_log),
+                                "-g", "daemon off; user root;"])
+    try:
+        _wait_port(port, process)
+        yield home / "access.log"
+    finally:
+        stop_process(process)
+
+
+def _wait_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    import socket
+
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "nginx exited at start"
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def _seed_upstream(upstream: Upstream, root: Path, seed: int) -> str:
+    directory = root / f"oci-{seed}"
+    image = make_oci_image(directory, [4096, 8192], seed=seed, tag="1")
+    push(directory, f"{upstream.host_port}/{HUB_IMAGE}", tag="1")
+    return image.manifest_digest
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    require_tool("docker-registry")
+    require_tool("skopeo")
+    root = tmp_path_factory.mktemp("upstreams")
+    router_port, ghcr_port, quay_port, private_port = (free_port() for _ in range(4))
+    ev = evaluate({
+        "installTrust": "false", "monitoring": "false", "hostname": "127.0.0.1",
+        "registryBindAddress": "127.0.0.1", "registryPort": str(router_port), "requireClientCert": "true",
+        "privateRegistry": "true", "privateRegistryPort": str(private_port),
+        "mirrors": json.dumps([{"upstream": "docker.io"}, {"upstream": "ghcr.io", "port": ghcr_port},
+                               {"upstream": "quay.io", "port": quay_port}]),
+    }, secrets={"registryUsers": json.dumps({USER: PASSWORD})})
+    client_ctx, ca_only_ctx, cert_dir = _tls_contexts(ev, root)
+    hub_port = free_port()  # Docker Hub's mirror publishes nothing behind the router
+    ports = {"registry": hub_port, "registry-ghcr": ghcr_port, "registry-quay": quay_port,
+             "registry-private": private_port}
+    with contextlib.ExitStack() as stack_:
+        hub = stack_.enter_context(start_upstream(root / "hub", "hub"))
+        ghcr = stack_.enter_context(start_upstream(root / "ghcr", "ghcr"))
+        quay = stack_.enter_context(start_upstream(root / "quay", "quay"))
+        digests = {"docker.io": _seed_upstream(hub, root, 1), "ghcr.io": _seed_upstream(ghcr, root, 2)}
+        assert digests["docker.io"] != digests["ghcr.io"]
+        for service, upstream in (("registry", hub), ("registry-ghcr", ghcr), ("registry-quay", quay),
+                                  ("registry-private", hub)):
+            # the private registry has no proxy section: map_registry_config leaves it without one
+            stack_.enter_context(_registry(ev, service, root, ports[service], upstream.url, client_ctx))
+        mirrors = {k: v for k, v in ports.items() if k != "registry-private"}
+        access_log = stack_.enter_context(_router(ev, root, router_port, mirrors))
+        yield Stack(root, ev, router_port, ports, digests, access_log, client_ctx, ca_only_ctx, cert_dir)
+
+
+# --- containerd in a mount namespace where /etc/containerd is the rendered files ----------------
+
+
+@dataclass
+class Containerd:
+    pid: int
+    address: str
+    etc: Path  # what /etc/containerd is inside the namespace
+
+    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["nsenter", f"--mount=/proc/{self.pid}/ns/mnt", *args], capture_output=True,
+                              text=True, timeout=timeout)
+
+
+def _write_client_files(files: dict[str, str], etc: Path, client_key: str) -> None:
+    prefix = "/etc/containerd/"
+    for path, content in files.items():
+        if not path.startswith("/"):
+            continue  # the config.toml fragments
+        target = etc / path.removeprefix(prefix)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(client_key if content == clients.CLIENT_KEY_CONTENT else content)
+
+
+@pytest.fixture(scope="module")
+def containerd(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containerd]:
+    binary = require_tool("containerd")
+    require_tool("ctr")
+    require_tool("unshare")
+    require_tool("nsenter")
+    if not Path("/etc/containerd").is_dir():
+        pytest.skip("/etc/containerd is missing: the namespace mounts the rendered files over it")
+    base = tmp_path_factory.mktemp("containerd")
+    etc = base / "etc-containerd"
+    files = stack.evaluation.outputs["clientConfigs"]["containerd"]
+    _write_client_files(files, etc, stack.evaluation.outputs["clientKeyPem"])
+    # the printed fragment, unchanged, is the whole config of this containerd
+    (etc / "config.toml").write_text(files[clients.CONTAINERD_1_CONFIG])
+    address = str(base / "containerd.sock")
+    script = ('mount --make-rprivate / && mount --bind "$1" /etc/containerd && '
+              'exec "$2" --config /etc/containerd/config.toml --root "$3" --state "$4" --address "$5"')
+    log = (base / "containerd.log").open("w")
+    process = subprocess.Popen(["unshare", "--mount", "sh", "-c", script, "sh", str(etc), binary,
+                                str(base / "root"), str(base / "state"), address], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not Path(address).exists():
+            assert process.poll() is None, (base / "containerd.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "containerd did not create its socket"
+            time.sleep(0.1)
+        yield Containerd(process.pid, address, etc)
+    finally:
+        stop_process(process)
+        log.close()
+
+
+def _ctr_pull(c: Containerd, image: str) -> str:
+    result = c.run("ctr", "--address", c.address, "--namespace", "rehearsal", "image", "pull",
+                   "--hosts-dir", "/etc/containerd/certs.d", "--user", f"{USER}:{PASSWORD}", image)
+    assert result.returncode == 0, result.stderr[-2000:]
+    listed = c.run("ctr", "--address", c.address, "--namespace", "rehearsal", "image", "ls")
+    row = next(line for line in listed.stdout.splitlines() if line.startswith(image + " "))
+    return row.split()[2]
+
+
+def _ns_hits(access_log: Path) -> list[str]:
+    return [line for line in access_log.read_text().splitlines() if "ns=" in line]
+
+
+def test_containerd_pulls_one_name_from_two_upstreams_each_through_its_own_mirror_at_one_url(
+        stack: Stack, containerd: Containerd) -> None:
+    hub_digest = _ctr_pull(containerd, f"docker.io/{HUB_IMAGE}")
+    ghcr_digest = _ctr_pull(containerd, f"ghcr.io/{GHCR_IMAGE}")
+    assert (hub_digest, ghcr_digest) == (stack.digests["docker.io"], stack.digests["ghcr.io"])
+    hits = _ns_hits(stack.access_log)
+    assert any("ns=docker.io" in line for line in hits) and any("ns=ghcr.io" in line for line in hits)
+    # each upstream's manifest landed in its own mirror's cache and not in the other's
+    def cached(service: str, digest: str) -> bool:
+        hexdigest = digest.removeprefix("sha256:")
+        blobs = stack.root / service / "container" / "var/lib/registry/docker/registry/v2/blobs/sha256"
+        return (blobs / hexdigest[:2] / hexdigest / "data").is_file()
+
+    assert cached("registry", stack.digests["docker.io"]) and not cached("registry", stack.digests["ghcr.io"])
+    assert cached("registry-ghcr", stack.digests["ghcr.io"]) and not cached("registry-ghcr", stack.digests["docker.io"])
+    quay_repos = stack.root / "registry-quay" / "container" / "var/lib/registry/docker/registry/v2/repositories"
+    assert not quay_repos.exists()
+
+
+def _grpc_pull(socket_path: str, image: str) -> str:
+    import grpc
+
+    def field(number: int, payload: bytes) -> bytes:
+        # protobuf: tag (field number, wire type 2) then a varint length; payloads stay < 128 bytes
+        assert len(payload) < 128
+        return bytes([number << 3 | 2, len(payload)]) + payload
+
+    # PullImageRequest{image: ImageSpec{image}, auth: AuthConfig{username, password}} (CRI api.proto)
+    request = field(1, field(1, image.encode())) + field(2, field(1, USER.encode()) + field(2, PASSWORD.encode()))
+    with grpc.insecure_channel(f"unix://{socket_path}") as channel:
+        pull = channel.unary_unary("/runtime.v1.ImageService/PullImage")
+        response: bytes = pull(request, timeout=120)
+    assert response[0] == 0x0A  # PullImageResponse.image_ref
+    return response[2:2 + response[1]].decode()
+
+
+def test_the_cri_with_the_printed_config_path_pulls_through_the_mirror(stack: Stack, containerd: Containerd) -> None:
+    before = len(_ns_hits(stack.access_log))
+    ref = _grpc_pull(containerd.address, f"ghcr.io/{GHCR_IMAGE}")
+    assert ref.startswith("sha256:")
+    listed = containerd.run("ctr", "--address", containerd.address, "--namespace", "k8s.io", "image", "ls")
+    assert f"ghcr.io/{GHCR_IMAGE}" in listed.stdout and stack.digests["ghcr.io"] in listed.stdout
+    assert any("ns=ghcr.io" in line for line in _ns_hits(stack.access_log)[before:])
+
+
+def _get(stack: Stack, path: str, ctx: ssl.SSLContext, *, auth: bool = True) -> tuple[int, bytes]:
+    request = urllib.request.Request(f"https://127.0.0.1:{stack.router_port}{path}", headers={"Accept": ACCEPT})
+    if auth:
+        request.add_header("Authorization", _basic())
+    try:
+        with urllib.request.urlopen(request, context=ctx, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+ACCEPT = "application/vnd.oci.image.manifest.v1+json"
+
+
+def _basic() -> str:
+    return "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+
+
+def test_the_router_matches_ns_exactly_and_sends_requests_without_ns_to_docker_hub(stack: Stack) -> None:
+    status, body = _get(stack, f"/v2/shared/app/manifests/{stack.digests['docker.io']}", stack.client_ctx)
+    assert status == 200, body
+    status, body = _get(stack, f"/v2/shared/app/manifests/{stack.digests['ghcr.io']}?ns=ghcr.io", stack.client_ctx)
+    assert status == 200, body
+    # a prefix, a case change or an unmirrored upstream is no match: the registry's own error
+    for ns in ("ghcr.io.evil", "GHCR.IO", "ghcr", "quay.io.", "gcr.io"):
+        status, body = _get(stack, f"/v2/shared/app/manifests/1?ns={ns}", stack.client_ctx)
+        assert status == 404 and json.loads(body)["errors"][0]["code"] == "NAME_UNKNOWN", ns
+    # Docker Hub's content is not ghcr.io's: the digest of one is unknown at the other
+    # (Debian's 2.8.2 answers 500 for a digest its upstream lacks; either way no manifest)
+    status, _ = _get(stack, f"/v2/shared/app/manifests/{stack.digests['docker.io']}?ns=ghcr.io", stack.client_ctx)
+    assert status in (404, 500)
+
+
+def test_the_router_demands_the_client_certificate_and_passes_credentials_to_the_mirrors(stack: Stack) -> None:
+    # nginx completes the handshake and answers 400 itself; no byte reaches a mirror
+    status, body = _get(stack, "/v2/", stack.ca_only_ctx)
+    assert status == 400 and b"No required SSL certificate was sent" in body
+    status, _ = _get(stack, "/v2/", stack.client_ctx, auth=False)
+    assert status == 401  # the mirror's htpasswd asked: the router let the request through
+    status, _ = _get(stack, "/v2/", stack.client_ctx)
+    assert status == 200
+    status, _ = _get(stack, "/v2/?ns=ghcr.io", stack.client_ctx, auth=False)
+    assert status == 401
+
+
+def _skopeo(*args: str, cert_dir: Path, tmp: Path) -> subprocess.CompletedProcess[str]:
+    empty = tmp / "empty-trust"
+    empty.mkdir(parents=True, exist_ok=True)
+    (empty / "none.pem").write_text("")
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp), "TMPDIR": str(tmp),
+           "SSL_CERT_FILE": str(empty / "none.pem"), "SSL_CERT_DIR": str(empty)}
+    return subprocess.run([require_tool("skopeo"), *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_skopeo_pushes_to_the_private_registry_and_pulls_it_back(stack: Stack, tmp_path: Path) -> None:
+    make_oci_image(tmp_path / "app", [2048], seed=7, tag="1")
+    target = f"docker://127.0.0.1:{stack.ports['registry-private']}/team/app:1"
+    creds = f"{USER}:{PASSWORD}"
+    pushed = _skopeo("copy", "--preserve-digests", f"--dest-cert-dir={stack.cert_dir}", f"--dest-creds={creds}",
+                     f"oci:{tmp_path / 'app'}:1", target, cert_dir=stack.cert_dir, tmp=tmp_path)
+    assert pushed.returncode == 0, pushed.stderr
+    pulled = _skopeo("copy", "--preserve-digests", f"--src-cert-dir={stack.cert_dir}", f"--src-creds={creds}",
+                     target, f"oci:{tmp_path / 'back'}:1", cert_dir=stack.cert_dir, tmp=tmp_path)
+    assert pulled.returncode == 0, pulled.stderr
+    assert read_manifest(tmp_path / "back", "1") == read_manifest(tmp_path / "app", "1")
+    deleted = _skopeo("delete", f"--cert-dir={stack.cert_dir}", f"--creds={creds}", target,
+                      cert_dir=stack.cert_dir, tmp=tmp_path)
+    assert deleted.returncode == 0, deleted.stderr
+
+
+def test_a_push_to_a_mirror_is_refused_with_the_registrys_unsupported_error(stack: Stack, tmp_path: Path) -> None:
+    make_oci_image(tmp_path / "app", [2048], seed=8, tag="1")
+    for port in (stack.router_port, stack.ports["registry-ghcr"]):
+        pushed = _skopeo("copy", f"--dest-cert-dir={stack.cert_dir}", f"--dest-creds={USER}:{PASSWORD}",
+                         f"oci:{tmp_path / 'app'}:1", f"docker://127.0.0.1:{port}/team/app:1",
+                         cert_dir=stack.cert_dir, tmp=tmp_path)
+        assert pushed.returncode != 0
+        assert "initiating layer upload to /v2/team/app/blobs/uploads/" in pushed.stderr, pushed.stderr
+        assert pushed.stderr.rstrip().endswith('unsupported"'), pushed.stderr
+        # what skopeo shortens: distribution's errcode.ErrorCodeUnsupported on the upload POST
+        request = urllib.request.Request(f"https://127.0.0.1:{port}/v2/team/app/blobs/uploads/", method="POST",
+                                         headers={"Authorization": _basic()})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, context=stack.client_ctx, timeout=30)
+        assert refused.value.code == 405
+        assert json.loads(refused.value.read())["errors"][0]["code"] == "UNSUPPORTED"
+
+
+def test_the_printed_client_files_are_what_the_rehearsal_ran(stack: Stack) -> None:
+    """Guards the rehearsal itself: the containerd files hold the one URL and no Docker path."""
+    files = stack.evaluation.outputs["clientConfigs"]["containerd"]
+    hub = files["/etc/containerd/certs.d/docker.io/hosts.toml"]
+    assert f'[host."https://127.0.0.1:{stack.router_port}"]' in hub
+    assert "/etc/docker" not in "".join(files.values())
+    assert shutil.which("nginx") is not None

@@ -1,0 +1,235 @@
+"""Issue 13 under mocks and as parsed files: the `mirrors` list, the router, the private
+registry and the client configs (each parsed back by its own format's parser)."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+
+import pytest
+import yaml
+
+import settings
+from configs import clients, nginxconf, router
+from tests.fakes.program import evaluate
+
+BASE = {"installTrust": "false", "hostname": "mirror.lan"}
+THREE = json.dumps([{"upstream": "docker.io"}, {"upstream": "ghcr.io", "port": 6001},
+                    {"upstream": "quay.io", "port": 6002}])
+
+
+def problems(config: dict[str, str], **kwargs: object) -> list[str]:
+    with pytest.raises(settings.SettingsError) as err:
+        settings.parse(BASE | config, stack="dev", **kwargs)  # type: ignore[arg-type]
+    return [line.strip() for line in str(err.value).splitlines()[1:]]
+
+
+def test_without_mirrors_docker_hub_is_the_only_mirror_and_there_is_no_router():
+    s = settings.parse(BASE, stack="dev")
+    assert [m.upstream for m in s.mirrors] == ["docker.io"]
+    assert s.mirrors[0].remote_url == "https://registry-1.docker.io"
+    assert not s.routed and s.private_registry is None
+
+
+def test_presets_default_their_remote_url_and_any_other_host_is_https_to_itself():
+    entries = [{"upstream": u, "port": 6001 + i} for i, u in
+               enumerate(["ghcr.io", "quay.io", "registry.k8s.io", "gcr.io", "registry.example.com:5000"])]
+    s = settings.parse(BASE | {"mirrors": json.dumps(entries)}, stack="dev")
+    assert {m.upstream: (m.remote_url, m.instance) for m in s.mirrors[1:]} == {
+        "ghcr.io": ("https://ghcr.io", "ghcr"), "quay.io": ("https://quay.io", "quay"),
+        "registry.k8s.io": ("https://registry.k8s.io", "k8s"), "gcr.io": ("https://gcr.io", "gcr"),
+        "registry.example.com:5000": ("https://registry.example.com:5000", "registry-example-com-5000"),
+    }
+    assert s.mirrors[0].upstream == "docker.io"  # always first, even when not listed
+
+
+def test_two_entries_on_one_upstream_or_one_port_are_refused_one_line_each():
+    lines = problems({"mirrors": json.dumps([{"upstream": "ghcr.io", "port": 6001},
+                                             {"upstream": "GHCR.io", "port": 6002},
+                                             {"upstream": "quay.io", "port": 6001}])})
+    assert lines == [
+        "registry-mirror:mirrors[1].upstream = 'ghcr.io' is invalid: mirrors[0] already mirrors it "
+        "(one entry per upstream)",
+        "registry-mirror:mirrors[2].port = 6001 is invalid: publishes host port 6001, which mirrors[1].port "
+        "already uses",
+    ]
+
+
+def test_an_entry_on_the_registry_port_is_refused():
+    assert problems({"mirrors": json.dumps([{"upstream": "ghcr.io", "port": 6000}])}) == [
+        "registry-mirror:mirrors[1].port = 6000 is invalid: publishes host port 6000, which registryPort already uses"]
+
+
+def test_docker_hub_credentials_in_both_the_entry_and_the_legacy_keys_say_which_to_keep():
+    lines = problems({"registryBindAddress": "127.0.0.1", "dockerHubUsername": "me", "dockerHubPassword": "pw",
+                      "mirrors": json.dumps([{"upstream": "docker.io", "username": "you", "password": "x"}])},
+                     secret_keys=["dockerHubPassword", "mirrors"])
+    assert lines == [
+        "registry-mirror:mirrors[0].username and registry-mirror:dockerHubUsername both describe Docker Hub's "
+        "mirror: keep one (remove mirrors[0].username or dockerHubUsername)",
+        "registry-mirror:mirrors[0].password and registry-mirror:dockerHubPassword both describe Docker Hub's "
+        "mirror: keep one (remove mirrors[0].password or dockerHubPassword)",
+    ]
+
+
+def test_a_docker_io_entry_alone_describes_the_docker_hub_mirror():
+    s = settings.parse(BASE | {"mirrors": json.dumps([{"upstream": "docker.io", "port": 7000, "ttl": "24h"}])},
+                       stack="dev")
+    assert (s.registry.port, s.registry.proxy_ttl) == (7000, "24h")
+    assert not s.routed
+
+
+def test_entry_problems_are_one_line_each_and_passwords_are_never_shown():
+    lines = problems({"mirrors": json.dumps([
+        {"upstream": "ghcr.io", "bogus": 1, "port": 70000},
+        {"upstream": "quay.io", "port": 6002, "username": "bot", "password": "hunter2-secret"},
+        {"upstream": "a b"},
+        {"upstream": "gcr.io"},
+    ])})
+    assert lines == [
+        "registry-mirror:mirrors[0].bogus is not a known field: use upstream, remoteUrl, port, username, password, ttl",
+        "registry-mirror:mirrors[0].port = 70000 is invalid: must be a whole number from 1 to 65535",
+        "registry-mirror:mirrors[1].password must be set as a secret: pulumi config set --path --secret "
+        "'mirrors[1].password' <value>",
+        "registry-mirror:mirrors[2].upstream = 'a b' is invalid: must be a registry host as image names write it: "
+        "docker.io, ghcr.io, quay.io, registry.k8s.io, gcr.io or another host[:port]",
+        "registry-mirror:mirrors[3].port = unset is invalid: every upstream but docker.io needs its own host port",
+    ]
+    assert not any("hunter2" in line for line in lines)
+
+
+def test_a_private_registry_open_to_the_network_needs_client_authentication():
+    assert problems({"privateRegistry": "true"}) == [
+        "registry-mirror:privateRegistry = 'true' is invalid: needs registryUsers or requireClientCert while "
+        "registryBindAddress is 0.0.0.0 (anyone reaching the port could push and delete), or registryBindAddress "
+        "127.0.0.1"]
+    assert settings.parse(BASE | {"privateRegistry": "true", "requireClientCert": "true"},
+                          stack="dev").private_registry is not None
+
+
+# --- the router's nginx.conf -----------------------------------------------------------------
+
+ROUTES = [router.Route("docker.io", "registry:5000"), router.Route("ghcr.io", "registry-ghcr:5000"),
+          router.Route("reg.example:5000", "registry-reg:5000")]
+
+
+def _picks(nodes: list[nginxconf.Node]) -> dict[str, str]:
+    http = nginxconf.find(nodes, "http")[0]
+    server = nginxconf.find(http.children, "server")[0]  # type: ignore[union-attr]
+    picks = {}
+    for node in nginxconf.find(server.children, "if"):  # type: ignore[union-attr]
+        assert isinstance(node, nginxconf.Block) and node.args[:2] == ("($arg_ns", "=")
+        ns = " ".join(node.args[2:]).removesuffix(")").strip()
+        picks[ns] = node.children[0].args[1]  # type: ignore[union-attr]
+    return picks
+
+
+def test_the_router_picks_each_mirror_by_the_exact_ns_and_docker_hub_without_one():
+    assert _picks(router.router_nodes(ROUTES)) == {
+        "": "mirror_0", "docker.io": "mirror_0", "ghcr.io": "mirror_1",
+        "reg.example:5000": "mirror_2", "reg.example%3A5000": "mirror_2",
+    }
+
+
+def test_the_router_enforces_client_certificates_only_when_asked():
+    text = router.render_router_config(ROUTES)
+    assert "ssl_verify_client" not in text and "proxy_ssl_certificate " not in text
+    text = router.render_router_config(ROUTES, require_client_cert=True, backend_client_cert=True)
+    assert "ssl_verify_client on;" in text and "proxy_ssl_certificate /etc/nginx/certs/client.crt;" in text
+
+
+def test_the_router_refuses_a_route_list_that_does_not_start_with_docker_hub():
+    with pytest.raises(ValueError):
+        router.router_nodes(ROUTES[1:])
+
+
+# --- the program -------------------------------------------------------------------------------
+
+
+def test_a_stack_with_three_upstreams_and_a_private_registry_has_a_mirror_each_and_one_router():
+    ev = evaluate(BASE | {"mirrors": THREE, "privateRegistry": "true", "requireClientCert": "true"})
+    containers = {c.name: c.inputs for c in ev.of_type("docker:index/container:Container")}
+    ports = {name: [p["external"] for p in inputs.get("ports", [])] for name, inputs in containers.items()}
+    assert ports["registry"] == [] and ports["registry-router"] == [6000]
+    assert ports["registry-ghcr"] == [6001] and ports["registry-quay"] == [6002]
+    assert ports["registry-private"] == [6100]
+    volumes = {v.get("volumeName") for c in containers.values() for v in c.get("volumes", [])}
+    assert {"registry-mirror-dev-registry-data", "registry-mirror-dev-registry-ghcr-data",
+            "registry-mirror-dev-registry-quay-data", "registry-mirror-dev-registry-private-data"} <= volumes
+    configs = {name: yaml.safe_load(ev.uploads(name)["/etc/distribution/config.yml"])
+               for name in ("registry", "registry-ghcr", "registry-quay", "registry-private")}
+    assert {n: c.get("proxy", {}).get("remoteurl") for n, c in configs.items()} == {
+        "registry": "https://registry-1.docker.io", "registry-ghcr": "https://ghcr.io",
+        "registry-quay": "https://quay.io", "registry-private": None}
+    conf = ev.uploads("registry-router")["/etc/nginx/nginx.conf"]
+    for backend in ("registry:5000", "registry-ghcr:5000", "registry-quay:5000"):
+        assert f"server {backend};" in conf
+    assert "registry-private" not in conf
+    assert ev.outputs["mirrorUrls"] == {"docker.io": "https://mirror.lan:6000", "ghcr.io": "https://mirror.lan:6001",
+                                        "quay.io": "https://mirror.lan:6002"}
+    assert ev.outputs["privateRegistryUrl"] == "https://mirror.lan:6100"
+
+
+# --- client configs, parsed back -----------------------------------------------------------
+
+
+def _configs(**kwargs: object) -> dict[str, dict[str, str]]:
+    options = {"mirror_host": "mirror.lan:6000", "upstreams": [("docker.io", "https://registry-1.docker.io"),
+                                                                ("ghcr.io", "https://ghcr.io")],
+               "ca_pem": "CA PEM", "hostname": "mirror.lan"} | kwargs
+    return clients.client_configs(**options)  # type: ignore[arg-type]
+
+
+def test_containerd_gets_one_hosts_toml_per_upstream_with_its_ca_beside_it():
+    files = _configs()["containerd"]
+    for upstream, server in (("docker.io", "https://registry-1.docker.io"), ("ghcr.io", "https://ghcr.io")):
+        directory = f"/etc/containerd/certs.d/{upstream}"
+        hosts = tomllib.loads(files[f"{directory}/hosts.toml"])
+        assert hosts == {"server": server, "host": {"https://mirror.lan:6000": {
+            "capabilities": ["pull", "resolve"], "ca": f"{directory}/ca.crt"}}}
+        assert files[f"{directory}/ca.crt"] == "CA PEM"
+    registry = {"registry": {"config_path": "/etc/containerd/certs.d"}}
+    assert tomllib.loads(files[clients.CONTAINERD_1_CONFIG]) == {
+        "version": 2, "plugins": {"io.containerd.grpc.v1.cri": registry}}
+    assert tomllib.loads(files[clients.CONTAINERD_2_CONFIG]) == {
+        "version": 3, "plugins": {"io.containerd.cri.v1.images": registry}}
+
+
+def test_with_client_certificates_each_client_kind_carries_the_pair():
+    configs = _configs(client_cert_pem="CLIENT CHAIN", registry_users=True)
+    hosts = tomllib.loads(configs["containerd"]["/etc/containerd/certs.d/ghcr.io/hosts.toml"])
+    assert hosts["host"]["https://mirror.lan:6000"]["client"] == [
+        ["/etc/containerd/certs.d/ghcr.io/client.crt", "/etc/containerd/certs.d/ghcr.io/client.key"]]
+    k3s = yaml.safe_load(configs["k3s"][clients.K3S_REGISTRIES])
+    assert k3s == {
+        "mirrors": {"docker.io": {"endpoint": ["https://mirror.lan:6000"]},
+                    "ghcr.io": {"endpoint": ["https://mirror.lan:6000"]}},
+        "configs": {"mirror.lan:6000": {
+            "tls": {"ca_file": clients.K3S_CA, "cert_file": clients.K3S_CLIENT_CERT,
+                    "key_file": clients.K3S_CLIENT_KEY},
+            "auth": {"username": "<user>", "password": "<password>"}}},
+    }
+    kind = yaml.safe_load(configs["kind"][clients.KIND_CONFIG])
+    assert kind["nodes"][0]["extraMounts"] == [
+        {"hostPath": clients.KIND_CERTS_DIR, "containerPath": "/etc/containerd/certs.d", "readOnly": True}]
+    assert configs["kind"][f"{clients.KIND_CERTS_DIR}/ghcr.io/client.crt"] == "CLIENT CHAIN"
+    assert configs["docker"]["/etc/docker/certs.d/mirror.lan:6000/client.cert"] == "CLIENT CHAIN"
+
+
+def test_kinds_hosts_toml_name_the_paths_inside_the_node():
+    configs = _configs()
+    hosts = tomllib.loads(configs["kind"][f"{clients.KIND_CERTS_DIR}/docker.io/hosts.toml"])
+    assert hosts["host"]["https://mirror.lan:6000"]["ca"] == "/etc/containerd/certs.d/docker.io/ca.crt"
+    kind = yaml.safe_load(configs["kind"][clients.KIND_CONFIG])
+    patch = tomllib.loads(kind["containerdConfigPatches"][0])
+    assert patch == {"plugins": {"io.containerd.grpc.v1.cri": {"registry": {"config_path": "/etc/containerd/certs.d"}}}}
+
+
+def test_kind_gets_no_files_for_a_localhost_mirror():
+    assert _configs(hostname="localhost", mirror_host="localhost:6000")["kind"] == {}
+
+
+def test_docker_gets_the_daemon_json_for_docker_hub_and_the_ca_in_certs_d():
+    docker = _configs()["docker"]
+    assert json.loads(docker["/etc/docker/daemon.json"]) == {"registry-mirrors": ["https://mirror.lan:6000"]}
+    assert docker["/etc/docker/certs.d/mirror.lan:6000/ca.crt"] == "CA PEM"
