@@ -132,6 +132,14 @@ class Grafana:
     DATA_PATH = "/var/lib/grafana"
 
 
+# Placeholders in the `clientConfigs` output for values that are secrets (the output itself
+# is not, so that `mirrorctl client-config` reads it without --show-secrets): it fills them.
+CLIENT_KEY_PLACEHOLDER = "<clientKeyPem>"
+USER_PLACEHOLDER = "<user>"
+PASSWORD_PLACEHOLDER = "<password>"
+CLIENT_KINDS = ("docker", "containerd", "kind", "k3s")
+
+
 def http_url(alias: str, port: int) -> str:
     """A service's base URL on the stack's private network."""
     return f"http://{alias}:{port}"

@@ -10,7 +10,7 @@ import shlex
 import tomli_w
 import yaml
 
-from contract import Registry
+from contract import CLIENT_KEY_PLACEHOLDER, PASSWORD_PLACEHOLDER, USER_PLACEHOLDER, Registry
 
 
 def docker_daemon_config(mirror_url: str) -> str:
@@ -63,7 +63,7 @@ DOCKER_DAEMON_JSON = "/etc/docker/daemon.json"
 KIND_CERTS_DIR = "/etc/registry-mirror/kind/certs.d"  # on the host; mounted into every node
 KIND_CONFIG = "/etc/registry-mirror/kind/cluster.yaml"
 # the client key is a secret output: its files are written from clientKeyPem, never from here
-CLIENT_KEY_CONTENT = "<clientKeyPem>"
+CLIENT_KEY_CONTENT = CLIENT_KEY_PLACEHOLDER
 # Not file paths: fragments to merge into containerd's config.toml (a table set in an
 # imported file would replace the whole plugin's table in containerd 1.x).
 CONTAINERD_1_CONFIG = "config.toml (containerd 1.x)"
@@ -142,7 +142,7 @@ def client_configs(
     host_config: dict[str, object] = {"tls": k3s_tls}
     if registry_users:
         # k3s passes these to containerd for this host; mirrorctl fills them in (--user)
-        host_config["auth"] = {"username": "<user>", "password": "<password>"}
+        host_config["auth"] = {"username": USER_PLACEHOLDER, "password": PASSWORD_PLACEHOLDER}
     k3s[K3S_REGISTRIES] = yaml.safe_dump({
         "mirrors": {upstream: {"endpoint": [mirror_url]} for upstream, _ in upstreams},
         "configs": {mirror_host: host_config},

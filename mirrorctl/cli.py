@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from contract import PROJECT, SERVICES
-from mirrorctl import certs, docker, health, metrics, registry, safe
+from mirrorctl import certs, clientconfig, docker, health, metrics, registry, safe
 from mirrorctl.errors import MirrorctlError
 from mirrorctl.stack import StackContext, parse_endpoints
 from mirrorctl.transport import make_client
@@ -556,6 +556,42 @@ def logs(
     )
     if code != 0:
         raise typer.Exit(code)
+
+
+@app.command("client-config")
+@handled
+def client_config(
+    ctx: typer.Context,
+    kind: Annotated[str, typer.Argument(metavar="docker|containerd|kind|k3s", help="The client kind.")],
+    root: Annotated[Path, typer.Option("--root", metavar="DIR", help="Write under DIR instead of /.")] = Path("/"),
+    client_key: Annotated[Path | None, typer.Option(
+        "--client-key", metavar="FILE", help="The client key (requireClientCert): clientKeyPem in a file.",
+    )] = None,
+    user: Annotated[str | None, typer.Option(
+        "--user", metavar="NAME", help="k3s with registryUsers: the user (password: REGISTRY_PASSWORD).",
+    )] = None,
+) -> None:
+    """Write the files a client needs to pull through the mirror (the output clientConfigs)."""
+    s = session(ctx)
+    configs = s.stack.output("clientConfigs", "--outputs FILE")
+    key = None
+    if client_key is not None:
+        try:
+            key = client_key.read_text()
+        except OSError as error:
+            raise MirrorctlError(f"cannot read --client-key {client_key}: {error.strerror}") from None
+    planned = clientconfig.plan(configs, kind, client_key=key, user=user, environ=os.environ)
+    try:
+        written = clientconfig.write(planned, root)
+    except OSError as error:
+        raise MirrorctlError(f"cannot write under {root}: {error.strerror} (run as root?)") from None
+    # plain writes: a console would wrap long paths, and the fragments are pasted as printed
+    for path in written:
+        sys.stdout.write(safe.clean(f"wrote {path}") + "\n")
+    for name, text in planned.fragments.items():
+        sys.stdout.write(f"# {safe.clean(name)}: merge into /etc/containerd/config.toml "
+                         "(it is the whole file on a host without one)\n")
+        sys.stdout.write("\n".join(safe.clean(line) for line in text.rstrip("\n").split("\n")) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

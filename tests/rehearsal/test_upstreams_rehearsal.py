@@ -25,6 +25,7 @@ import os
 import shutil
 import ssl
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -195,14 +196,16 @@ class Containerd:
                               text=True, timeout=timeout)
 
 
-def _write_client_files(files: dict[str, str], etc: Path, client_key: str) -> None:
-    prefix = "/etc/containerd/"
-    for path, content in files.items():
-        if not path.startswith("/"):
-            continue  # the config.toml fragments
-        target = etc / path.removeprefix(prefix)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(client_key if content == clients.CLIENT_KEY_CONTENT else content)
+def _mirrorctl_client_config(ev: Evaluation, kind: str, root: Path, work: Path) -> subprocess.CompletedProcess[str]:
+    """`mirrorctl client-config KIND --root ROOT` from the evaluation's outputs, as an operator runs it."""
+    outputs = work / "outputs.json"
+    outputs.write_text(json.dumps(ev.outputs))
+    key = work / "client.key"
+    key.write_text(ev.outputs["clientKeyPem"])
+    return subprocess.run([sys.executable, "-m", "mirrorctl", "--outputs", str(outputs), "client-config", kind,
+                           "--root", str(root), "--client-key", str(key)],
+                          capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2],
+                          check=True)
 
 
 @pytest.fixture(scope="module")
@@ -214,11 +217,13 @@ def containerd(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     if not Path("/etc/containerd").is_dir():
         pytest.skip("/etc/containerd is missing: the namespace mounts the rendered files over it")
     base = tmp_path_factory.mktemp("containerd")
-    etc = base / "etc-containerd"
-    files = stack.evaluation.outputs["clientConfigs"]["containerd"]
-    _write_client_files(files, etc, stack.evaluation.outputs["clientKeyPem"])
-    # the printed fragment, unchanged, is the whole config of this containerd
-    (etc / "config.toml").write_text(files[clients.CONTAINERD_1_CONFIG])
+    written = _mirrorctl_client_config(stack.evaluation, "containerd", base / "host", base)
+    etc = base / "host" / "etc" / "containerd"
+    assert f"wrote {etc}/certs.d/ghcr.io/hosts.toml" in written.stdout
+    # the printed 1.x fragment, unchanged, is the whole config of this containerd
+    fragment = stack.evaluation.outputs["clientConfigs"]["containerd"][clients.CONTAINERD_1_CONFIG]
+    assert fragment.rstrip("\n") in written.stdout
+    (etc / "config.toml").write_text(fragment)
     address = str(base / "containerd.sock")
     script = ('mount --make-rprivate / && mount --bind "$1" /etc/containerd && '
               'exec "$2" --config /etc/containerd/config.toml --root "$3" --state "$4" --address "$5"')
