@@ -32,14 +32,15 @@ mirror = Mirror("mirror", config.registry, config.naming, network, pki, telemetr
                 remote_url=hub.remote_url, publish=not config.routed)
 upstream_mirrors = [(hub.upstream, mirror)] + [
     (m.upstream, Mirror(f"mirror-{m.instance}", config.mirror_registry(m), config.naming, network, pki,
-                        telemetry_env=telemetry, instance=m.instance, remote_url=m.remote_url))
+                        telemetry_env=telemetry, instance=m.instance, remote_url=m.remote_url,
+                        upstream=m.upstream))
     for m in others
 ]
 router = (Router("router", config.registry, config.router_image, config.naming, network, pki, upstream_mirrors)
           if config.routed else None)
 private_registry = (
     Mirror("private-registry", config.private_registry_settings(), config.naming, network, pki,
-           telemetry_env=telemetry, instance="private", remote_url=None)
+           telemetry_env=telemetry, instance="private", remote_url=None, upstream="private")
     if config.private_registry is not None else None
 )
 watched = [m for _, m in upstream_mirrors] + ([private_registry] if private_registry is not None else [])

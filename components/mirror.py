@@ -37,6 +37,7 @@ class Mirror(pulumi.ComponentResource):
         instance: str = "",
         remote_url: str | None = registry.DOCKER_HUB,
         publish: bool = True,
+        upstream: str = "docker.io",
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("registry-mirror:registry:Mirror", name, None, opts)
@@ -71,6 +72,7 @@ class Mirror(pulumi.ComponentResource):
         container = service_container(self, naming, network, spec).container
 
         self.alias = alias
+        self.upstream = upstream  # as image names write it; "private" for the push registry
         self.container = container
         self.url: str = settings.url
         self.container_name: pulumi.Output[str] = container.name

@@ -108,6 +108,8 @@ class Monitoring(pulumi.ComponentResource):
             probe_urls=[f"https://{m.alias}:{Registry.API_PORT}/v2/" for m in mirrors],
             registry_users=client_auth[0],
             client_cert=(pki.client_chain_pem, pki.client_key_pem) if client_auth[1] else None,
+            upstreams={target: m.upstream for m in mirrors for target in (
+                f"{m.alias}:{Registry.DEBUG_PORT}", f"https://{m.alias}:{Registry.API_PORT}/v2/")},
         )
 
         self.urls: dict[str, str] = {}

@@ -9,7 +9,7 @@ Upstream sources: docs/upstream-references.md
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -41,12 +41,18 @@ _HEADER = """\
 """
 
 
-def _static_job(job: str, target: str) -> dict[str, Any]:
+def _static_config(targets: list[str], upstream: str | None) -> dict[str, Any]:
+    # `upstream` names the registry a mirror serves (docker.io, ghcr.io; `private` for the push
+    # registry): the dashboard's selector and the alerts' text come from it
+    return {"targets": targets, "labels": {"upstream": upstream}} if upstream else {"targets": targets}
+
+
+def _static_job(job: str, target: str, upstream: str | None = None) -> dict[str, Any]:
     return {
         "job_name": job,
         "metrics_path": "/metrics",
         "scheme": "http",
-        "static_configs": [{"targets": [target]}],
+        "static_configs": [_static_config([target], upstream)],
     }
 
 
@@ -58,10 +64,17 @@ def render_prometheus_config(
     scrape_interval: str = "15s",
     evaluation_interval: str = "15s",
     blackbox_module: str = Blackbox.MODULE,
+    upstreams: Mapping[str, str] | None = None,
 ) -> str:
     """Render prometheus.yml: one job per (job, host:port) of the running services, and the
-    blackbox job probing each of `probe_urls`."""
-    jobs: list[dict[str, Any]] = [_static_job(job, target) for job, target in scrape_jobs]
+    blackbox job probing each of `probe_urls`; `upstreams` labels a target (host:port or probe
+    URL) with the upstream its mirror serves."""
+    upstreams = upstreams or {}
+    jobs: list[dict[str, Any]] = [_static_job(job, target, upstreams.get(target)) for job, target in scrape_jobs]
+    if any(url in upstreams for url in probe_urls):
+        probes = [_static_config([url], upstreams.get(url)) for url in probe_urls]
+    else:
+        probes = [{"targets": list(probe_urls)}]
     jobs.append(
         {
             # The multi-target exporter pattern: Prometheus asks blackbox to probe the
@@ -70,7 +83,7 @@ def render_prometheus_config(
             "metrics_path": "/probe",
             "scheme": "http",
             "params": {"module": [blackbox_module]},
-            "static_configs": [{"targets": list(probe_urls)}],
+            "static_configs": probes,
             "relabel_configs": [
                 {"source_labels": ["__address__"], "target_label": "__param_target"},
                 {"source_labels": ["__param_target"], "target_label": "instance"},
@@ -107,30 +120,32 @@ def render_alert_rules(cert_expiry_days: int = 14) -> str:
     rules = [
         _alert(
             "RegistryDown",
-            'up{job="registry"} == 0',
+            # every mirror's debug target carries `upstream`; the blackbox job's own `up` does not count
+            'up{upstream!="", job!="blackbox"} == 0',
             "2m",
             "critical",
-            "Registry metrics endpoint is down",
-            "Prometheus cannot scrape the registry's debug server at {{ $labels.instance }} "
-            "for 2 minutes: the mirror is down or unreachable.",
+            "Registry of {{ $labels.upstream }} is down",
+            "Prometheus cannot scrape the debug server of the {{ $labels.upstream }} registry at "
+            "{{ $labels.instance }} for 2 minutes: that mirror is down or unreachable.",
         ),
         _alert(
             "RegistryHigh5xxRatio",
-            'sum(rate(registry_http_requests_total{code=~"5.."}[5m]))'
-            " / sum(rate(registry_http_requests_total[5m])) > 0.05",
+            'sum by (upstream) (rate(registry_http_requests_total{code=~"5.."}[5m]))'
+            " / sum by (upstream) (rate(registry_http_requests_total[5m])) > 0.05",
             "10m",
             "warning",
-            "Registry answers more than 5% of requests with 5xx",
-            "{{ $value | humanizePercentage }} of the registry's requests failed with a 5xx "
-            "status over the last 5 minutes (often the upstream, Docker Hub, failing).",
+            "Registry of {{ $labels.upstream }} answers more than 5% of requests with 5xx",
+            "{{ $value | humanizePercentage }} of the requests to the {{ $labels.upstream }} registry "
+            "failed with a 5xx status over the last 5 minutes (often that upstream failing).",
         ),
         _alert(
             "RegistryCertificateExpiresSoon",
             f'probe_ssl_earliest_cert_expiry{{job="blackbox"}} - time() < {cert_expiry_days} * {SECONDS_PER_DAY}',
             "15m",
             "warning",
-            f"Registry TLS certificate expires within {cert_expiry_days} days",
-            "The earliest certificate of the chain served at {{ $labels.instance }} expires in "
+            f"Registry TLS certificate of {{{{ $labels.upstream }}}} expires within {cert_expiry_days} days",
+            "The earliest certificate of the chain served at {{ $labels.instance }} ({{ $labels.upstream }}) "
+            "expires in "
             "{{ $value | humanizeDuration }}. Run `pulumi up` to renew it.",
         ),
         _alert(
@@ -146,8 +161,8 @@ def render_alert_rules(cert_expiry_days: int = 14) -> str:
             'probe_success{job="blackbox"} == 0',
             "5m",
             "critical",
-            "Registry TLS endpoint probe is failing",
-            "The blackbox probe of {{ $labels.instance }} has failed for 5 minutes: the TLS "
+            "Registry TLS endpoint probe of {{ $labels.upstream }} is failing",
+            "The blackbox probe of {{ $labels.instance }} ({{ $labels.upstream }}) has failed for 5 minutes: the TLS "
             "handshake, the certificate chain or the GET /v2/ answer is wrong.",
         ),
     ]
@@ -165,7 +180,8 @@ def deployment(settings: MonitoringSettings, inputs: MonitoringInputs) -> Deploy
         image=settings.prometheus_image,
         memory_mb=512,
         uploads=[
-            Upload(CONFIG_PATH, render_prometheus_config(inputs.scrape_jobs, inputs.probe_urls)),
+            Upload(CONFIG_PATH, render_prometheus_config(inputs.scrape_jobs, inputs.probe_urls,
+                                                                upstreams=inputs.upstreams)),
             Upload(RULES_PATH, render_alert_rules()),
         ],
         ports=[Port(PORT, settings.prometheus_port, settings.ui_bind_address)],

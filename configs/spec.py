@@ -7,8 +7,8 @@ inputs; they pass through here untouched, so this module needs no Pulumi import.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 # A plain value or a Pulumi input (Output) carrying one.
@@ -87,3 +87,5 @@ class MonitoringInputs:
     probe_urls: Sequence[str]  # the mirrors' TLS endpoints, probed through blackbox
     registry_users: bool = False  # the mirrors ask for a user (htpasswd)
     client_cert: tuple[Input, Input] | None = None  # (chain, key) when the mirrors require one
+    # scrape target or probe URL -> the upstream its mirror serves (Prometheus label `upstream`)
+    upstreams: Mapping[str, str] = field(default_factory=dict)

@@ -32,16 +32,19 @@ PROMTOOL_TIMEOUT = 60
 DAY = 86400
 
 # Labels the series carry on the stack's network, as the scrape config gives them.
-REGISTRY_UP = 'up{job="registry", instance="registry:5001"}'
+REGISTRY_UP = 'up{job="registry", instance="registry:5001", upstream="docker.io"}'
+GHCR_UP = 'up{job="registry-ghcr", instance="registry-ghcr:5001", upstream="ghcr.io"}'
+# the blackbox exporter's own scrape: its targets carry `upstream`, but it is not a registry
+BLACKBOX_UP = 'up{job="blackbox", instance="https://registry:5000/v2/", upstream="docker.io"}'
 LOKI_UP = 'up{job="loki", instance="loki:3100"}'
 GRAFANA_UP = 'up{job="grafana", instance="grafana:3000"}'
-PROBE = 'job="blackbox", instance="https://registry:5000/v2/"'
+PROBE = 'job="blackbox", instance="https://registry:5000/v2/", upstream="docker.io"'
 
 
-def requests(code: str, per_minute: int) -> tuple[str, str]:
+def requests(code: str, per_minute: int, upstream: str = "docker.io") -> tuple[str, str]:
     """A registry request counter growing by `per_minute` for 20 minutes."""
     return (
-        f'registry_http_requests_total{{code="{code}", handler="manifest", method="get"}}',
+        f'registry_http_requests_total{{code="{code}", handler="manifest", method="get", upstream="{upstream}"}}',
         f"0+{per_minute}x20",
     )
 
@@ -67,41 +70,46 @@ def silent(eval_time: str) -> Check:
     return Check(eval_time, [])
 
 
-REGISTRY_DOWN = {
-    "exp_labels": {"severity": "critical", "job": "registry", "instance": "registry:5001"},
-    "exp_annotations": {
-        "summary": "Registry metrics endpoint is down",
-        "description": "Prometheus cannot scrape the registry's debug server at registry:5001 for 2 minutes: "
-        "the mirror is down or unreachable.",
-    },
-}
-
-
-def high_5xx(percentage: str) -> dict[str, Any]:
+def registry_down(job: str, upstream: str) -> dict[str, Any]:
     return {
-        "exp_labels": {"severity": "warning"},
+        "exp_labels": {"severity": "critical", "job": job, "instance": f"{job}:5001", "upstream": upstream},
         "exp_annotations": {
-            "summary": "Registry answers more than 5% of requests with 5xx",
-            "description": f"{percentage} of the registry's requests failed with a 5xx status over the last "
-            "5 minutes (often the upstream, Docker Hub, failing).",
+            "summary": f"Registry of {upstream} is down",
+            "description": f"Prometheus cannot scrape the debug server of the {upstream} registry at {job}:5001 "
+            "for 2 minutes: that mirror is down or unreachable.",
+        },
+    }
+
+
+REGISTRY_DOWN = registry_down("registry", "docker.io")
+
+
+def high_5xx(percentage: str, upstream: str = "docker.io") -> dict[str, Any]:
+    return {
+        "exp_labels": {"severity": "warning", "upstream": upstream},
+        "exp_annotations": {
+            "summary": f"Registry of {upstream} answers more than 5% of requests with 5xx",
+            "description": f"{percentage} of the requests to the {upstream} registry failed with a 5xx status "
+            "over the last 5 minutes (often that upstream failing).",
         },
     }
 
 
 def cert_expires(remaining: str) -> dict[str, Any]:
     return {
-        "exp_labels": {"severity": "warning", "job": "blackbox", "instance": "https://registry:5000/v2/"},
+        "exp_labels": {"severity": "warning", "job": "blackbox", "instance": "https://registry:5000/v2/",
+                       "upstream": "docker.io"},
         "exp_annotations": {
-            "summary": "Registry TLS certificate expires within 14 days",
-            "description": "The earliest certificate of the chain served at https://registry:5000/v2/ expires in "
-            f"{remaining}. Run `pulumi up` to renew it.",
+            "summary": "Registry TLS certificate of docker.io expires within 14 days",
+            "description": "The earliest certificate of the chain served at https://registry:5000/v2/ (docker.io) "
+            f"expires in {remaining}. Run `pulumi up` to renew it.",
         },
     }
 
 
-def target_down(job: str, instance: str) -> dict[str, Any]:
+def target_down(job: str, instance: str, **labels: str) -> dict[str, Any]:
     return {
-        "exp_labels": {"severity": "warning", "job": job, "instance": instance},
+        "exp_labels": {"severity": "warning", "job": job, "instance": instance, **labels},
         "exp_annotations": {
             "summary": f"Scrape target {job} is down",
             "description": f"Prometheus has failed to scrape {instance} (job {job}) for 5 minutes.",
@@ -110,10 +118,11 @@ def target_down(job: str, instance: str) -> dict[str, Any]:
 
 
 PROBE_FAILING = {
-    "exp_labels": {"severity": "critical", "job": "blackbox", "instance": "https://registry:5000/v2/"},
+    "exp_labels": {"severity": "critical", "job": "blackbox", "instance": "https://registry:5000/v2/",
+                   "upstream": "docker.io"},
     "exp_annotations": {
-        "summary": "Registry TLS endpoint probe is failing",
-        "description": "The blackbox probe of https://registry:5000/v2/ has failed for 5 minutes: the TLS "
+        "summary": "Registry TLS endpoint probe of docker.io is failing",
+        "description": "The blackbox probe of https://registry:5000/v2/ (docker.io) has failed for 5 minutes: the TLS "
         "handshake, the certificate chain or the GET /v2/ answer is wrong.",
     },
 }
@@ -127,9 +136,14 @@ CASES: dict[str, list[Case]] = {
             [silent("1m"), Check("2m", [REGISTRY_DOWN]), Check("10m", [REGISTRY_DOWN])],
         ),
         Case(
-            "another job down is not the registry",
-            {REGISTRY_UP: "1x10", GRAFANA_UP: "0x10"},
+            "another job down is not the registry, nor is the blackbox exporter's own scrape",
+            {REGISTRY_UP: "1x10", GRAFANA_UP: "0x10", BLACKBOX_UP: "0x10"},
             [silent("10m")],
+        ),
+        Case(
+            "the ghcr.io mirror down while Docker Hub's is up: the alert names ghcr.io",
+            {REGISTRY_UP: "1x10", GHCR_UP: "0x10"},
+            [silent("1m"), Check("2m", [registry_down("registry-ghcr", "ghcr.io")])],
         ),
         Case(
             "one successful scrape restarts the 2 minutes",
@@ -144,6 +158,12 @@ CASES: dict[str, list[Case]] = {
             "5.2% of the requests are 5xx, of two different codes",
             dict([requests("200", 900), requests("404", 48), requests("503", 30), requests("500", 22)]),
             [silent("10m"), Check("11m", [high_5xx("5.2%")])],
+        ),
+        Case(
+            "quay.io's mirror fails 10% while Docker Hub's (with ten times the traffic) fails none: "
+            "the ratio is per upstream, and the alert names quay.io",
+            dict([requests("200", 1000), requests("200", 90, "quay.io"), requests("502", 10, "quay.io")]),
+            [silent("10m"), Check("11m", [high_5xx("10%", "quay.io")])],
         ),
         Case(
             "4.9% of the requests are 5xx: just below the threshold, with 5.1% 404s besides",
@@ -179,7 +199,8 @@ CASES: dict[str, list[Case]] = {
             [
                 silent("4m"),
                 Check("5m", [target_down("loki", "loki:3100")]),
-                Check("6m", [target_down("loki", "loki:3100"), target_down("registry", "registry:5001")]),
+                Check("6m", [target_down("loki", "loki:3100"),
+                             target_down("registry", "registry:5001", upstream="docker.io")]),
             ],
         ),
         Case(

@@ -32,6 +32,8 @@ GRAFANA_INTERVALS = {
     "$__interval": "1m",
     "$__range": "1h",
 }
+# The dashboard's own variables -> what Grafana puts there for "All" (the variable's allValue).
+DASHBOARD_VARIABLES = {"$upstream": ".*"}
 
 # PromQL words that are not metric names (Prometheus promql/parser lex.go key words and
 # aggregators; functions are recognised by the "(" that follows them).
@@ -101,7 +103,7 @@ def dashboard_promql() -> dict[str, str]:
             if target["datasource"]["type"] != "prometheus":
                 continue
             expr = target["expr"]
-            for variable, literal in GRAFANA_INTERVALS.items():
+            for variable, literal in (GRAFANA_INTERVALS | DASHBOARD_VARIABLES).items():
                 expr = expr.replace(variable, literal)
             exprs[f"panel-{panel['id']}-{target['refId']}"] = expr
     return exprs

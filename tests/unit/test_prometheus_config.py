@@ -179,18 +179,20 @@ def test_every_alert_has_severity_summary_description_and_a_for_duration() -> No
         assert re.fullmatch(r"\d+[smh]", rule["for"]), name
 
 
-def test_registry_down_alert_watches_the_registry_job_for_minutes() -> None:
+def test_registry_down_alert_watches_every_mirror_by_its_upstream_label_for_minutes() -> None:
     rule = _rules()["RegistryDown"]
-    assert rule["expr"] == 'up{job="registry"} == 0'
+    assert rule["expr"] == 'up{upstream!="", job!="blackbox"} == 0'
+    assert "{{ $labels.upstream }}" in rule["annotations"]["summary"]
     assert rule["for"].endswith("m")
     assert rule["labels"]["severity"] == "critical"
 
 
-def test_5xx_ratio_alert_divides_5xx_requests_by_all_requests() -> None:
+def test_5xx_ratio_alert_divides_5xx_requests_by_all_requests_per_upstream() -> None:
     expr = _rules()["RegistryHigh5xxRatio"]["expr"]
     numerator, denominator = expr.split(" / ")
+    assert numerator.startswith("sum by (upstream) (")
     assert 'registry_http_requests_total{code=~"5.."}' in numerator
-    assert denominator.startswith("sum(rate(registry_http_requests_total[5m]))")
+    assert denominator.startswith("sum by (upstream) (rate(registry_http_requests_total[5m]))")
     assert denominator.endswith("> 0.05")
 
 
@@ -281,7 +283,8 @@ def _panel(title_part: str) -> dict[str, Any]:
 
 def test_request_rate_panel_groups_by_handler_and_status() -> None:
     [target] = _panel("Request rate")["targets"]
-    assert target["expr"].startswith("sum by (handler, code) (rate(registry_http_requests_total[")
+    assert target["expr"].startswith(
+        'sum by (handler, code) (rate(registry_http_requests_total{upstream=~"$upstream"}[')
 
 
 def test_latency_panel_shows_p50_p90_p99_from_the_duration_histogram() -> None:
@@ -321,10 +324,24 @@ def test_error_log_panel_queries_loki_for_registry_errors_of_the_selected_stack(
     assert panel["datasource"] == {"type": "loki", "uid": "loki"}
     [target] = panel["targets"]
     assert target["expr"].startswith('{service="registry", stack="$stack"} | level=~"error')
-    [variable] = _dashboard()["templating"]["list"]
+    variable, upstream = _dashboard()["templating"]["list"]
     assert variable["name"] == "stack"
     assert variable["datasource"]["uid"] == "loki"
     assert variable["query"] == 'label_values({service="registry"}, stack)'
+    assert upstream["name"] == "upstream"
+
+
+def test_the_upstream_selector_comes_from_prometheus_and_filters_every_registry_and_probe_query() -> None:
+    variables = {v["name"]: v for v in _dashboard()["templating"]["list"]}
+    upstream = variables["upstream"]
+    assert upstream["datasource"]["type"] == "prometheus"
+    assert upstream["query"]["query"] == "label_values(registry_http_requests_total, upstream)"
+    assert upstream["includeAll"] and upstream["allValue"] == ".*"
+    exprs = [t["expr"] for p in _dashboard()["panels"] for t in p.get("targets", [])
+             if t.get("datasource", {}).get("type") == "prometheus"]
+    selectors = [m for e in exprs for m in re.finditer(r"\b(?:registry|probe)_[a-z_]+(\{[^}]*\})?", e)]
+    assert selectors
+    assert all(m.group(1) and 'upstream=~"$upstream"' in m.group(1) for m in selectors), exprs
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""A second upstream is a second `Mirror` instance with its own alias (not a shipped feature
-yet: this proves the layout allows it). Built under mocks beside the Docker Hub mirror."""
+"""A second upstream is a second `Mirror` instance with its own alias (the `mirrors` setting
+builds them; tests/unit/test_upstreams.py covers the whole stack). Built here by hand under
+mocks beside the Docker Hub mirror, to pin the Docker Hub mirror's names and inputs."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def two_mirrors() -> None:
     hub = Mirror("mirror", config.registry, config.naming, network, pki, telemetry)
     ghcr_settings = settings.parse(CONFIG | {"registryPort": "6001"}, stack="dev").registry
     ghcr = Mirror("mirror-ghcr", ghcr_settings, config.naming, network, pki, telemetry,
-                  instance="ghcr", remote_url="https://ghcr.io")
+                  instance="ghcr", remote_url="https://ghcr.io", upstream="ghcr.io")
     Monitoring("monitoring", config.monitoring, config.naming, network, pki, [hub, ghcr],
                keep_data=True)
 
@@ -58,8 +59,9 @@ def test_prometheus_scrapes_and_blackbox_probes_both_mirrors():
     jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
     assert jobs["registry"]["static_configs"][0]["targets"] == ["registry:5001"]
     assert jobs["registry-ghcr"]["static_configs"][0]["targets"] == ["registry-ghcr:5001"]
-    assert jobs["blackbox"]["static_configs"][0]["targets"] == [
-        "https://registry:5000/v2/", "https://registry-ghcr:5000/v2/"]
+    assert jobs["blackbox"]["static_configs"] == [
+        {"targets": ["https://registry:5000/v2/"], "labels": {"upstream": "docker.io"}},
+        {"targets": ["https://registry-ghcr:5000/v2/"], "labels": {"upstream": "ghcr.io"}}]
 
 
 def test_the_docker_hub_mirror_keeps_the_urns_and_inputs_it_has_in_the_default_stack():
