@@ -11,7 +11,7 @@ Everything runs on 127.0.0.1 and stops at exit:
                  |       image's binary, built once by rehearsal/registry3.py)
                  |  proxy.remoteurl
                  v
-           [nginx front, configs/collapse.py]   (only in the "+front" rows)
+           [nginx front, bench/collapse.py]   (only in the "+front" rows)
                  v
            throttle (rehearsal/throttle.py: --rate-mbit, --rtt-ms; counts bytes) --> upstream
                                                                  (a local docker-registry)
@@ -47,8 +47,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.front import Front, collapse_front, find_nginx
 from rehearsal import registry3
-from rehearsal.front import Front, collapse_front, find_nginx
 from rehearsal.mirror import program_mirror
 from rehearsal.throttle import ThrottleProxy
 
