@@ -438,7 +438,7 @@ def test_registry_env_points_tracing_at_a_loopback_stand_in_or_turns_it_off():
 
 
 def test_a_url_to_anything_but_loopback_stops_a_rehearsal_registry_before_it_starts(tmp_path: Path):
-    program = render_registry_config()
+    program = render_registry_config(proxy_ttl="168h", tag_concurrency_limit=5)
     assert "https://registry-1.docker.io" in program
     config = map_registry_config(program, {}, tmp_path, "127.0.0.1:1", "127.0.0.1:2", "http://127.0.0.1:3")
     refuse_non_loopback_urls({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}, config)
