@@ -243,8 +243,9 @@ def build(tree: Path, output: Path, work: Path, go: Path | None = None, timeout:
 
 
 def binary_version(binary: Path) -> str:
+    """`registry --version` without its first word (the path it was run by)."""
     result = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=30)
-    return (result.stdout + result.stderr).strip()
+    return (result.stdout + result.stderr).strip().split(" ", 1)[-1]
 
 
 # ---------------------------------------------------------------------------- cache
