@@ -152,7 +152,7 @@ def find_source(
 
 
 def download(url: str, into: Path, timeout: float = DOWNLOAD_TIMEOUT) -> Path:
-    """Fetch `url` to a file under `into` (no proxy settings are ignored: a user may need one)."""
+    """Fetch `url` to a file under `into`; the environment's proxy settings apply (a user may need one)."""
     into.mkdir(parents=True, exist_ok=True)
     target = into / "source.tar.gz"
     try:
