@@ -1,7 +1,7 @@
 """Rehearsal: a client that trusts only the root CA is refused by a name the certificate lacks.
 
 The program (under Pulumi's mocks, its PKI made for real by the TLS fake) is evaluated with
-hostname `mirror.test`; its registry container runs in Debian's docker-registry with the
+hostname `mirror.test`; its registry container runs in registry 3.1.1 with the
 server certificate and key the program uploads (`RehearsalMirror`). Three real clients, each
 trusting ONLY the stack output `caCertPem`, reach that same listener by two names:
 
@@ -26,11 +26,11 @@ from pathlib import Path
 
 import pytest
 
+from rehearsal.fakes.program import evaluate
+from rehearsal.http_stub import serve_http
+from rehearsal.oci import make_oci_image
+from rehearsal.registry_proc import RehearsalMirror, clean_env
 from tests.conftest import require_tool
-from tests.fakes.program import evaluate
-from tests.http_stub import serve_http
-from tests.rehearsal.oci import make_oci_image
-from tests.rehearsal.registry_proc import RehearsalMirror, clean_env
 
 RIGHT_NAME = "mirror.test"  # the configured hostname: the certificate's CN and first DNS SAN
 WRONG_NAME = "wrong.test"

@@ -4,7 +4,7 @@ Grafana's own variables (`$__rate_interval`, `$__range`, ...) are replaced by li
 durations first, each expression becomes a recording rule in a temporary rules file, and
 Debian's `promtool check rules` (Prometheus 2.42) parses it. The helpers here also give the
 metric names an expression selects; test_prometheus_rehearsal.py uses them to prove every
-name was seen in a real scrape or is listed in configs/metrics.py.
+name is in a real scrape of registry 3.1.1 (and of the blackbox exporter and Prometheus).
 
 LogQL (the logs panel) has no binary here: its shape is checked in the unit tests only.
 """

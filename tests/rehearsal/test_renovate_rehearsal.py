@@ -35,10 +35,10 @@ import pytest
 import yaml
 
 from contract import IMAGES
+from rehearsal.http_stub import serve_http
+from rehearsal.oci import make_oci_image
+from rehearsal.registry_proc import push, start_upstream
 from tests.conftest import REPO_ROOT, require_npm_tool
-from tests.http_stub import serve_http
-from tests.rehearsal.oci import make_oci_image
-from tests.rehearsal.registry_proc import push, start_upstream
 
 RENOVATE_TIMEOUT = 180
 

@@ -37,9 +37,9 @@ import pytest
 
 from configs import clients
 from tests.conftest import require_tool
-from tests.fakes.program import Evaluation, evaluate
-from tests.rehearsal.oci import make_oci_image, read_manifest
-from tests.rehearsal.registry_proc import (
+from rehearsal.fakes.program import Evaluation, evaluate
+from rehearsal.oci import make_oci_image, read_manifest
+from rehearsal.registry_proc import (
     Upstream,
     free_port,
     map_registry_config,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.fakes.program import evaluate
+from rehearsal.fakes.program import evaluate
 from tests.unit.test_mirrorctl import assert_one_line_error, run_cli
 
 MIRRORS = json.dumps([{"upstream": "docker.io"}, {"upstream": "ghcr.io", "port": 6001}])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from components.container import STOP_GRACE_SECONDS
-from tests.fakes.program import evaluate
+from rehearsal.fakes.program import evaluate
 
 CONTAINER = "docker:index/container:Container"
 

@@ -7,8 +7,8 @@
   whether the registry was running during the collection) and keeps the containers'
   running state, so the order stop -> collect -> start is proven, also when a step fails.
   The collector's real output format is proven by the rehearsal
-  (tests/rehearsal/test_mirrorctl_rehearsal.py), which runs Debian's docker-registry behind
-  the same fake.
+  (tests/rehearsal/test_mirrorctl_rehearsal.py), which runs registry 3.1.1's collector
+  behind the same fake.
 - `status` against local stand-ins of Grafana, Loki, Alloy and Jaeger (no binaries here):
   the documented health paths are asked and a 503 is reported as unhealthy.
 - The Makefile: `make -n` shows each target's command; `make help` lists them.
@@ -36,8 +36,8 @@ from mirrorctl.errors import MirrorctlError
 from mirrorctl.registry import check_reference, normalize_repository
 from mirrorctl.stack import StackContext, pulumi_env, read_pulumi_outputs
 from mirrorctl.transport import tls_context
+from rehearsal.http_stub import serve_http
 from tests.conftest import require_tool
-from tests.http_stub import serve_http
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI_TIMEOUT = 60
@@ -158,10 +158,10 @@ elif command == "run":
     if gc is None:
         sys.stdout.write(state.get("run_stdout", ""))
         sys.exit(0)
-    # Execute the real collector: the image's /bin/registry is Debian's docker-registry,
+    # Execute the real collector: the image's /bin/registry is registry 3.1.1 here,
     # the config (read from stdin, as the container would) mapped onto rehearsal storage.
     sys.path.insert(0, gc["pythonpath"])
-    from tests.rehearsal.registry_proc import map_registry_config
+    from rehearsal.registry_proc import map_registry_config
     entrypoint = argv[argv.index("--entrypoint") + 1]
     assert entrypoint == "/bin/registry", entrypoint
     image_index = argv.index("--entrypoint") + 2
@@ -457,7 +457,7 @@ def test_tls_trusts_the_stack_ca_and_nothing_else() -> None:
     """No system trust store: the context holds exactly the one CA it was given."""
     import ssl
 
-    from tests.fakes.tls import PRIVATE_KEY, SELF_SIGNED_CERT, fake_tls_resource
+    from rehearsal.fakes.tls import PRIVATE_KEY, SELF_SIGNED_CERT, fake_tls_resource
 
     _, key = fake_tls_resource(PRIVATE_KEY, {"algorithm": "ECDSA", "ecdsaCurve": "P256"})
     _, root = fake_tls_resource(

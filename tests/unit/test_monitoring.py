@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from configs import alloy, blackbox, grafana, jaeger, loki, prometheus
-from tests.fakes.program import evaluate
+from rehearsal.fakes.program import evaluate
 
 CONTAINER = "docker:index/container:Container"
 VOLUME = "docker:index/volume:Volume"

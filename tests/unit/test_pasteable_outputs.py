@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from configs import clients
-from tests.fakes.program import evaluate
+from rehearsal.fakes.program import evaluate
 
 HOSTILE = [
     "it's here",

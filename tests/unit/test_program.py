@@ -10,8 +10,8 @@ import yaml
 from cryptography import x509
 
 from configs.registry import render_registry_config
+from rehearsal.fakes.program import evaluate
 from settings import SettingsError
-from tests.fakes.program import evaluate
 
 CONTAINER = "docker:index/container:Container"
 KEY = "tls:index/privateKey:PrivateKey"

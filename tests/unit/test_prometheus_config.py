@@ -14,11 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
-from configs import metrics
 from configs.blackbox import CA_PATH, MODULE, render_blackbox_config
 from configs.grafana import DASHBOARD_FILE as DASHBOARD_PATH
 from configs.prometheus import CONFIG_PATH, RULES_PATH, render_alert_rules, render_prometheus_config
-from tests.fakes.program import evaluate
+from rehearsal.fakes.program import evaluate
 
 DATASOURCE_UIDS = {"prometheus": "prometheus", "loki": "loki"}  # type -> fixed uid
 
@@ -344,15 +343,3 @@ def test_the_upstream_selector_comes_from_prometheus_and_filters_every_registry_
     assert all(m.group(1) and 'upstream=~"$upstream"' in m.group(1) for m in selectors), exprs
 
 
-# ---------------------------------------------------------------------------------------
-# configs/metrics.py
-
-
-def test_every_v3_only_metric_is_used_and_cites_an_upstream_commit() -> None:
-    used = " ".join(_exprs(_dashboard())) + render_alert_rules()
-    for metric in metrics.V3_ONLY_METRICS:
-        assert re.search(rf"\b{metric.name}\b", used), f"{metric.name} is listed but unused"
-        assert metric.repo == "distribution/distribution"
-        assert metric.path.startswith("registry/") and metric.path.endswith(".go")
-        assert re.fullmatch(r"[0-9a-f]{40}", metric.commit)
-        assert metric.in_2_8

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from rehearsal.fakes.program import evaluate
 from settings import SettingsError, parse
-from tests.fakes.program import evaluate
 
 BASE = {"hostname": "mirror.lan", "monitoring": "false"}
 

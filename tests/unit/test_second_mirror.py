@@ -13,8 +13,8 @@ from components.container import private_network
 from components.mirror import Mirror
 from components.monitoring import Monitoring, registry_telemetry_env
 from components.pki import Pki
+from rehearsal.fakes.program import evaluate
 from tests import snapshot
-from tests.fakes.program import evaluate
 
 CONTAINER = "docker:index/container:Container"
 CONFIG = {"installTrust": "false", "hostname": "mirror.test"}

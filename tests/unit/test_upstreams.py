@@ -11,7 +11,7 @@ import yaml
 
 import settings
 from configs import clients, nginxconf, router
-from tests.fakes.program import evaluate
+from rehearsal.fakes.program import evaluate
 
 BASE = {"installTrust": "false", "hostname": "mirror.lan"}
 THREE = json.dumps([{"upstream": "docker.io"}, {"upstream": "ghcr.io", "port": 6001},

@@ -30,8 +30,8 @@ import pytest
 import yaml
 
 import settings
+from rehearsal.http_stub import serve_http
 from tests.conftest import require_tool
-from tests.http_stub import serve_http
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"

@@ -9,7 +9,7 @@ stack outputs with which of them are secret.
 The mocks are process-global in Pulumi's SDK; `evaluate` installs a fresh mock monitor and
 a fresh root stack for each call, so tests in one process can evaluate several configs one
 after another (never concurrently). The pulumi-tls resources are made for real by
-`tests.fakes.tls` (real keys and certificates), so the PKI the program asks for can be fed to
+`rehearsal.fakes.tls` (real keys and certificates), so the PKI the program asks for can be fed to
 openssl, docker-registry and skopeo.
 """
 
@@ -34,7 +34,7 @@ from pulumi.runtime.settings import SETTINGS, set_root_resource
 from pulumi.runtime.stack import run_pulumi_func, wait_for_rpcs
 from pulumi.runtime.sync_await import _sync_await
 
-from tests.fakes.tls import fake_tls_resource
+from rehearsal.fakes.tls import fake_tls_resource
 
 ROOT = Path(__file__).resolve().parents[2]
 MAIN = ROOT / "__main__.py"
