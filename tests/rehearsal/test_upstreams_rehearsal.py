@@ -1,5 +1,6 @@
 """Issue 13 rehearsed with real binaries: several upstreams behind one URL, a private registry.
 
+Mirrors and private registry: registry 3.1.1 built from source (rehearsal/registry3.py).
 One stack with Docker Hub, ghcr.io and quay.io mirrors, a private registry, and access
 control on (requireClientCert and registryUsers), evaluated under mocks; then:
 
@@ -43,6 +44,7 @@ from rehearsal.registry_proc import (
     Upstream,
     free_port,
     map_registry_config,
+    mirror_binary,
     push,
     registry_env,
     registry_process,
@@ -89,7 +91,9 @@ def _registry(ev: Evaluation, service: str, root: Path, port: int, upstream_url:
     mapped = map_registry_config(uploads["/etc/distribution/config.yml"], uploads, root / service / "container",
                                  addr=f"127.0.0.1:{port}", debug_addr=f"127.0.0.1:{free_port()}",
                                  upstream_url=upstream_url)
-    with registry_process(mapped, log_path=root / service / "registry.log", env=registry_env(container.inputs["envs"]),
+    # the mirrors and the private registry run registry 3.1.1 (the image's version)
+    with registry_process(mapped, binary=mirror_binary(), log_path=root / service / "registry.log",
+                          env=registry_env(container.inputs["envs"]),
                           probe_url=f"https://127.0.0.1:{port}/v2/", ssl_context=ctx):
         yield
 
@@ -328,7 +332,7 @@ def test_the_router_matches_ns_exactly_and_sends_requests_without_ns_to_docker_h
         status, body = _get(stack, f"/v2/shared/app/manifests/1?ns={ns}", stack.client_ctx)
         assert status == 404 and json.loads(body)["errors"][0]["code"] == "NAME_UNKNOWN", ns
     # Docker Hub's content is not ghcr.io's: the digest of one is unknown at the other
-    # (Debian's 2.8.2 answers 500 for a digest its upstream lacks; either way no manifest)
+    # the mirror answers 404 or 500 for a digest its upstream lacks: either way no manifest
     status, _ = _get(stack, f"/v2/shared/app/manifests/{stack.digests['docker.io']}?ns=ghcr.io", stack.client_ctx)
     assert status in (404, 500)
 
