@@ -37,7 +37,6 @@ from pathlib import Path
 import pytest
 
 from configs import clients
-from tests.conftest import require_tool
 from rehearsal.fakes.program import Evaluation, evaluate
 from rehearsal.oci import make_oci_image, read_manifest
 from rehearsal.registry_proc import (
@@ -51,6 +50,7 @@ from rehearsal.registry_proc import (
     start_upstream,
     stop_process,
 )
+from tests.conftest import require_tool
 
 USER, PASSWORD = "alice", "correct-horse-battery"
 HUB_IMAGE, GHCR_IMAGE = "shared/app:1", "shared/app:1"  # one name, two upstreams, two contents
