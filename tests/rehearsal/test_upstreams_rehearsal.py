@@ -228,6 +228,13 @@ def containerd(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     fragment = stack.evaluation.outputs["clientConfigs"]["containerd"][clients.CONTAINERD_1_CONFIG]
     assert fragment.rstrip("\n") in written.stdout
     (etc / "config.toml").write_text(fragment)
+    with _run_containerd(binary, etc, base) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def _run_containerd(binary: str, etc: Path, base: Path) -> Iterator[Containerd]:
+    """containerd in its own mount namespace, where /etc/containerd is `etc`."""
     address = str(base / "containerd.sock")
     script = ('mount --make-rprivate / && mount --bind "$1" /etc/containerd && '
               'exec "$2" --config /etc/containerd/config.toml --root "$3" --state "$4" --address "$5"')
@@ -302,6 +309,23 @@ def test_the_cri_with_the_printed_config_path_pulls_through_the_mirror(stack: St
     listed = containerd.run("ctr", "--address", containerd.address, "--namespace", "k8s.io", "image", "ls")
     assert f"ghcr.io/{GHCR_IMAGE}" in listed.stdout and stack.digests["ghcr.io"] in listed.stdout
     assert any("ns=ghcr.io" in line for line in _ns_hits(stack.access_log)[before:])
+
+
+def test_without_the_printed_config_path_the_cri_ignores_the_hosts_toml(
+        stack: Stack, containerd: Containerd, tmp_path: Path) -> None:
+    """The control of the CRI test: the same files, a config.toml without `config_path`."""
+    import grpc
+
+    etc = tmp_path / "etc-containerd"
+    shutil.copytree(containerd.etc, etc)
+    (etc / "config.toml").write_text("version = 2\n")
+    before = len(_ns_hits(stack.access_log))
+    with _run_containerd(require_tool("containerd"), etc, tmp_path) as bare:
+        with pytest.raises(grpc.RpcError) as failed:
+            _grpc_pull(bare.address, f"ghcr.io/{GHCR_IMAGE}")
+    # it went to ghcr.io itself, which has no name here
+    assert "ghcr.io" in str(failed.value.details())
+    assert len(_ns_hits(stack.access_log)) == before
 
 
 def _get(stack: Stack, path: str, ctx: ssl.SSLContext, *, auth: bool = True) -> tuple[int, bytes]:
@@ -398,4 +422,3 @@ def test_the_printed_client_files_are_what_the_rehearsal_ran(stack: Stack) -> No
     hub = files["/etc/containerd/certs.d/docker.io/hosts.toml"]
     assert f'[host."https://127.0.0.1:{stack.router_port}"]' in hub
     assert "/etc/docker" not in "".join(files.values())
-    assert shutil.which("nginx") is not None
