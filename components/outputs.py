@@ -53,7 +53,10 @@ def stack_outputs(
         "urls": urls,
         "dockerCaPath": ca_path,
         "dockerDaemonConfig": clients.docker_daemon_config(registry.url),
-        "containerdHostsToml": clients.containerd_hosts_toml(registry.url, ca_path),
+        # Docker Hub's file of clientConfigs: its CA beside it, not this host's Docker path
+        "containerdHostsToml": clients.containerd_upstream_hosts_toml(
+            "docker.io", settings.mirrors[0].remote_url, registry.url,
+            f"{clients.CONTAINERD_CERTS_DIR}/docker.io", registry.require_client_cert),
         "pullExample": clients.pull_example(registry.host),
         "curlExample": clients.curl_example(registry.url),
         "registryContainer": mirror.container_name,

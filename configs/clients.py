@@ -10,7 +10,7 @@ import shlex
 import tomli_w
 import yaml
 
-from contract import CLIENT_KEY_PLACEHOLDER, PASSWORD_PLACEHOLDER, USER_PLACEHOLDER, Registry
+from contract import CLIENT_KEY_PLACEHOLDER, PASSWORD_PLACEHOLDER, USER_PLACEHOLDER
 
 
 def docker_daemon_config(mirror_url: str) -> str:
@@ -24,14 +24,6 @@ def pull_example(registry_host: str, image: str = "library/alpine:latest") -> st
 
 def curl_example(registry_url: str) -> str:
     return shlex.join(["curl", "--cacert", "ca.crt", f"{registry_url}/v2/_catalog"])
-
-
-def containerd_hosts_toml(mirror_url: str, ca_path: str) -> str:
-    """`/etc/containerd/certs.d/docker.io/hosts.toml` (containerd docs/hosts.md)."""
-    return tomli_w.dumps({
-        "server": Registry.DOCKER_HUB,
-        "host": {mirror_url: {"capabilities": ["pull", "resolve"], "ca": ca_path}},
-    })
 
 
 def docker_ca_path(certs_dir: str, registry_host: str) -> str:

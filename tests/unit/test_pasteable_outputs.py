@@ -51,12 +51,14 @@ def test_manual_trust_steps_install_the_ca_at_a_hostile_path_and_run_nothing_els
 
 
 @pytest.mark.parametrize("name", HOSTILE)
-def test_containerd_hosts_toml_round_trips_a_hostile_ca_path(name):
-    ca_path = f"/etc/{name}/ca.crt"
-    parsed = tomllib.loads(clients.containerd_hosts_toml("https://mirror.lan:6000", ca_path))
+def test_containerd_hosts_toml_round_trips_a_hostile_directory(name):
+    directory = f"/etc/{name}"
+    parsed = tomllib.loads(clients.containerd_upstream_hosts_toml(
+        "docker.io", "https://registry-1.docker.io", "https://mirror.lan:6000", directory, True))
     assert parsed == {
         "server": "https://registry-1.docker.io",
-        "host": {"https://mirror.lan:6000": {"capabilities": ["pull", "resolve"], "ca": ca_path}},
+        "host": {"https://mirror.lan:6000": {"capabilities": ["pull", "resolve"], "ca": f"{directory}/ca.crt",
+                                             "client": [[f"{directory}/client.crt", f"{directory}/client.key"]]}},
     }
 
 
@@ -71,5 +73,6 @@ def test_every_shell_line_in_the_outputs_splits_into_the_intended_words(tmp_path
     mkdir = next(line for line in out["trustSteps"].splitlines() if "mkdir" in line)
     assert shlex.split(mkdir) == ["sudo", "mkdir", "-p", f"{tmp_path}/a b$(x)/mirror.lan:6000"]
     assert json.loads(out["dockerDaemonConfig"]) == {"registry-mirrors": ["https://mirror.lan:6000"]}
+    # containerd's CA lives beside its hosts.toml, whatever dockerCertsDir says
     assert tomllib.loads(out["containerdHostsToml"])["host"]["https://mirror.lan:6000"]["ca"] == (
-        f"{tmp_path}/a b$(x)/mirror.lan:6000/ca.crt")
+        "/etc/containerd/certs.d/docker.io/ca.crt")

@@ -269,8 +269,11 @@ def test_stack_outputs(ev):
     assert out["pullExample"] == "docker pull mirror.test:6010/library/alpine:latest"
     assert out["dockerCaPath"] == "/tmp/certs.d/mirror.test:6010/ca.crt"
     hosts = tomllib.loads(out["containerdHostsToml"])
+    # the CA beside the file, as clientConfigs installs it: not this host's Docker path
     assert hosts["host"]["https://mirror.test:6010"] == {
-        "capabilities": ["pull", "resolve"], "ca": "/tmp/certs.d/mirror.test:6010/ca.crt"}
+        "capabilities": ["pull", "resolve"], "ca": "/etc/containerd/certs.d/docker.io/ca.crt"}
+    assert out["clientConfigs"]["containerd"]["/etc/containerd/certs.d/docker.io/hosts.toml"] == (
+        out["containerdHostsToml"])
     assert out["clientKeyPem"] == ev.find(KEY, "client-key").state["privateKeyPem"]
     assert "clientKeyPem" in ev.secret_outputs
     assert "caCertPem" not in ev.secret_outputs
