@@ -1124,7 +1124,8 @@ def load() -> Settings:
     keys = [k[len(prefix):] for k in pulumi.runtime.get_config_env() if k.startswith(prefix)]
     secret_keys = {k for k in keys if prefix + k in secret_full or pulumi.runtime.is_config_secret(prefix + k)}
     values = {k: config.get(k) for k in keys}
-    secrets = {k: config.get_secret(k) for k in secret_keys & set(SECRET_KEYS)}
+    # `mirrors` is a secret key once an entry's password is set with --path --secret
+    secrets = {k: config.get_secret(k) for k in secret_keys & {*SECRET_KEYS, "mirrors"}}
     # like the Docker provider: its `docker:host` config first, then the DOCKER_HOST variable
     docker_host, docker_host_name = pulumi.Config("docker").get("host"), "docker:host"
     if not docker_host:

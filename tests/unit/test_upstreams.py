@@ -233,3 +233,15 @@ def test_docker_gets_the_daemon_json_for_docker_hub_and_the_ca_in_certs_d():
     docker = _configs()["docker"]
     assert json.loads(docker["/etc/docker/daemon.json"]) == {"registry-mirrors": ["https://mirror.lan:6000"]}
     assert docker["/etc/docker/certs.d/mirror.lan:6000/ca.crt"] == "CA PEM"
+
+
+def test_a_mirror_password_set_with_path_secret_reaches_its_container_only_as_a_secret():
+    mirrors = json.dumps([{"upstream": "quay.io", "port": 6002, "username": "bot", "password": "quay-token-1"}])
+    ev = evaluate(BASE | {"registryBindAddress": "127.0.0.1"}, secrets={"mirrors": mirrors})
+    quay = ev.container("registry-quay")
+    envs = quay.inputs["envs"]
+    assert "REGISTRY_PROXY_PASSWORD=quay-token-1" in envs and "REGISTRY_PROXY_USERNAME=bot" in envs
+    assert any(path.startswith("envs") for path in quay.secret_paths())
+    assert "envs" in quay.options.get("additionalSecretOutputs", [])
+    # Docker Hub's mirror got none of it
+    assert not any("PROXY" in e for e in ev.container("registry").inputs["envs"])
