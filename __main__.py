@@ -20,7 +20,7 @@ pki = Pki(
     "pki",
     config.pki,
     common_name=config.registry.hostname,
-    dns_names=config.registry.san_dns_names,
+    dns_names=config.san_dns_names,
     ip_addresses=config.registry.san_ip_addresses,
 )
 

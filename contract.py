@@ -75,6 +75,10 @@ def registry_alias(instance: str = "") -> str:
     return f"{Registry.ALIAS}-{instance}" if instance else Registry.ALIAS
 
 
+# The router (configs/router.py): one URL for every upstream when there is more than one mirror
+ROUTER_ALIAS = "registry-router"
+
+
 class Prometheus:
     ALIAS = "prometheus"
     PORT = 9090

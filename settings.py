@@ -27,7 +27,7 @@ import pulumi
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
-from contract import IMAGES, PROJECT, Naming
+from contract import IMAGES, PROJECT, ROUTER_ALIAS, Naming, registry_alias
 
 __all__ = [
     "PROJECT", "DockerHost", "MonitoringSettings", "Naming", "PkiSettings", "PrivateRegistrySettings",
@@ -651,6 +651,18 @@ class Settings(_Frozen):
             "port": mirror.port, "proxy_ttl": mirror.proxy_ttl,
             "docker_hub_username": mirror.username, "docker_hub_password": mirror.password,
         })
+
+    @property
+    def san_dns_names(self) -> list[str]:
+        """The server certificate's DNS names: the registry's, and the network alias of every
+        further mirror, the router and the private registry (the blackbox exporter probes each
+        by its alias). A stack with only Docker Hub's mirror gets exactly the registry's."""
+        aliases = [registry_alias(m.instance) for m in self.mirrors[1:]]
+        if self.routed:
+            aliases.append(ROUTER_ALIAS)
+        if self.private_registry is not None:
+            aliases.append(registry_alias("private"))
+        return list(dict.fromkeys(self.registry.san_dns_names + aliases))
 
     def private_registry_settings(self) -> RegistrySettings:
         """The private registry: the shared settings on its own port, no upstream credentials."""

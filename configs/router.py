@@ -25,9 +25,9 @@ from urllib.parse import quote
 
 from configs.nginxconf import Block, Comment, Directive, Node, serialize
 from configs.spec import Input, Port, ServiceSpec, Upload
-from contract import Registry
+from contract import ROUTER_ALIAS, Registry
 
-ALIAS = "registry-router"
+ALIAS = ROUTER_ALIAS
 PORT = Registry.API_PORT
 CONFIG_PATH = "/etc/nginx/nginx.conf"
 # Docker Hub's mirror answers requests without `ns`

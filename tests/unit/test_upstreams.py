@@ -245,3 +245,21 @@ def test_a_mirror_password_set_with_path_secret_reaches_its_container_only_as_a_
     assert "envs" in quay.options.get("additionalSecretOutputs", [])
     # Docker Hub's mirror got none of it
     assert not any("PROXY" in e for e in ev.container("registry").inputs["envs"])
+
+
+def test_the_certificate_names_every_alias_the_blackbox_exporter_probes():
+    ev = evaluate(BASE | {"mirrors": THREE, "privateRegistry": "true", "requireClientCert": "true"})
+    cert = next(r for r in ev.of_type("tls:index/locallySignedCert:LocallySignedCert") if "server" in r.name)
+    request = next(r for r in ev.of_type("tls:index/certRequest:CertRequest") if "server" in r.name)
+    names = request.inputs["dnsNames"]
+    prom = yaml.safe_load(ev.uploads("prometheus")["/etc/prometheus/prometheus.yml"])
+    probes = [t for c in next(j for j in prom["scrape_configs"] if j["job_name"] == "blackbox")["static_configs"]
+              for t in c["targets"]]
+    assert probes and all(url.split("/")[2].split(":")[0] in names for url in probes), (probes, names)
+    assert router.ALIAS in names and cert is not None
+
+
+def test_the_default_stack_certificate_keeps_its_names():
+    ev = evaluate(BASE)
+    request = next(r for r in ev.of_type("tls:index/certRequest:CertRequest") if "server" in r.name)
+    assert request.inputs["dnsNames"] == ["mirror.lan", "localhost", "registry"]
