@@ -321,6 +321,8 @@ def loopback_config(rendered: str, targets: dict[str, str], blackbox_address: st
     config = yaml.safe_load(rendered)
     original = copy.deepcopy(config)
     config["rule_files"] = [rules_path]
+    rendered_targets = {t for job in config["scrape_configs"] for g in job["static_configs"] for t in g["targets"]}
+    assert rendered_targets <= set(targets), f"targets the rehearsal does not know: {rendered_targets - set(targets)}"
     for job in config["scrape_configs"]:
         for group in job["static_configs"]:
             group["targets"] = [targets[target] for target in group["targets"]]
