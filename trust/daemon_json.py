@@ -110,7 +110,10 @@ def removed(
     # A URL the user had listed before the install was not ours to take out.
     if KEY in data and not any(same(m, url) for m in original.get(KEY, [])):
         kept = [m for m in data[KEY] if not same(m, url)]
-        if kept or KEY in original:
+        # An emptied list stays only where the original held an empty one. A list that held
+        # URLs (the user's, or another stack's when this backup was taken after that stack's
+        # install) has lost them to their owners; dockerd reads no key as no mirrors.
+        if kept or original.get(KEY) == []:
             data[KEY] = kept
         else:
             del data[KEY]

@@ -143,6 +143,25 @@ def test_remove_drops_the_key_it_created_but_keeps_a_key_the_user_had(tmp_path, 
     assert status == 0 and json.loads(daemon.read_text()) == {"registry-mirrors": [], "debug": True}
 
 
+@pytest.mark.parametrize("first_out", ["a", "b"])
+@pytest.mark.parametrize("original", ['{"debug": true}\n', json.dumps(ORIGINAL), '{"registry-mirrors": []}'])
+def test_two_stacks_removed_in_either_order_give_back_the_original(tmp_path, capsys, first_out, original):
+    daemon = tmp_path / "daemon.json"
+    daemon.write_text(original)
+    urls = {"a": "https://a.test:6000", "b": "https://b.test:7000"}
+    backups = {k: str(tmp_path / f"daemon.json.{k}.bak") for k in urls}
+    for k in ("a", "b"):
+        assert daemon_json.main([KEY, "install", urls[k], str(daemon), backups[k]]) == 0
+    for k in (first_out, "b" if first_out == "a" else "a"):
+        assert daemon_json.main([KEY, "remove", urls[k], str(daemon), backups[k]]) == 0
+    expected = json.loads(original)
+    if expected == {"registry-mirrors": []} and first_out == "a":
+        # The one case the backups cannot tell apart: b's backup holds ["https://a..."], not
+        # the user's empty list, so b drops the emptied key (dockerd reads both as no mirror).
+        expected = {}
+    assert json.loads(daemon.read_text()) == expected
+
+
 def test_remove_never_takes_out_a_url_the_user_had_listed_before_the_install(tmp_path, capsys):
     text = json.dumps({"registry-mirrors": [URL], "debug": False})
     edited = json.dumps({"registry-mirrors": [URL], "debug": True})
