@@ -102,7 +102,8 @@ class HostTrust(pulumi.ComponentResource):
             host_key = read_host_key(address, port)
             if host_key is None:
                 pulumi.log.warn(
-                    f"~/.ssh/known_hosts has no key for {lookup_name(address, port)}: the trust "
+                    f"neither ~/.ssh/known_hosts nor /etc/ssh/ssh_known_hosts has a key for "
+                    f"{lookup_name(address, port)}: the trust "
                     f"command will log in to {address} WITHOUT checking its host key, so whoever "
                     "can intercept that connection can pose as the host and receive what the "
                     "command sends (the root CA, and with requireClientCert the client key). "
