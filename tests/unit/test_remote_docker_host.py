@@ -156,3 +156,15 @@ def test_without_client_certs_stdin_is_the_public_root_ca_only():
     cmd = ev.find("command:local:Command", "install-ca")
     assert cmd.inputs["stdin"] == ev.outputs["caCertPem"]
     assert cmd.secret_paths() == [] and cmd.options["additionalSecretOutputs"] == []
+
+
+def test_over_ssh_too_the_client_key_travels_only_on_the_secret_stdin(home, warnings):
+    ev = evaluate(BASE | {"requireClientCert": "true"}, other_config={"docker:host": "ssh://ops@build-box"})
+    cmd = ev.find("command:remote:Command", "install-ca")
+    key = ev.find("tls:index/privateKey:PrivateKey", "client-key").state["privateKeyPem"]
+    # pulumi-command's SDK makes the whole connection secret itself (it may hold a password),
+    # as an input and as an output
+    assert sorted(cmd.secret_paths()) == ["connection", "stdin"]
+    assert sorted(cmd.options["additionalSecretOutputs"]) == ["connection", "stdin"]
+    assert cmd.inputs["stdin"].endswith(key)
+    assert key not in cmd.inputs["create"] and key not in cmd.inputs["delete"]
