@@ -91,7 +91,8 @@ class HostTrust(pulumi.ComponentResource):
         host = settings.docker_host
         self.where = {"local": "local", "ssh": "ssh", "tcp": "manual"}[host.kind]
         self.ca_path: str = docker_ca_path(settings.docker_certs_dir, registry.host)
-        self.steps: str = manual_trust_steps(settings.docker_certs_dir, registry.host, naming.stack)
+        self.steps: str = manual_trust_steps(settings.docker_certs_dir, registry.host, naming.stack,
+                                             client_cert=registry.require_client_cert)
         if host.kind == "local":
             command.local.Command(
                 "install-ca", create=install, delete=remove, stdin=stdin,
