@@ -432,6 +432,8 @@ class StackConfig(BaseModel):
         False, description="Also add the root CA to the OS trust store (Debian/Ubuntu, macOS).")
     configureDockerMirror: Boolean = Field(
         False, description="Merge registry-mirrors into dockerDaemonJsonPath (restart Docker yourself).")
+    installContainerdConfig: Boolean = Field(
+        False, description="Also install containerd's certs.d/<upstream>/hosts.toml with the CA beside it, per mirror.")
     dockerCertsDir: Annotated[str, _path(file=False)] = Field(
         "/etc/docker/certs.d", description="Docker's certs.d (Docker Desktop: ~/.docker/certs.d).")
     dockerDaemonJsonPath: Annotated[str, _path(file=True)] = Field(
@@ -602,6 +604,7 @@ class TrustSettings(_Frozen):
     docker_daemon_json_path: str
     use_sudo: bool
     docker_host: DockerHost = Field(default_factory=DockerHost)
+    install_containerd_config: bool = False
 
 
 class MonitoringSettings(_Frozen):
@@ -821,9 +824,10 @@ def parse(
         docker_daemon_json_path=config.dockerDaemonJsonPath,
         use_sudo=config.trustUseSudo,
         docker_host=_docker_host(docker_host, problems, docker_host_name),
+        install_containerd_config=config.installContainerdConfig,
     )
     if not config.installTrust:
-        for key in ("installSystemTrust", "configureDockerMirror"):
+        for key in ("installSystemTrust", "configureDockerMirror", "installContainerdConfig"):
             if getattr(config, key) and problems.clear(key, "installTrust"):
                 problems.value(key, "'true'", "needs installTrust: true (the trust step is off)")
     monitoring = MonitoringSettings(

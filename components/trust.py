@@ -56,6 +56,7 @@ class HostTrust(pulumi.ComponentResource):
         root_ca_pem: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
         client: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None,
+        containerd_upstreams: tuple[tuple[str, str], ...] = (),
     ) -> None:
         """`client`: the client chain and its (secret) key, when the registry requires them."""
         super().__init__("registry-mirror:trust:HostTrust", name, None, opts)
@@ -69,6 +70,7 @@ class HostTrust(pulumi.ComponentResource):
             use_sudo=settings.use_sudo,
             instance=naming.prefix,
             client_cert=client is not None,
+            containerd_upstreams=containerd_upstreams if settings.install_containerd_config else (),
         )
         install, remove = render_install_script(params), render_remove_script(params)
         stdin: pulumi.Input[str] = root_ca_pem

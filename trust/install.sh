@@ -32,6 +32,13 @@ T_MIRROR_URL=
 T_DAEMON_JSON=
 T_DAEMON_BAK=
 #@ end
+#@ if containerd
+T_CTRD_DIR=
+T_CTRD_HOSTS=
+T_CTRD_SERVERS=
+T_CTRD_MIRROR=
+T_CTRD_MARK=
+#@ end
 #@ end
 
 #@ include common.sh
@@ -157,6 +164,25 @@ for T_F in "$T_CLIENT_CERT" "$T_CLIENT_KEY"; do
 done
 #@ end
 
+#@ if containerd
+# containerd: one certs.d/<upstream>/hosts.toml per upstream, the CA (and client pair) beside
+# it. The file's first line marks it as this stack's: any other hosts.toml stops the install,
+# and only a marked one is ever replaced or removed. The TOML is what configs/clients.py's
+# serializer writes (a test compares them byte for byte); every value in it was checked by
+# render.py to hold no quote, backslash or space.
+T_CTRD_PRIV=0
+for T_H in $T_CTRD_HOSTS; do
+  T_F="$T_CTRD_DIR/$T_H/hosts.toml"
+  if [ -e "$T_F" ] && [ "$(sed -n 1p "$T_F" 2>/dev/null)" != "$T_CTRD_MARK" ]; then
+    trust_die "$T_F exists and was not written by this stack: move it away, or run: pulumi config set registry-mirror:installContainerdConfig false"
+  fi
+  trust_privilege "$T_F"
+  if [ "$T_PRIV" = 1 ]; then
+    T_CTRD_PRIV=1
+  fi
+done
+
+#@ end
 #@ if system
 # update-ca-certificates also writes /etc/ssl/certs: the CA directory's privilege stands for it.
 T_SYS_WRITE=1
@@ -211,6 +237,29 @@ if [ "$T_CLIENT_WRITE" = 1 ]; then
 else
   trust_say "$T_CLIENT_CERT and $T_CLIENT_KEY already hold this client certificate"
 fi
+#@ end
+#@ if containerd
+# shellcheck disable=SC2086 # the lists split on spaces; render.py allows none inside an item
+set -- $T_CTRD_SERVERS
+for T_H in $T_CTRD_HOSTS; do
+  T_D="$T_CTRD_DIR/$T_H"
+  {
+    printf '%s\nserver = "%s"\n\n[host."%s"]\ncapabilities = [\n    "pull",\n    "resolve",\n]\nca = "%s"\n' \
+      "$T_CTRD_MARK" "$1" "$T_CTRD_MIRROR" "$T_D/ca.crt"
+#@ if client
+    printf 'client = [\n    [\n        "%s",\n        "%s",\n    ],\n]\n' "$T_D/client.crt" "$T_D/client.key"
+#@ end
+  } >"$T_TMP/hosts.toml"
+  shift
+  trust_run "$T_CTRD_PRIV" mkdir -p "$T_D"
+  trust_run "$T_CTRD_PRIV" install -m 0644 "$T_TMP/ca.crt" "$T_D/ca.crt"
+#@ if client
+  trust_run "$T_CTRD_PRIV" install -m 0644 "$T_TMP/client.cert" "$T_D/client.crt"
+  trust_run "$T_CTRD_PRIV" install -m 0600 "$T_TMP/client.key" "$T_D/client.key"
+#@ end
+  trust_run "$T_CTRD_PRIV" install -m 0644 "$T_TMP/hosts.toml" "$T_D/hosts.toml"
+  trust_say "installed $T_D/hosts.toml for containerd (CA beside it); the CRI reads it once config_path is set: see the README"
+done
 #@ end
 #@ if system
 

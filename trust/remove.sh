@@ -26,6 +26,11 @@ T_MIRROR_URL=
 T_DAEMON_JSON=
 T_DAEMON_BAK=
 #@ end
+#@ if containerd
+T_CTRD_DIR=
+T_CTRD_HOSTS=
+T_CTRD_MARK=
+#@ end
 #@ end
 
 #@ include common.sh
@@ -114,6 +119,22 @@ if [ -e "$T_DAEMON_BAK" ]; then
 fi
 
 #@ end
+#@ if containerd
+# containerd: only the upstream directories whose hosts.toml carries this stack's mark.
+T_CTRD_REMOVE=
+T_CTRD_PRIV=0
+for T_H in $T_CTRD_HOSTS; do
+  T_F="$T_CTRD_DIR/$T_H/hosts.toml"
+  if [ -f "$T_F" ] && [ "$(sed -n 1p "$T_F" 2>/dev/null)" = "$T_CTRD_MARK" ]; then
+    T_CTRD_REMOVE="$T_CTRD_REMOVE $T_H"
+    trust_privilege "$T_F"
+    if [ "$T_PRIV" = 1 ]; then
+      T_CTRD_PRIV=1
+    fi
+  fi
+done
+
+#@ end
 T_CA_REMOVE=0
 T_CA_PRIV=0
 if [ -e "$T_CA_FILE" ]; then
@@ -188,6 +209,16 @@ be restarted to stop using it: sudo systemctl restart docker (Docker Desktop: re
     ;;
 esac
 
+#@ end
+#@ if containerd
+for T_H in $T_CTRD_REMOVE; do
+  T_D="$T_CTRD_DIR/$T_H"
+  trust_run "$T_CTRD_PRIV" rm -f "$T_D/hosts.toml" "$T_D/ca.crt" "$T_D/client.crt" "$T_D/client.key"
+  if [ -z "$(ls -A "$T_D" 2>/dev/null)" ]; then
+    trust_run "$T_CTRD_PRIV" rmdir "$T_D"
+  fi
+  trust_say "removed $T_D/hosts.toml and the files beside it"
+done
 #@ end
 if [ "$T_CA_REMOVE" = 1 ]; then
   trust_run "$T_CA_PRIV" rm -f "$T_CA_FILE"

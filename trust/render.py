@@ -47,6 +47,9 @@ class TrustParams:
     instance: str  # "<project>-<stack>": keys backup files and the system-trust file name
     system_ca_dir: str = DEFAULT_SYSTEM_CA_DIR  # Debian/Ubuntu
     client_cert: bool = False  # also install client.cert and client.key (requireClientCert)
+    # installContainerdConfig: (upstream as image names write it, its server URL) per mirror
+    containerd_upstreams: tuple[tuple[str, str], ...] = ()
+    containerd_certs_dir: str = "/etc/containerd/certs.d"
 
 
 class TemplateError(Exception):
@@ -58,6 +61,9 @@ _HOST_RE = re.compile(
 )
 _URL_RE = re.compile(r"^https?://[A-Za-z0-9.\[\]:-]+/?$")
 _INSTANCE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# they go into a TOML basic string and a space-separated sh list: no quote, backslash or space
+_UPSTREAM_RE = re.compile(r"^[a-z0-9][a-z0-9.-]*(:[0-9]{1,5})?$")
+_SERVER_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$")
 
 
 def _check(p: TrustParams) -> None:
@@ -69,6 +75,12 @@ def _check(p: TrustParams) -> None:
         raise ValueError(f"mirror_url must be http(s)://<host>:<port>, got {p.mirror_url!r}")
     if not _INSTANCE_RE.fullmatch(p.instance):
         raise ValueError(f"instance must match {_INSTANCE_RE.pattern}, got {p.instance!r}")
+    for upstream, server in p.containerd_upstreams:
+        if not _UPSTREAM_RE.fullmatch(upstream) or not _SERVER_RE.fullmatch(server):
+            raise ValueError(f"containerd upstream must be host[:port] and its server an http(s) URL: "
+                             f"{upstream!r} {server!r}")
+    if p.containerd_upstreams and not re.fullmatch(r"/[A-Za-z0-9._/-]*", p.containerd_certs_dir):
+        raise ValueError(f"containerd_certs_dir must be a plain absolute path, got {p.containerd_certs_dir!r}")
     paths = {
         "docker_certs_dir": p.docker_certs_dir,
         "docker_daemon_json_path": p.docker_daemon_json_path,
@@ -113,12 +125,17 @@ def _values(p: TrustParams) -> dict[str, str]:
         "T_MIRROR_URL": p.mirror_url,
         "T_DAEMON_JSON": p.docker_daemon_json_path,
         "T_DAEMON_BAK": f"{p.docker_daemon_json_path}.{p.instance}.bak",
+        "T_CTRD_DIR": _dir(p.containerd_certs_dir),
+        "T_CTRD_HOSTS": " ".join(u for u, _ in p.containerd_upstreams),
+        "T_CTRD_SERVERS": " ".join(s for _, s in p.containerd_upstreams),
+        "T_CTRD_MIRROR": p.mirror_url,
+        "T_CTRD_MARK": f"# registry-mirror:{p.instance} installed this file; pulumi destroy removes it",
     }
 
 
 def _switches(p: TrustParams) -> dict[str, bool]:
     return {"system": p.install_system_trust, "mirror": p.configure_docker_mirror, "sudo": p.use_sudo,
-            "client": p.client_cert}
+            "client": p.client_cert, "containerd": bool(p.containerd_upstreams)}
 
 
 @cache

@@ -328,6 +328,75 @@ def test_without_the_printed_config_path_the_cri_ignores_the_hosts_toml(
     assert len(_ns_hits(stack.access_log)) == before
 
 
+def _in_etc(etc_containerd: Path, etc_docker: Path, script: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """Run a trust script as `pulumi up` does (/bin/sh -c TEXT), in a mount namespace where
+    /etc/containerd and /etc/docker are temp dirs: the host's are never touched."""
+    wrapper = 'mount --make-rprivate / && mount --bind "$1" /etc/containerd && mount --bind "$2" /etc/docker && ' \
+              'exec /bin/sh -c "$3"'
+    return subprocess.run(["unshare", "--mount", "sh", "-c", wrapper, "sh", str(etc_containerd), str(etc_docker),
+                           script], input=stdin, capture_output=True, text=True, timeout=60)
+
+
+def test_the_trust_step_installs_containerd_files_that_pull_through_the_router_and_removes_only_its_own(
+        stack: Stack, tmp_path: Path) -> None:
+    from trust.render import TrustParams, render_install_script, render_remove_script
+
+    binary = require_tool("containerd")
+    if not Path("/etc/docker").is_dir():
+        pytest.skip("/etc/docker is missing: the namespace mounts a temp dir over it")
+    ev = stack.evaluation
+    params = TrustParams(
+        registry_host=f"127.0.0.1:{stack.router_port}", mirror_url=f"https://127.0.0.1:{stack.router_port}",
+        docker_certs_dir="/etc/docker/certs.d", install_system_trust=False, configure_docker_mirror=False,
+        docker_daemon_json_path="/etc/docker/daemon.json", use_sudo=False, instance="registry-mirror-dev",
+        client_cert=True, containerd_upstreams=(("docker.io", "https://registry-1.docker.io"),
+                                                ("ghcr.io", "https://ghcr.io"), ("quay.io", "https://quay.io")))
+    etc, docker = tmp_path / "etc-containerd", tmp_path / "etc-docker"
+    etc.mkdir()
+    docker.mkdir()
+    (etc / "certs.d" / "gcr.io").mkdir(parents=True)
+    (etc / "certs.d" / "gcr.io" / "hosts.toml").write_text('server = "https://gcr.io"\n')  # the user's own
+    stdin = ev.outputs["caCertPem"] + ev.outputs["clientCertPem"] + ev.outputs["intermediateCaPem"] + \
+        ev.outputs["clientKeyPem"]
+    installed = _in_etc(etc, docker, render_install_script(params), stdin)
+    assert installed.returncode == 0, installed.stderr
+    # the file the trust step wrote is the serializer's file, after the stack's mark
+    hosts = (etc / "certs.d/ghcr.io/hosts.toml").read_text()
+    mark, _, body = hosts.partition("\n")
+    assert mark == "# registry-mirror:registry-mirror-dev installed this file; pulumi destroy removes it"
+    assert body == clients.containerd_upstream_hosts_toml(
+        "ghcr.io", "https://ghcr.io", params.mirror_url, "/etc/containerd/certs.d/ghcr.io", True)
+    assert oct((etc / "certs.d/ghcr.io/client.key").stat().st_mode & 0o777) == "0o600"
+    (etc / "config.toml").write_text(ev.outputs["clientConfigs"]["containerd"][clients.CONTAINERD_1_CONFIG])
+    with _run_containerd(binary, etc, tmp_path) as running:
+        assert _ctr_pull(running, f"ghcr.io/{GHCR_IMAGE}") == stack.digests["ghcr.io"]
+    removed = _in_etc(etc, docker, render_remove_script(params))
+    assert removed.returncode == 0, removed.stderr
+    assert sorted(p.name for p in (etc / "certs.d").iterdir()) == ["gcr.io"]
+    assert (etc / "certs.d/gcr.io/hosts.toml").read_text() == 'server = "https://gcr.io"\n'
+
+
+def test_the_trust_step_refuses_to_replace_a_hosts_toml_it_did_not_write(stack: Stack, tmp_path: Path) -> None:
+    from trust.render import TrustParams, render_install_script
+
+    params = TrustParams(
+        registry_host=f"127.0.0.1:{stack.router_port}", mirror_url=f"https://127.0.0.1:{stack.router_port}",
+        docker_certs_dir="/etc/docker/certs.d", install_system_trust=False, configure_docker_mirror=False,
+        docker_daemon_json_path="/etc/docker/daemon.json", use_sudo=False, instance="registry-mirror-dev",
+        containerd_upstreams=(("docker.io", "https://registry-1.docker.io"),))
+    etc, docker = tmp_path / "etc-containerd", tmp_path / "etc-docker"
+    (etc / "certs.d/docker.io").mkdir(parents=True)
+    docker.mkdir()
+    (etc / "certs.d/docker.io/hosts.toml").write_text('server = "https://registry-1.docker.io"\n')
+    refused = _in_etc(etc, docker, render_install_script(params), stack.evaluation.outputs["caCertPem"])
+    assert refused.returncode != 0
+    assert refused.stderr.strip().splitlines() == [
+        "registry-mirror: /etc/containerd/certs.d/docker.io/hosts.toml exists and was not written by this stack: "
+        "move it away, or run: pulumi config set registry-mirror:installContainerdConfig false"]
+    assert (etc / "certs.d/docker.io/hosts.toml").read_text() == 'server = "https://registry-1.docker.io"\n'
+    assert not (docker / "certs.d").exists()  # refused before the first change
+
+
 def _get(stack: Stack, path: str, ctx: ssl.SSLContext, *, auth: bool = True) -> tuple[int, bytes]:
     request = urllib.request.Request(f"https://127.0.0.1:{stack.router_port}{path}", headers={"Accept": ACCEPT})
     if auth:

@@ -92,13 +92,20 @@ def test_certificate_material_cannot_reach_the_script_text() -> None:
     assert {f.name for f in dataclasses.fields(TrustParams)} == {
         "registry_host", "mirror_url", "docker_certs_dir", "install_system_trust",
         "configure_docker_mirror", "docker_daemon_json_path", "use_sudo", "instance",
-        "system_ca_dir", "client_cert",
+        "system_ca_dir", "client_cert", "containerd_upstreams", "containerd_certs_dir",
     }
     # ... every string one refuses a PEM (multi-line), so none can carry one into the text ...
     for field in ("registry_host", "mirror_url", "docker_certs_dir",
                   "docker_daemon_json_path", "instance", "system_ca_dir"):
         with pytest.raises(ValueError):
             render_install_script(make(**{field: "/x" + PEM}))
+    for upstreams in ((("docker.io", "https://x" + PEM),), (("docker.io\n" + PEM, "https://ghcr.io"),),
+                      (("ghcr.io", 'https://ghcr.io/"x'),), (("a b", "https://ghcr.io"),)):
+        with pytest.raises(ValueError):
+            render_install_script(make(containerd_upstreams=upstreams))
+    with pytest.raises(ValueError):
+        render_install_script(make(containerd_upstreams=(("ghcr.io", "https://ghcr.io"),),
+                                   containerd_certs_dir="/x" + PEM))
     for render in RENDERERS:
         text = render(make())
         assert not re.search(r"^[A-Za-z0-9+/]{40,}={0,2}$", text, re.M)  # no base64 body line
@@ -216,7 +223,7 @@ def test_the_heredoc_holds_exactly_the_merger_module_that_is_tested_directly() -
 def test_every_config_key_a_script_names_is_a_setting() -> None:
     text = "".join(package_text(name) for name in ("common.sh", "install.sh", "remove.sh"))
     named = set(re.findall(r"registry-mirror:([A-Za-z]+)", text))
-    assert named == {"trustUseSudo", "installSystemTrust", "configureDockerMirror"}
+    assert named == {"trustUseSudo", "installSystemTrust", "configureDockerMirror", "installContainerdConfig"}
     assert named <= set(KEYS)
 
 
