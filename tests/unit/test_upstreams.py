@@ -263,3 +263,19 @@ def test_the_default_stack_certificate_keeps_its_names():
     ev = evaluate(BASE)
     request = next(r for r in ev.of_type("tls:index/certRequest:CertRequest") if "server" in r.name)
     assert request.inputs["dnsNames"] == ["mirror.lan", "localhost", "registry"]
+
+
+def test_with_every_upstream_and_the_private_registry_only_tls_apis_and_uis_are_published():
+    ev = evaluate(BASE | {"mirrors": THREE, "privateRegistry": "true", "requireClientCert": "true"},
+                  secrets={"registryUsers": json.dumps({"alice": "a-long-password-1"})})
+    never = {5001, 8888, 13133, 4317, 4318, 9115}
+    published = {c.name: {p["internal"] for p in c.inputs.get("ports", [])}
+                 for c in ev.of_type("docker:index/container:Container")}
+    assert all(not ports & never for ports in published.values()), published
+    assert {n: p for n, p in published.items() if n.startswith("registry")} == {
+        "registry": set(), "registry-router": {5000}, "registry-ghcr": {5000}, "registry-quay": {5000},
+        "registry-private": {5000}}
+    # every registry, the private one included, asks for a user and a client certificate
+    for name in ("registry", "registry-ghcr", "registry-quay", "registry-private"):
+        config = yaml.safe_load(ev.uploads(name)["/etc/distribution/config.yml"])
+        assert "htpasswd" in config["auth"] and config["http"]["tls"]["clientcas"], name
