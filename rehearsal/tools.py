@@ -26,6 +26,10 @@ TOOL_PACKAGES = {
     "wget": "wget",
     "curl": "curl",
     "make": "make",
+    "containerd": "containerd",
+    "ctr": "containerd",
+    "unshare": "util-linux",
+    "nsenter": "util-linux",
 }
 
 

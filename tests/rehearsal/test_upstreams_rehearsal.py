@@ -50,6 +50,7 @@ from rehearsal.registry_proc import (
     start_upstream,
     stop_process,
 )
+from rehearsal.tools import unavailable
 from tests.conftest import require_tool
 
 USER, PASSWORD = "alice", "correct-horse-battery"
@@ -219,7 +220,8 @@ def containerd(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     require_tool("unshare")
     require_tool("nsenter")
     if not Path("/etc/containerd").is_dir():
-        pytest.skip("/etc/containerd is missing: the namespace mounts the rendered files over it")
+        unavailable("/etc/containerd is missing (apt-get install -y containerd): the namespace mounts the "
+                    "rendered files over it")
     base = tmp_path_factory.mktemp("containerd")
     written = _mirrorctl_client_config(stack.evaluation, "containerd", base / "host", base)
     etc = base / "host" / "etc" / "containerd"
@@ -343,7 +345,7 @@ def test_the_trust_step_installs_containerd_files_that_pull_through_the_router_a
 
     binary = require_tool("containerd")
     if not Path("/etc/docker").is_dir():
-        pytest.skip("/etc/docker is missing: the namespace mounts a temp dir over it")
+        unavailable("/etc/docker is missing (apt-get install -y docker.io): the namespace mounts a temp dir over it")
     ev = stack.evaluation
     params = TrustParams(
         registry_host=f"127.0.0.1:{stack.router_port}", mirror_url=f"https://127.0.0.1:{stack.router_port}",
