@@ -48,7 +48,9 @@ watched = [m for _, m in upstream_mirrors] + ([private_registry] if private_regi
 monitoring = (
     Monitoring("monitoring", config.monitoring, config.naming, network, pki, watched,
                keep_data=config.registry.keep_data_on_destroy,
-               client_auth=(config.registry.users is not None, config.registry.require_client_cert))
+               client_auth=(config.registry.users is not None, config.registry.require_client_cert),
+               # the one URL of every containerd client: probed like a mirror, labelled `router`
+               probes=[(router.probe_url, "router")] if router is not None else [])
     if config.monitoring.enabled
     else None
 )

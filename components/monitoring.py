@@ -81,6 +81,7 @@ class Monitoring(pulumi.ComponentResource):
         keep_data: bool,
         client_auth: tuple[bool, bool] = (False, False),  # (users, client certificate)
         opts: pulumi.ResourceOptions | None = None,
+        probes: Sequence[tuple[str, str]] = (),  # further TLS endpoints: (URL, upstream label)
     ) -> None:
         super().__init__("registry-mirror:monitoring:Monitoring", name, None, opts)
         ui = settings.ui_bind_address
@@ -105,11 +106,12 @@ class Monitoring(pulumi.ComponentResource):
             scrape_jobs=[(m.alias, f"{m.alias}:{Registry.DEBUG_PORT}") for m in mirrors] + [
                 s.SCRAPE_JOB for s in enabled if s.SCRAPE_JOB is not None
             ],
-            probe_urls=[f"https://{m.alias}:{Registry.API_PORT}/v2/" for m in mirrors],
+            probe_urls=[f"https://{m.alias}:{Registry.API_PORT}/v2/" for m in mirrors] + [url for url, _ in probes],
             registry_users=client_auth[0],
             client_cert=(pki.client_chain_pem, pki.client_key_pem) if client_auth[1] else None,
             upstreams={target: m.upstream for m in mirrors for target in (
-                f"{m.alias}:{Registry.DEBUG_PORT}", f"https://{m.alias}:{Registry.API_PORT}/v2/")},
+                f"{m.alias}:{Registry.DEBUG_PORT}", f"https://{m.alias}:{Registry.API_PORT}/v2/")}
+            | dict(probes),
         )
 
         self.urls: dict[str, str] = {}

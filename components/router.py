@@ -44,5 +44,6 @@ class Router(pulumi.ComponentResource):
         container = service_container(self, naming, network, spec,
                                       depends_on=[m.container for _, m in mirrors]).container
         self.url: str = settings.url
+        self.probe_url = f"https://{router.ALIAS}:{router.PORT}/v2/"
         self.container_name: pulumi.Output[str] = container.name
         self.register_outputs({"url": self.url, "containerName": self.container_name})

@@ -279,3 +279,12 @@ def test_with_every_upstream_and_the_private_registry_only_tls_apis_and_uis_are_
     for name in ("registry", "registry-ghcr", "registry-quay", "registry-private"):
         config = yaml.safe_load(ev.uploads(name)["/etc/distribution/config.yml"])
         assert "htpasswd" in config["auth"] and config["http"]["tls"]["clientcas"], name
+
+
+def test_the_router_is_probed_like_a_mirror_and_labelled_router():
+    ev = evaluate(BASE | {"mirrors": THREE})
+    prom = yaml.safe_load(ev.uploads("prometheus")["/etc/prometheus/prometheus.yml"])
+    blackbox = next(j for j in prom["scrape_configs"] if j["job_name"] == "blackbox")
+    labels = {c["targets"][0]: c["labels"]["upstream"] for c in blackbox["static_configs"]}
+    assert labels == {"https://registry:5000/v2/": "docker.io", "https://registry-ghcr:5000/v2/": "ghcr.io",
+                      "https://registry-quay:5000/v2/": "quay.io", "https://registry-router:5000/v2/": "router"}
