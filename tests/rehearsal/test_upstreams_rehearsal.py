@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -162,7 +163,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("upstreams")
     router_port, ghcr_port, quay_port, private_port = (free_port() for _ in range(4))
     ev = evaluate({
-        "installTrust": "false", "monitoring": "false", "hostname": "127.0.0.1",
+        "installTrust": "false", "tracing": "false", "logging": "false", "hostname": "127.0.0.1",
         "registryBindAddress": "127.0.0.1", "registryPort": str(router_port), "requireClientCert": "true",
         "privateRegistry": "true", "privateRegistryPort": str(private_port),
         "mirrors": json.dumps([{"upstream": "docker.io"}, {"upstream": "ghcr.io", "port": ghcr_port},
@@ -397,6 +398,48 @@ def test_the_trust_step_refuses_to_replace_a_hosts_toml_it_did_not_write(stack: 
         "move it away, or run: pulumi config set registry-mirror:installContainerdConfig false"]
     assert (etc / "certs.d/docker.io/hosts.toml").read_text() == 'server = "https://registry-1.docker.io"\n'
     assert not (docker / "certs.d").exists()  # refused before the first change
+
+
+def test_the_blackbox_module_probes_the_router_and_a_further_mirror_by_their_aliases(
+        stack: Stack, tmp_path: Path) -> None:
+    """The exporter resolves the aliases as on the stack's network (a private /etc/hosts in a
+    mount namespace), with the rendered module, CA and client pair; control: an alias the
+    certificate does not name fails verification."""
+    binary = require_tool("prometheus-blackbox-exporter")
+    from rehearsal.registry_proc import http_get
+
+    uploads = {u["file"]: u["content"] for u in stack.evaluation.container("blackbox").inputs["uploads"]}
+    home = tmp_path / "blackbox"
+    home.mkdir()
+    config = uploads["/etc/blackbox_exporter/config.yml"]
+    for path, content in uploads.items():
+        if path.startswith("/etc/blackbox/"):
+            (home / path.removeprefix("/etc/blackbox/")).write_text(content)
+            config = _replace(config, path, str(home / path.removeprefix("/etc/blackbox/")))
+    (home / "config.yml").write_text(config)
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost registry registry-router registry-ghcr registry-unnamed\n")
+    address = f"127.0.0.1:{free_port()}"
+    script = 'mount --make-rprivate / && mount --bind "$1" /etc/hosts && exec "$2" --config.file="$3" ' \
+             '--web.listen-address="$4"'
+    log = (home / "blackbox.log").open("w")
+    process = subprocess.Popen(["unshare", "--mount", "sh", "-c", script, "sh", str(hosts), binary,
+                                str(home / "config.yml"), address], stdout=log, stderr=log)
+    try:
+        _wait_port(int(address.rsplit(":", 1)[1]), process)
+
+        def success(host: str, port: int) -> float:
+            query = urllib.parse.urlencode({"module": "registry_tls", "target": f"https://{host}:{port}/v2/"})
+            _, _, body = http_get(f"http://{address}/probe?{query}", timeout=15.0)
+            line = next(x for x in body.decode().splitlines() if x.startswith("probe_success "))
+            return float(line.split()[1])
+
+        assert success("registry-router", stack.router_port) == 1.0
+        assert success("registry-ghcr", stack.ports["registry-ghcr"]) == 1.0
+        assert success("registry-unnamed", stack.router_port) == 0.0
+    finally:
+        stop_process(process)
+        log.close()
 
 
 def _get(stack: Stack, path: str, ctx: ssl.SSLContext, *, auth: bool = True) -> tuple[int, bytes]:
