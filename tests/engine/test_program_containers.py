@@ -1,0 +1,219 @@
+"""Issue 9 item 2: the program's containers on a real Docker engine.
+
+The registry, Prometheus and blackbox containers are made from the inputs the program
+registers (tests/engine/conftest.py `stack`), through the provider's create path
+(rehearsal/provider.py), on stand-in images tagged with the program's pins
+(rehearsal/images.py). Only one thing differs from a user's `pulumi up`: the registry's
+uploaded config.yml has `proxy.remoteurl` pointed at a local upstream (Debian's
+docker-registry 2.8 on 192.0.2.10:5500 inside the namespace), because Docker Hub cannot
+be reached here. Ports are published exactly as recorded (0.0.0.0:6000 and
+127.0.0.1:9090: the namespace's own addresses).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rehearsal.engine import Engine
+from rehearsal.provider import health, remove_container, wait_healthy
+from tests.engine.conftest import (
+    CONTAINER,
+    HEALTHY_TIMEOUT,
+    IMAGE_REPO,
+    IMAGE_TAG,
+    SERVICES,
+    Stack,
+)
+
+PROMETHEUS_WAIT = 60.0  # a 15 s scrape interval: the first scrape of each target within it
+
+
+def inspect(engine: Engine, name: str) -> dict[str, Any]:
+    result: dict[str, Any] = engine.api("GET", f"/containers/{name}/json")
+    return result
+
+
+def prometheus_query(stack: Stack, query: str) -> list[dict[str, Any]]:
+    """An instant query through the published port, from inside the namespace."""
+    url = f"http://127.0.0.1:{stack.prometheus_port}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+    answer = stack.engine.run(["curl", "-sS", "--max-time", "5", url], timeout=15)
+    body = json.loads(answer.stdout)
+    assert body["status"] == "success", body
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+def wait_for_value(stack: Stack, query: str, expected: str, timeout: float = PROMETHEUS_WAIT) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    result: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        result = prometheus_query(stack, query)
+        if result and all(sample["value"][1] == expected for sample in result):
+            return result
+        time.sleep(1)
+    raise AssertionError(f"{query} never became {expected} in {timeout}s; last answer {result}")
+
+
+def test_every_container_turns_healthy_through_its_own_healthcheck(stack: Stack) -> None:
+    for service in SERVICES:
+        state = inspect(stack.engine, stack.containers[service].id)
+        assert state["State"]["Health"]["Status"] == "healthy", (service, state["State"])
+        # Docker ran the command the program asked for, in the image's own busybox
+        last = state["State"]["Health"]["Log"][-1]
+        assert last["ExitCode"] == 0, last
+    # measured from the start call; Docker's first check comes one interval (15 s) after it
+    assert all(seconds < HEALTHY_TIMEOUT for seconds in stack.time_to_healthy.values()), stack.time_to_healthy
+    print(f"time to healthy: { {k: round(v, 1) for k, v in stack.time_to_healthy.items()} }")
+
+
+def test_containers_carry_the_recorded_spec(stack: Stack) -> None:
+    """Docker accepted every recorded setting as given (name, env, ports, labels, health
+    check timings, restart policy, memory, alias, log options, volume)."""
+    for service in SERVICES:
+        recorded = stack.program.find(CONTAINER, service).inputs
+        got = inspect(stack.engine, stack.containers[service].id)
+        config, host = got["Config"], got["HostConfig"]
+        assert got["Name"] == "/" + recorded["name"]
+        assert config["Image"] == stack.images[recorded["image"]]
+        assert config["Hostname"] == recorded["hostname"]
+        assert set(recorded.get("envs", [])) <= set(config["Env"] or [])
+        if recorded.get("command"):
+            assert config["Cmd"] == recorded["command"]
+        assert config["Labels"] == {item["label"]: item["value"] for item in recorded["labels"]} | {
+            k: v for k, v in config["Labels"].items() if k == "rehearsal.stand-in"}
+        check = recorded["healthcheck"]
+        assert config["Healthcheck"] == {
+            "Test": check["tests"], "Interval": 15_000_000_000, "Timeout": 5_000_000_000,
+            "StartPeriod": 20_000_000_000, "Retries": check["retries"],
+        }
+        assert host["RestartPolicy"]["Name"] == recorded["restart"] == "unless-stopped"
+        assert host["Memory"] == recorded["memory"] * 1024 * 1024
+        assert host["LogConfig"] == {"Type": recorded["logDriver"], "Config": recorded["logOpts"]}
+        networks = got["NetworkSettings"]["Networks"]
+        for network in recorded["networksAdvanced"]:
+            assert set(network["aliases"]) <= set(networks[network["name"]]["Aliases"])
+        assert list(networks) == [n["name"] for n in recorded["networksAdvanced"]]
+        for port in recorded.get("ports", []):
+            bound = host["PortBindings"][f"{port['internal']}/tcp"]
+            assert bound == [{"HostIp": port["ip"], "HostPort": str(port["external"])}]
+        mounts = {m["Destination"]: m for m in got["Mounts"]}
+        for volume in recorded.get("volumes", []):
+            assert mounts[volume["containerPath"]]["Name"] == volume["volumeName"]
+            assert mounts[volume["containerPath"]]["Type"] == "volume"
+
+
+def test_network_and_volumes_carry_the_recorded_names_driver_and_labels(stack: Stack) -> None:
+    network = stack.program.find("docker:index/network:Network", "network").inputs
+    got = stack.engine.api("GET", f"/networks/{network['name']}")
+    assert got["Driver"] == network["driver"]
+    assert got["Labels"] == {item["label"]: item["value"] for item in network["labels"]}
+    for volume in stack.program.of_type("docker:index/volume:Volume"):
+        got = stack.engine.api("GET", f"/volumes/{volume.inputs['name']}")
+        assert got["Labels"] == {item["label"]: item["value"] for item in volume.inputs["labels"]}
+
+
+def test_uploads_are_root_owned_with_their_modes_and_new_parents_are_0755(stack: Stack) -> None:
+    """The provider's tar carries no owner: the key is root's 0600 even in an image whose
+    user is nobody, and a directory the image lacks (Prometheus's rules/) is root 0755."""
+    checked = 0
+    for service in SERVICES:
+        for upload in stack.program.find(CONTAINER, service).inputs["uploads"]:
+            stat = stack.engine.docker("exec", "--user", "0", stack.containers[service].id,
+                                       "stat", "-c", "%u:%g %a", upload["file"]).stdout.split()
+            assert stat == ["0:0", upload["permissions"].lstrip("0")], (service, upload["file"], stat)
+            checked += 1
+    rules_dir = stack.engine.docker("exec", "--user", "0", stack.containers["prometheus"].id,
+                                    "stat", "-c", "%u:%g %a", "/etc/prometheus/rules").stdout.split()
+    assert rules_dir == ["0:0", "755"]
+    assert checked >= 6
+    # Prometheus runs as the image's nobody and still reads its root-owned 0644 uploads
+    assert stack.engine.docker("exec", stack.containers["prometheus"].id, "id", "-u").stdout.strip() == "65534"
+
+
+def test_prometheus_scrapes_the_registry_by_its_network_alias(stack: Stack) -> None:
+    result = wait_for_value(stack, 'up{job="registry"}', "1")
+    assert [sample["metric"]["instance"] for sample in result] == ["registry:5001"]
+
+
+def test_blackbox_tls_probe_of_the_registry_succeeds(stack: Stack) -> None:
+    """Prometheus asks blackbox to probe https://registry:5000/v2/ trusting only the
+    uploaded root CA; the probe's own verdict is probe_success."""
+    result = wait_for_value(stack, 'probe_success{job="blackbox"}', "1")
+    assert [sample["metric"]["instance"] for sample in result] == ["https://registry:5000/v2/"]
+    expiry = wait_for_value_present(stack, 'probe_ssl_earliest_cert_expiry{job="blackbox"}')
+    assert float(expiry[0]["value"][1]) > time.time()
+
+
+def wait_for_value_present(stack: Stack, query: str) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + PROMETHEUS_WAIT
+    while time.monotonic() < deadline:
+        result = prometheus_query(stack, query)
+        if result:
+            return result
+        time.sleep(1)
+    raise AssertionError(f"{query}: no series in {PROMETHEUS_WAIT}s")
+
+
+def _blob_files(volume_root: Path) -> set[str]:
+    blobs = volume_root / "docker" / "registry" / "v2" / "blobs" / "sha256"
+    return {f"sha256:{p.parent.name}" for p in blobs.glob("*/*/data")}
+
+
+def _mirror_fetch(stack: Stack, path: str) -> str:
+    """GET through the published TLS port, trusting only the program's root CA."""
+    ca = stack.engine.root / "stack-ca.crt"
+    ca.write_text(stack.program.outputs["caCertPem"])
+    answer = stack.engine.run([
+        "curl", "-sS", "--fail", "--max-time", "20", "--cacert", str(ca),
+        "-H", "Accept: application/vnd.oci.image.manifest.v1+json",
+        "-o", "/dev/null", "-w", "%{http_code}",
+        f"https://{stack.mirror_host}/v2/{path}"], timeout=30, check=False)
+    return answer.stdout + answer.stderr
+
+
+def test_cache_is_in_the_named_volume_and_survives_replacing_the_registry_container(stack: Stack) -> None:
+    engine, image = stack.engine, stack.upstream.image
+    paths = [f"{IMAGE_REPO}/manifests/{IMAGE_TAG}"] + [f"{IMAGE_REPO}/blobs/{d}" for d in image.blob_digests]
+    for path in paths:
+        assert _mirror_fetch(stack, path) == "200", path
+    volume_name = stack.program.find(CONTAINER, "registry").inputs["volumes"][0]["volumeName"]
+    volume_root = Path(engine.api("GET", f"/volumes/{volume_name}")["Mountpoint"])
+    deadline = time.monotonic() + 30  # the proxy stores a blob after it has served it
+    while not set(image.blob_digests) <= _blob_files(volume_root) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert set(image.blob_digests) <= _blob_files(volume_root)
+
+    # a replacement (delete_before_replace): remove, create again from the same inputs
+    remove_container(engine, stack.containers["registry"].id)
+    created = stack.create("registry")
+    wait_healthy(engine, created.id, HEALTHY_TIMEOUT)
+    stack.upstream.stop()  # 3.1.1 needs its upstream at start only (FIELD-NOTES)
+    try:
+        for path in paths:
+            assert _mirror_fetch(stack, path) == "200", path
+        # and it really was the cache: the upstream is down for an image never seen
+        assert _mirror_fetch(stack, "library/never-pulled/manifests/latest") != "200"
+    finally:
+        stack.upstream.start()
+    assert health(engine, created.id) == "healthy"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_stand_in_image_runs_the_official_command(stack: Stack, service: str) -> None:
+    """The process each container runs is the official image's entrypoint with the
+    program's command (or the image's CMD when the program sets none)."""
+    got = inspect(stack.engine, stack.containers[service].id)
+    top = stack.engine.api("GET", f"/containers/{stack.containers[service].id}/top?ps_args=-o%20pid,args")
+    commands = [row[-1] for row in top["Processes"]]
+    expected = {
+        "registry": "registry serve /etc/distribution/config.yml",
+        "prometheus": "/bin/prometheus " + " ".join(got["Config"]["Cmd"]),
+        "blackbox": "/bin/blackbox_exporter --config.file=/etc/blackbox_exporter/config.yml",
+    }[service]
+    assert expected in commands, commands
