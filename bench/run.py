@@ -1,17 +1,19 @@
 """What the mirror is for, measured: cold vs warm pulls, upstream bytes, concurrent pulls.
 
-    bench/run.sh            # installs what it needs, then runs this (about 4 minutes)
-    bench/run.sh --quick    # 2 MB and 20 MB images, same measurements (about 2 minutes)
+    bench/run.sh                # installs what it needs, then runs this (about 4 minutes)
+    bench/run.sh --quick        # 2 MB and 20 MB images, same measurements (about 2 minutes)
+    bench/run.sh --mirror 2.8   # the same with Debian's docker-registry 2.8.2 as the mirror
     .venv/bin/python -m bench.run --help
 
 Everything runs on 127.0.0.1 and stops at exit:
 
-    skopeo --> mirror (the program's registry files, TLS, Debian docker-registry 2.8.2)
+    skopeo --> mirror (the program's registry files, TLS, registry 3.1.1: the pinned
+                 |       image's binary, built once by rehearsal/registry3.py)
                  |  proxy.remoteurl
                  v
-           [nginx front, configs/collapse.py]   (only in the "+front" rows)
+           [nginx front, bench/collapse.py]   (only in the "+front" rows)
                  v
-           throttle (bench/throttle.py: --rate-mbit, --rtt-ms; counts bytes) --> upstream
+           throttle (rehearsal/throttle.py: --rate-mbit, --rtt-ms; counts bytes) --> upstream
                                                                  (a local docker-registry)
 
 Measured, each `--repeats` times (median reported): a direct pull from the upstream through
@@ -21,8 +23,9 @@ OCI layouts on disk); and `--concurrency` simultaneous cold pulls of one image. 
 bytes the throttle delivered from the upstream, and blob GETs in the upstream's access log.
 Then the program's own cost: evaluating `__main__.py` under Pulumi's mocks.
 
-The figures are Debian's docker-registry 2.8.2's, not registry:3's: see docs/benchmarks.md
-for what differs (2.8 fetches every cold blob twice; 3.x once).
+`--mirror 2.8` runs Debian's docker-registry 2.8.2 as the mirror instead, for comparison
+with the earlier figures (it refuses the program's `storage.tag`, which that run drops; it
+fetches every cold blob twice, 3.1.1 once): see docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -45,8 +48,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.front import Front, collapse_front, find_nginx
-from bench.mirror import program_mirror
-from bench.throttle import ThrottleProxy
+from rehearsal import registry3
+from rehearsal.mirror import program_mirror
+from rehearsal.throttle import ThrottleProxy
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
@@ -223,13 +227,16 @@ class Rig:
     nginx: str | None
     ca_dir: Path
     lock_timeout: str
+    mirror_binary: str
+    mirror_without: tuple[tuple[str, ...], ...]  # config keys the 2.8 comparison run drops
 
     @contextlib.contextmanager
     def mirror(self, name: str, upstream_url: str) -> Iterator[tuple[str, Path]]:
         """A fresh mirror (empty cache) from the program's files; yields (host:port, storage)."""
         root = self.work / "mirrors" / name
         try:
-            with program_mirror(self.evaluation, root, upstream_url, self.ca_dir / "ca.crt") as mirror:
+            with program_mirror(self.evaluation, root, upstream_url, self.ca_dir / "ca.crt",
+                                binary=self.mirror_binary, without=self.mirror_without) as mirror:  # fmt: skip
                 yield mirror.host_port, mirror.storage
         finally:
             shutil.rmtree(root, ignore_errors=True)
@@ -272,7 +279,7 @@ class Rig:
 
 
 def wait_cached(storage: Path, image: Image, timeout: float = 60.0) -> None:
-    """The mirror has every blob of the image on disk (2.8 stores in the background)."""
+    """The mirror has every blob of the image on disk (the write may trail the client's pull)."""
     blobs = storage / "docker" / "registry" / "v2" / "blobs" / "sha256"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -353,7 +360,7 @@ def concurrent_pulls(rig: Rig, image: Image, n: int, front: bool, rep: int) -> S
 
 
 def program_cost(runs: int = 5) -> dict[str, Any]:
-    from tests.fakes.program import evaluate
+    from rehearsal.fakes.program import evaluate
 
     fresh: list[float] = []
     for i in range(runs):  # a new stack name: the TLS fake makes new keys, like a first `up`
@@ -383,7 +390,7 @@ def program_cost(runs: int = 5) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- report
 
 
-def machine() -> dict[str, str]:
+def machine(mirror_binary: str) -> dict[str, str]:
     model = "?"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -408,7 +415,8 @@ def machine() -> dict[str, str]:
         "memory": mem,
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "docker-registry": version([which("docker-registry") or "docker-registry", "--version"]),
+        "mirror": version([mirror_binary, "--version"]),
+        "upstream": version([which("docker-registry") or "docker-registry", "--version"]),
         "skopeo": version([which("skopeo") or "skopeo", "--version"]),
         "nginx": version([nginx, "-v"]) if nginx else "absent",
     }
@@ -428,7 +436,7 @@ def render_report(
 ) -> tuple[str, dict[str, Any]]:
     lines: list[str] = []
     out = lines.append
-    out(f"link: {args.rate_mbit:g} Mbit/s, +{args.rtt_ms:g} ms RTT (bench/throttle.py); repeats: {args.repeats}; "
+    out(f"link: {args.rate_mbit:g} Mbit/s, +{args.rtt_ms:g} ms RTT (rehearsal/throttle.py); repeats: {args.repeats}; "
         f"median of the repeats")  # fmt: skip
     out("machine: " + "; ".join(f"{k} {v}" for k, v in info.items()))
     out("upstream MB / blob GETs / blob MB / conns: what reached the upstream during the pull (bytes through")
@@ -487,16 +495,15 @@ def render_report(
         if direct:
             vs_direct = direct.median_seconds() / warm.median_seconds()
             summary.update(warm_speedup_vs_direct=vs_direct)
-            out(f"  {large}: warm is {vs_direct:.1f}x faster than a direct pull (registry:3's cold pull is "
-                f"expected near the direct one: one fetch per blob)")  # fmt: skip
+            out(f"  {large}: warm is {vs_direct:.1f}x faster than a direct pull")
         out(f"  {large}: warm/floor = {vs_floor:.2f}x; target <= 1.5x: {'MET' if vs_floor <= 1.5 else 'NOT MET'}")
         out(f"  {large}: upstream per warm pull: {warm_blob:.0f} blob bytes ({warm.median_blob_gets():.0f} "
             f"blob GETs), {warm_up:.0f} bytes in all (manifest checks); target 0 blob bytes: "
             f"{'MET' if warm_blob == 0 else 'NOT MET'}")  # fmt: skip
         if direct:
             out(f"  {large}: cold/direct = {cold.median_seconds() / direct.median_seconds():.2f}x time, "
-                f"{cold.median_upstream() / image.total_bytes:.2f}x image bytes upstream (2.8.2: every "
-                f"cold blob fetched twice; registry:3 expected ~1.0x, one fetch: see docs)")  # fmt: skip
+                f"{cold.median_upstream() / image.total_bytes:.2f}x image bytes upstream (3.1.1: one fetch per "
+                f"cold blob, ~1.0x; 2.8.2: every cold blob fetched twice, ~2x)")  # fmt: skip
         if cold_f and warm_f:
             wf = warm_f.median_seconds() / warm.median_seconds()
             summary.update(front_warm_cost=wf, front_cold_seconds=cold_f.median_seconds())
@@ -511,7 +518,7 @@ def render_report(
             key = "front" if c.front else "plain"
             summary[f"concurrent_{c.n}_{key}_multiple"] = multiple
             verdict = f"target <= 1.25x: {'MET' if multiple <= 1.25 else 'NOT MET'}" if c.front else \
-                f"(registry:3 expected ~{c.n}x: one fetch per in-flight request)"  # fmt: skip
+                f"(3.1.1: one fetch per in-flight request, ~{c.n}x)"  # fmt: skip
             out(f"  {c.n} concurrent cold pulls, {'mirror+front' if c.front else 'mirror'}: "
                 f"{multiple:.2f}x image bytes upstream {verdict}")  # fmt: skip
     out("")
@@ -532,6 +539,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--mirror", choices=("3.1.1", "2.8"), default="3.1.1",
+                        help="the mirror's binary: registry 3.1.1 (the shipped one) or Debian's 2.8.2")  # fmt: skip
     parser.add_argument("--rate-mbit", type=float, default=100.0, help="upstream bandwidth (default 100)")
     parser.add_argument("--rtt-ms", type=float, default=20.0, help="upstream added round-trip time (default 20)")
     parser.add_argument("--small-mb", type=float, default=10.0, help="small image: one layer of this size")
@@ -558,7 +567,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def build_images(work: Path, args: argparse.Namespace) -> dict[str, Image]:
-    from tests.rehearsal.oci import make_oci_image
+    from rehearsal.oci import make_oci_image
 
     layers = max(1, args.large_layers)
     plan = {
@@ -579,18 +588,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         say("missing tools: " + ", ".join(missing) + "; bench/run.sh installs them")
         return 2
+    if args.mirror == "3.1.1":
+        say("registry 3.1.1: from the cache, or built once from source (about 3 minutes)")
+        try:
+            mirror_binary = str(registry3.registry_binary())
+        except registry3.Registry3Unavailable as error:
+            say(f"registry 3.1.1 is unavailable: {error}")
+            return 2
+        mirror_without: tuple[tuple[str, ...], ...] = ()
+    else:
+        mirror_binary = which("docker-registry") or "docker-registry"
+        mirror_without = (("storage", "tag"),)  # 2.8.2: "must provide exactly one storage type"
     nginx = None if args.no_front else find_nginx()
     if not args.no_front and nginx is None:
         say("nginx is missing (apt-get install -y nginx): the front rows are skipped")
 
-    from tests.rehearsal.registry_proc import start_upstream, write_ca_dir
+    from rehearsal.registry_proc import start_upstream, write_ca_dir
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     args.out.mkdir(parents=True, exist_ok=True)
     work = args.out / f"work-{stamp}"
     work.mkdir(parents=True)
     started = time.perf_counter()
-    info = machine()
+    info = machine(mirror_binary)
     try:
         say("program: evaluating __main__.py under mocks (5 + 5 runs)")
         cost = program_cost()
@@ -609,7 +629,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             upstream_port = int(upstream.host_port.rsplit(":", 1)[1])
             with ThrottleProxy(("127.0.0.1", upstream_port), rate_mbit=args.rate_mbit, rtt_ms=args.rtt_ms) as throttle:
                 rig = Rig(work, evaluation, skopeo, throttle, UpstreamLog(upstream.log_path), nginx, ca_dir,
-                          args.lock_timeout)  # fmt: skip
+                          args.lock_timeout, mirror_binary, mirror_without)  # fmt: skip
                 measurements: list[Measurement] = []
                 for label in ("small", "large"):
                     say(f"pulls of {images[label].describe()}")

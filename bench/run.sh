@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The benchmark command: makes sure the venv (requirements-dev.txt) and the Debian tools it
-# runs (docker-registry, skopeo, nginx) are there, then runs `python -m bench.run` with the
-# given arguments (see `bench/run.sh --help`). Loopback only; stops everything it starts.
+# The benchmark command: makes sure the venv (requirements-dev.txt, with the Go that builds
+# registry 3.1.1 once) and the Debian tools it runs (docker-registry as the upstream, skopeo,
+# nginx) are there, then runs `python -m bench.run` with the given arguments (see
+# `bench/run.sh --help`). Loopback only; stops everything it starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from pulumi.runtime import rpc
 
-from tests.fakes.program import Evaluation, evaluate
+from rehearsal.fakes.program import Evaluation, evaluate
 
 SNAPSHOT_DIR = Path(__file__).resolve().parent / "snapshots"
 

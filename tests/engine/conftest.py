@@ -27,18 +27,18 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 import yaml
 
 from configs.registry import CONFIG_PATH as REGISTRY_CONFIG_PATH
-from rehearsal import images
+from rehearsal import images, registry3
 from rehearsal.engine import ADDRESS, Engine, EngineUnavailable, start_engine, why_unavailable
+from rehearsal.fakes.program import Evaluation, evaluate
+from rehearsal.oci import ImageInfo, make_oci_image
 from rehearsal.provider import Created, create_container, create_network, create_volume, wait_healthy
-from tests.conftest import require_tool
-from tests.fakes.program import Evaluation, evaluate
-from tests.rehearsal.oci import ImageInfo, make_oci_image
+from rehearsal.tools import require_tool, unavailable
 
 HOSTNAME = "mirror.test"
 UPSTREAM_PORT = 5500
@@ -58,26 +58,11 @@ CONFIG = {
 }
 
 
-def unavailable(reason: str) -> NoReturn:
-    """Skip (locally) or fail (CI=true): CI must rehearse on a real engine."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI must rehearse on a real engine: {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
 def engine_or_skip() -> None:
+    """Skip (locally) or fail (CI=true) when no engine can run here."""
     reason = why_unavailable()
     if reason is not None:
-        unavailable(reason)
-
-
-def registry_binary() -> Path:
-    """distribution 3.1.1's `registry`, built once and cached (rehearsal.registry3)."""
-    try:
-        from rehearsal import registry3
-    except ImportError as error:  # the module comes with the wt-engine branch
-        unavailable(f"no distribution 3.1.1 binary: {error}")
-    return registry3.require_registry3()
+        unavailable(f"no real engine: {reason}")
 
 
 @pytest.fixture(scope="session")
@@ -228,7 +213,7 @@ def stand_ins(engine: Engine, tmp_path_factory: pytest.TempPathFactory, program:
             for r in program.of_type("docker:index/remoteImage:RemoteImage")}
     work = tmp_path_factory.mktemp("images")
     builders = {
-        "registry": lambda: images.registry_stand_in(registry_binary(), pins["registry"]),
+        "registry": lambda: images.registry_stand_in(registry3.require_registry3(), pins["registry"]),
         "prometheus": lambda: images.prometheus_stand_in(pins["prometheus"]),
         "blackbox": lambda: images.blackbox_stand_in(pins["blackbox"]),
     }

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from rehearsal.engine import Engine
+from rehearsal.fakes.program import Evaluation
 from rehearsal.provider import wait_healthy
 from tests.engine.conftest import HEALTHY_TIMEOUT, IMAGE_REPO, IMAGE_TAG, Stack
-from tests.fakes.program import Evaluation
 
 HUB_IMAGE = "busybox"  # docker.io/library/busybox:latest: the name a user types
 PULL_TIMEOUT = 90.0

@@ -1,8 +1,8 @@
-"""Rehearsal of the blob-collapsing front (configs/collapse.py) with Debian's nginx.
+"""Rehearsal of the blob-collapsing front (bench/collapse.py) with Debian's nginx.
 
-1. The program's mirror (Debian docker-registry 2.8.2, the program's own files and PKI)
-   with `proxy.remoteurl` pointing at the front, the front pointing through the benchmark's
-   throttle (bench/throttle.py) at a local docker-registry upstream: 8 concurrent cold pulls
+1. The program's mirror (registry 3.1.1, the program's own files and PKI) with
+   `proxy.remoteurl` pointing at the front, the front pointing through the benchmark's
+   throttle (rehearsal/throttle.py) at a local docker-registry upstream: 8 concurrent cold pulls
    of one image reach the upstream as ONE fetch of its layer, every pull gets the image
    byte for byte, and with the upstream stopped the cached image still pulls through the
    front (the registry's own behaviour stays).
@@ -29,22 +29,23 @@ from pathlib import Path
 
 import pytest
 
+from bench.collapse import TOKEN_PATH
 from bench.front import Front, collapse_front
-from bench.mirror import program_mirror
-from bench.throttle import ThrottleProxy
-from configs.collapse import TOKEN_PATH
-from tests.conftest import require_tool
-from tests.fakes.program import Evaluation, evaluate
-from tests.http_stub import serve_http
-from tests.rehearsal.oci import ImageInfo, blob_path, make_oci_image
-from tests.rehearsal.registry_proc import (
+from rehearsal.fakes.program import Evaluation, evaluate
+from rehearsal.http_stub import serve_http
+from rehearsal.mirror import program_mirror
+from rehearsal.oci import ImageInfo, blob_path, make_oci_image
+from rehearsal.registry_proc import (
     SkopeoError,
+    mirror_binary,
     pull_through,
     push,
     start_upstream,
     stop_process,
     write_ca_dir,
 )
+from rehearsal.throttle import ThrottleProxy
+from tests.conftest import require_tool
 
 REPO = "library/collapse"
 TAG = "1.0"
@@ -83,7 +84,7 @@ def assert_pulled(dest: Path, info: ImageInfo) -> None:
 def test_concurrent_cold_pulls_through_the_program_mirror_fetch_the_layer_once(
     tmp_path: Path, nginx: str, evaluation: Evaluation
 ):
-    require_tool("docker-registry")
+    binary = mirror_binary()
     require_tool("skopeo")
     image_dir = tmp_path / "image"
     info = make_oci_image(image_dir, [3_000_000], seed=21, tag=TAG)
@@ -99,7 +100,8 @@ def test_concurrent_cold_pulls_through_the_program_mirror_fetch_the_layer_once(
         # 3 MB at 24 Mbit/s: about a second in flight, so the 8 pulls overlap
         with ThrottleProxy(("127.0.0.1", upstream_port), rate_mbit=24, rtt_ms=10) as throttle, \
                 collapse_front(tmp_path / "front", f"http://{throttle.address}", nginx=nginx) as front, \
-                program_mirror(evaluation, tmp_path / "mirror", front.url, ca_dir / "ca.crt") as mirror:  # fmt: skip
+                program_mirror(evaluation, tmp_path / "mirror", front.url, ca_dir / "ca.crt",
+                               binary=binary) as mirror:  # fmt: skip
             before = layer_gets(upstream.log_path.read_text(), layer)
             errors: list[BaseException] = []
 
@@ -122,8 +124,8 @@ def test_concurrent_cold_pulls_through_the_program_mirror_fetch_the_layer_once(
             upstream_fetches = layer_gets(upstream.log_path.read_text(), layer) - before
             front_gets = [e for e in front.entries() if e.method == "GET" and e.uri.endswith(layer)]
             assert upstream_fetches == 1
-            # the mirror did ask the front more than once (2.8 fetches twice per cold blob,
-            # plus one per pull in flight): the front answered the rest from its cache
+            # the mirror did ask the front more than once (3.1.1 fetches once per pull in
+            # flight): the front answered the rest from its cache
             assert len(front_gets) >= 3, front_gets
             assert sum(1 for e in front_gets if e.cache == "MISS") == 1, front_gets
             assert all(e.status == 200 and e.body_bytes == info.layer_sizes[0] for e in front_gets)

@@ -4,7 +4,7 @@ Grafana's own variables (`$__rate_interval`, `$__range`, ...) are replaced by li
 durations first, each expression becomes a recording rule in a temporary rules file, and
 Debian's `promtool check rules` (Prometheus 2.42) parses it. The helpers here also give the
 metric names an expression selects; test_prometheus_rehearsal.py uses them to prove every
-name was seen in a real scrape or is listed in configs/metrics.py.
+name is in a real scrape of registry 3.1.1 (and of the blackbox exporter and Prometheus).
 
 LogQL (the logs panel) has no binary here: its shape is checked in the unit tests only.
 """
@@ -20,10 +20,11 @@ from typing import Any
 import pytest
 import yaml
 
+from configs.grafana import DASHBOARD_FILE
 from configs.prometheus import render_alert_rules
 from tests.conftest import require_tool
 
-DASHBOARD_PATH = Path(__file__).resolve().parents[2] / "configs/dashboards/registry-mirror.json"
+DASHBOARD_PATH = DASHBOARD_FILE
 
 # Grafana's built-in interval variables -> a literal PromQL duration for parsing.
 GRAFANA_INTERVALS = {

@@ -2,14 +2,16 @@
 
 The program runs under Pulumi's mocks (`evaluate`), its pulumi-tls resources made for real
 by the TLS fake. The registry container's `uploads` (config.yml, chain, key) and `envs` are
-taken exactly as the program registers them and run by Debian's `docker-registry` 2.8.2 as
-a TLS pull-through cache of a second local `docker-registry`; `skopeo` pulls through it
-trusting only the stack output `caCertPem`; `openssl` checks the chain and the TLS versions.
+taken exactly as the program registers them and run by distribution 3.1.1 (the `registry`
+of the pinned `registry:3.1.1` image, built by rehearsal/registry3.py) as a TLS pull-through
+cache of a local Debian `docker-registry` 2.8.2 standing in for Docker Hub; `skopeo` pulls
+through it trusting only the stack output `caCertPem`; `openssl` checks the chain and the
+TLS versions.
 
-Differences from production, all made by `map_registry_config`: container paths live under
-a temp root, the API and debug servers listen on loopback ports, the upstream is local
-plain HTTP instead of Docker Hub, and `storage.tag` (registry:3 only; 2.8.2 refuses to
-start with it, see test_registry_infra.py) is dropped.
+Differences from production, all made by `map_registry_config` and `registry_env`:
+container paths live under a temp root, the API and debug servers listen on loopback
+ports, the upstream is local plain HTTP instead of Docker Hub, and the tracing endpoint
+(`http://jaeger:4318`) is a loopback OTLP stand-in.
 """
 
 from __future__ import annotations
@@ -30,12 +32,12 @@ from typing import Any
 import pytest
 
 from configs.registry import CERT_PATH, CONFIG_PATH, KEY_PATH
-from tests.conftest import require_tool
-from tests.fakes.program import Evaluation, evaluate
-from tests.rehearsal.oci import ImageInfo, blob_path, make_oci_image, read_manifest
-from tests.rehearsal.registry_proc import (
+from rehearsal.fakes.program import Evaluation, evaluate
+from rehearsal.oci import ImageInfo, blob_path, make_oci_image, read_manifest
+from rehearsal.registry_proc import (
     RehearsalMirror,
     SkopeoError,
+    Upstream,
     catalog,
     free_port,
     http_get,
@@ -43,6 +45,7 @@ from tests.rehearsal.registry_proc import (
     push,
     stop_process,
 )
+from tests.conftest import require_tool
 
 HOSTNAME = "mirror.test"
 REPO = "library/rehearsal"
@@ -171,7 +174,7 @@ def test_cached_image_still_pulls_with_the_upstream_stopped(
         images=[(image[0], f"{REPO}:{TAG}"), (other_dir, "library/other:never-pulled")],
     ) as mirror:
         pull_through(mirror.host_port, f"{REPO}:{TAG}", mirror.ca_dir, tmp_path / "warm")
-        # 2.8 stores a proxied blob in the background after serving it: wait for the cache
+        # the cache may land on disk just after the client has its bytes: wait for it
         wait_for_blobs(mirror.storage, info.blob_digests)
         mirror.stop_upstream()
         assert mirror.upstream.registry.process.poll() is not None
@@ -254,8 +257,8 @@ def test_tls_1_1_handshake_is_refused_by_the_mirror(
 ):
     refused, output = _s_client(rehearsal.host_port, "tls1_1", openssl_env)
     assert not refused, output
-    # refused for the version (alert 70), not for a cipher mismatch (alert 40): 2.8.2 with
-    # minimumtls tls1.0 and its default (GCM-only) suites answers 40 to the same client
+    # refused for the version (alert 70), not for a cipher mismatch (alert 40): a Go server
+    # with minimumtls tls1.0 and its default (GCM-only) suites answers 40 to the same client
     assert "alert protocol version" in output, output
     # the same client reaches the mirror with TLS 1.2: the refusal is about the version
     accepted, output12 = _s_client(rehearsal.host_port, "tls1_2", openssl_env)
@@ -306,6 +309,46 @@ def test_program_config_and_env_reach_the_registry(rehearsal: RehearsalMirror):
     assert any(entry.get("service") == "registry" for entry in entries)  # log.fields
     assert "restricting TLS version to tls1.2 or higher" in messages  # http.tls.minimumtls
     assert f"Registry configured as a proxy cache to {rehearsal.upstream.url}" in messages
-    # REGISTRY_HTTP_SECRET from the program's envs: 2.8 warns when it has no http secret
-    assert "REGISTRY_HTTP_SECRET" in rehearsal.env
-    assert not any("No HTTP secret provided" in m for m in messages), messages
+    assert any(entry.get("version") == "v3.1.1+unknown" for entry in entries)
+
+
+def test_program_tracing_env_reaches_the_registry_and_its_spans_the_collector(
+    tmp_path: Path, rehearsal: RehearsalMirror
+):
+    """OTEL_* from the program's envs: spans named by its OTEL_SERVICE_NAME arrive over
+    OTLP/HTTP at the loopback stand-in that replaced `http://jaeger:4318`."""
+    assert rehearsal.env["OTEL_TRACES_EXPORTER"] == "otlp"
+    assert rehearsal.env["OTEL_EXPORTER_OTLP_ENDPOINT"] == rehearsal.otlp.url
+    pull_through(rehearsal.host_port, f"{REPO}:{TAG}", rehearsal.ca_dir, tmp_path / "p")
+    # the batch span processor exports every 5 s by default (OTEL_BSP_SCHEDULE_DELAY)
+    deadline = time.monotonic() + 20
+    while not rehearsal.otlp.posts and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert rehearsal.otlp.posts, rehearsal.registry.log()[-2000:]
+    assert {path for path, _ in rehearsal.otlp.posts} == {"/v1/traces"}
+    service = rehearsal.env["OTEL_SERVICE_NAME"].encode()
+    assert any(service in body for _, body in rehearsal.otlp.posts)
+
+
+def upstream_blob_gets(upstream: Upstream, digest: str) -> int:
+    """GETs of a blob the upstream answered 200 (its combined-format access log)."""
+    log = upstream.log_path.read_text()
+    return sum(1 for line in log.splitlines() if '"GET ' in line and f"/blobs/{digest} " in line and '" 200 ' in line)
+
+
+def test_a_cold_pull_fetches_each_blob_from_the_upstream_once(
+    tmp_path: Path, evaluation: Evaluation, image: tuple[Path, ImageInfo]
+):
+    """3.1.1 streams a cold blob to the client and into the cache from one upstream fetch
+    (2.8.2 fetched each twice); a warm pull fetches none."""
+    _, info = image
+    with RehearsalMirror.start(evaluation, tmp_path / "r", images=[(image[0], f"{REPO}:{TAG}")]) as mirror:
+        pull_through(mirror.host_port, f"{REPO}:{TAG}", mirror.ca_dir, tmp_path / "cold")
+        wait_for_blobs(mirror.storage, info.blob_digests)
+        assert {d: upstream_blob_gets(mirror.upstream, d) for d in info.blob_digests} == dict.fromkeys(
+            info.blob_digests, 1
+        )
+        pull_through(mirror.host_port, f"{REPO}:{TAG}", mirror.ca_dir, tmp_path / "warm")
+        assert {d: upstream_blob_gets(mirror.upstream, d) for d in info.blob_digests} == dict.fromkeys(
+            info.blob_digests, 1
+        )

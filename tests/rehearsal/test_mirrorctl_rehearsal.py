@@ -3,20 +3,20 @@
 One module-scoped rehearsal, shared by every test:
 
 - the program evaluated under mocks (`evaluate`), its registry container (config, chain,
-  key, envs) run by Debian's docker-registry 2.8.2 as a TLS pull-through mirror of a local
-  upstream (`RehearsalMirror`); images pulled through it by skopeo, trusting only the
-  stack output `caCertPem`;
+  key, envs) run by registry 3.1.1 (rehearsal/registry3.py) as a TLS pull-through mirror of
+  a local Debian docker-registry upstream (`RehearsalMirror`); images pulled through it by
+  skopeo, trusting only the stack output `caCertPem`;
 - Debian's Prometheus 2.42 running the program's own prometheus.yml and rules (uploads of
   the prometheus container), with only target addresses, the rule path and the intervals
-  (1s) rewritten, plus one extra job `registry-v3`: a stand-in of a distribution 3.x debug
-  server exposing the v3-only metric names (configs/metrics.py cites where upstream
-  defines them), because no 3.x binary runs here;
+  (1s) rewritten, plus one extra job `registry-v3`: a stand-in debug server exposing the
+  3.x proxy and cache series with fixed values, so the CLI's arithmetic is checked against
+  known numbers (the real mirror's counters move with every test's traffic);
 - a fake `pulumi` on PATH printing the program's stack outputs (secrets as `[secret]`,
   as `pulumi stack output --json` prints them) with only the URLs made loopback, so the
   commands run exactly as an operator runs them: no flags.
 
-Every command is a real `python -m mirrorctl` process. `gc` runs Debian's real
-`docker-registry garbage-collect` on a copy of the rehearsal storage, behind a fake
+Every command is a real `python -m mirrorctl` process. `gc` runs registry 3.1.1's real
+`registry garbage-collect` on a copy of the rehearsal storage, behind a fake
 `docker` that records the calls (the collector's argv and the config it reads on stdin
 are exactly what mirrorctl sends to `docker run`).
 """
@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from cryptography import x509
@@ -48,23 +49,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import mirrorctl.registry as registry_module
-from configs.prometheus import (
-    ALLOY_TARGET,
-    GRAFANA_TARGET,
-    JAEGER_METRICS_TARGET,
-    LOKI_TARGET,
-    PROMETHEUS_TARGET,
-    REGISTRY_METRICS_TARGET,
-    REGISTRY_PROBE_URL,
-)
 from configs.registry import CERT_PATH, CONFIG_PATH
 from mirrorctl.registry import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, RegistryClient
 from mirrorctl.transport import make_client
-from tests.conftest import require_tool
-from tests.fakes.program import Evaluation, evaluate
-from tests.http_stub import serve_http
-from tests.rehearsal.oci import CONFIG_MEDIA_TYPE, REF_NAME, ImageInfo, make_oci_image
-from tests.rehearsal.registry_proc import (
+from rehearsal.fakes.program import Evaluation, evaluate
+from rehearsal.http_stub import serve_http
+from rehearsal.oci import CONFIG_MEDIA_TYPE, REF_NAME, ImageInfo, make_oci_image
+from rehearsal.registry_proc import (
     RehearsalMirror,
     catalog,
     clean_env,
@@ -72,10 +63,23 @@ from tests.rehearsal.registry_proc import (
     http_get,
     inspect_raw,
     map_registry_config,
+    mirror_binary,
     pull_through,
     registry_process,
 )
-from tests.rehearsal.test_prometheus_rehearsal import _process, loopback_config, wait_query
+from tests.conftest import require_tool
+from tests.rehearsal.test_prometheus_rehearsal import (
+    ALLOY_TARGET,
+    GRAFANA_TARGET,
+    JAEGER_METRICS_TARGET,
+    LOKI_TARGET,
+    PROMETHEUS_TARGET,
+    REGISTRY_METRICS_TARGET,
+    REGISTRY_PROBE_URL,
+    _process,
+    loopback_config,
+    wait_query,
+)
 from tests.unit.test_mirrorctl import (
     REGISTRY,
     FakeDocker,
@@ -95,8 +99,8 @@ RULES_PATH = "/etc/prometheus/rules/registry-mirror.rules.yml"
 V3_JOB = "registry-v3"
 ABSENT = ("grafana", "jaeger", "loki", "alloy")  # no binary here: their URLs are closed ports
 
-# A distribution 3.x debug server's series, by the names and labels upstream defines
-# (registry/proxy/proxymetrics.go, registry/storage/cache/cachedblobdescriptorstore.go).
+# A distribution 3.x debug server's series, by the names and labels a real 3.1.1 scrape
+# shows (tests/rehearsal/test_prometheus_rehearsal.py), with fixed values.
 V3_SERIES = {
     ("registry_proxy_requests_total", "blob"): 40,
     ("registry_proxy_hits_total", "blob"): 30,
@@ -257,7 +261,6 @@ def stack_outputs(
 @pytest.fixture(scope="module")
 def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
     prometheus_binary = require_tool("prometheus")
-    require_tool("docker-registry")
     require_tool("skopeo")
     tmp = tmp_path_factory.mktemp("mirrorctl")
     evaluation = evaluate({"hostname": HOSTNAME}, stack="dev")
@@ -520,18 +523,20 @@ def test_manifest_asks_for_indexes_so_a_multi_arch_tag_answers_with_its_index(
     assert [m["digest"] for m in document["manifest"]["manifests"]] == [
         rehearsal.image.manifest_digest
     ]
-    # the proof that the Accept header matters: asked for image manifests only, the
-    # registry refuses the index (2.8.2 answers 404 MANIFEST_UNKNOWN)
-    with make_client(rehearsal.mirror.ca_file.read_text(), 10.0) as client:
-        plain = client.get(
-            f"{rehearsal.mirror.url}/v2/{REPO}/manifests/multi",
-            headers={"Accept": f"{OCI_MANIFEST}, {DOCKER_MANIFEST}"},
-        )
-    assert plain.status_code == 404
+    # why mirrorctl asks for indexes: a registry that serves its own content refuses an
+    # index to a client accepting image manifests only (the 2.8.2 upstream answers 404) ...
+    accept = {"Accept": f"{OCI_MANIFEST}, {DOCKER_MANIFEST}"}
+    refused = httpx.get(f"{rehearsal.mirror.upstream.url}/v2/{REPO}/manifests/multi", headers=accept, timeout=10)
+    assert refused.status_code == 404, refused.text
     assert (
-        plain.json()["errors"][0]["message"]
+        refused.json()["errors"][0]["message"]
         == "OCI index found, but accept header does not support OCI indexes"
     )
+    # ... while 3.1.1's proxy path hands the index over whatever the client accepts
+    with make_client(rehearsal.mirror.ca_file.read_text(), 10.0) as client:
+        proxied = client.get(f"{rehearsal.mirror.url}/v2/{REPO}/manifests/multi", headers=accept)
+    assert proxied.status_code == 200
+    assert proxied.headers["content-type"] == OCI_INDEX
 
 
 def test_manifest_by_digest_and_for_people(rehearsal: Rehearsal) -> None:
@@ -568,34 +573,37 @@ def test_wrong_ca_is_one_line(rehearsal: Rehearsal, tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- metrics
 
 
-def debug_cache_counters(rehearsal: Rehearsal) -> dict[str, float]:
-    """`registry_storage_cache_total` by type, read straight off the registry's debug port."""
+def debug_counters(rehearsal: Rehearsal) -> dict[str, float]:
+    """The proxy and cache counters, read straight off the real mirror's debug port."""
     _, _, body = http_get(f"{rehearsal.mirror.debug_url}/metrics")
-    pattern = re.compile(r'^registry_storage_cache_total\{type="(\w+)"\} (\S+)$')
-    return {m[1]: float(m[2]) for line in body.decode().splitlines() if (m := pattern.match(line))}
+    pattern = re.compile(r'^(registry_(?:proxy|storage_cache)_\w+_total)(?:\{type="(\w+)"\})? (\S+)$')
+    return {
+        f"{m[1]}{{{m[2]}}}" if m[2] else m[1]: float(m[3])
+        for line in body.decode().splitlines()
+        if (m := pattern.match(line))
+    }
 
 
-def test_metrics_reads_the_2_8_cache_series_and_says_no_data_for_the_proxy(
-    rehearsal: Rehearsal,
-) -> None:
-    counters = debug_cache_counters(rehearsal)
-    assert counters["Request"] > 0 and "Hit" in counters
-    expected = counters["Request"]
+def test_metrics_reads_the_real_3_1_1_proxy_and_cache_series(rehearsal: Rehearsal) -> None:
+    counters = debug_counters(rehearsal)
+    assert counters["registry_proxy_requests_total{blob}"] > 0  # the fixture's cold pulls
+    requests = counters["registry_storage_cache_requests_total"]
     wait_query(
         rehearsal.prometheus,
-        f'sum(registry_storage_cache_total{{job="registry",type="Request"}}) == {expected}',
+        f'sum(registry_storage_cache_requests_total{{job="registry"}}) >= {requests}',
     )
     result = rehearsal.cli("metrics", "--json")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
-    assert document["proxy"] is None  # 2.8 exports no registry_proxy_*
-    cache = document["storage_cache"]
-    assert cache["series"] == "registry_storage_cache_total{type}"
-    assert (cache["requests"], cache["hits"]) == (counters["Request"], counters["Hit"])
-    assert cache["hit_ratio"] == pytest.approx(counters["Hit"] / counters["Request"])
+    assert document["storage_cache"]["series"] == "registry_storage_cache_{requests,hits}_total"
+    assert document["storage_cache"]["requests"] >= requests
+    for kind in ("blob", "manifest"):
+        # the blob cold pulls were misses fetched upstream; a counter only grows
+        values = document["proxy"][kind]
+        assert values["misses"] >= counters[f"registry_proxy_misses_total{{{kind}}}"] > 0
+        assert values["pulled_bytes"] >= counters[f"registry_proxy_pulled_bytes_total{{{kind}}}"] > 0
     people = rehearsal.cli("metrics")
-    assert "Pull-through cache: no data" in people.stdout
-    assert f"{counters['Hit'] / counters['Request'] * 100:.1f}%" in people.stdout
+    assert "Pull-through cache: no data" not in people.stdout
 
 
 def test_metrics_reads_the_v3_proxy_and_cache_names(rehearsal: Rehearsal) -> None:
@@ -775,7 +783,7 @@ def test_gc_runs_the_real_collector_on_the_program_config_behind_the_docker_call
             },
             "gc": {
                 "root": str(gc_root),
-                "registry_bin": require_tool("docker-registry"),
+                "registry_bin": mirror_binary(),
                 "pythonpath": str(ROOT),
             },
         }
@@ -848,6 +856,7 @@ def test_read_only_mode_does_not_stop_a_pull_through_cache_from_writing(
 
     with registry_process(
         config,
+        binary=mirror_binary(),
         log_path=tmp_path / "registry.log",
         probe_url=f"https://127.0.0.1:{api}/v2/",
         env=env,

@@ -2,19 +2,22 @@
 
 - `promtool check config` / `check rules` accept what configs/prometheus.py renders.
 - Debian's `prometheus` (2.42) runs the rendered prometheus.yml with only the target
-  addresses and the rule path rewritten to loopback, scrapes a running docker-registry 2.8.2
-  debug server and a running blackbox exporter: `up{job="registry"} == 1` via the HTTP API.
+  addresses and the rule path rewritten to loopback, scrapes a running registry 3.1.1 (the
+  pinned image's binary, rehearsal/registry3.py) debug server and a running blackbox
+  exporter: `up{job="registry"} == 1` via the HTTP API.
 - Debian's `prometheus-blackbox-exporter` runs the rendered module against the registry's TLS
   port, trusting only the rehearsal root CA: `probe_success 1`, and
   `probe_ssl_earliest_cert_expiry` is the earliest NotAfter of the chain the PKI made.
 - Every metric name the dashboard and the alert rules use was seen in those real scrapes
-  (Prometheus's own `__name__` index) or is listed in configs/metrics.py (v3-only names).
+  (Prometheus's own `__name__` index), after an image was pulled through the mirror twice
+  (the proxy and cache counters appear only with traffic).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import subprocess
 import time
@@ -30,39 +33,32 @@ import yaml
 from cryptography import x509
 
 from configs.blackbox import MODULE, render_blackbox_config
-from configs.metrics import V3_ONLY_METRIC_NAMES
-from configs.prometheus import (
-    ALLOY_TARGET,
-    BLACKBOX_ADDRESS,
-    GRAFANA_TARGET,
-    JAEGER_METRICS_TARGET,
-    LOKI_TARGET,
-    PROMETHEUS_TARGET,
-    REGISTRY_METRICS_TARGET,
-    REGISTRY_PROBE_URL,
-    RULES_PATH,
-    render_alert_rules,
-    render_prometheus_config,
-)
+from configs.prometheus import CONFIG_PATH, RULES_PATH, render_alert_rules
 from configs.registry import CERT_PATH, KEY_PATH, render_registry_config
-from tests.conftest import require_tool
-from tests.fakes.tls import (
+from rehearsal.fakes.program import evaluate
+from rehearsal.fakes.tls import (
     CERT_REQUEST,
     LOCALLY_SIGNED_CERT,
     PRIVATE_KEY,
     SELF_SIGNED_CERT,
     fake_tls_resource,
 )
-from tests.rehearsal.registry_proc import (
+from rehearsal.oci import make_oci_image
+from rehearsal.registry_proc import (
     START_TIMEOUT,
     ca_context,
     free_port,
     http_get,
     map_registry_config,
+    mirror_binary,
+    pull_through,
+    push,
     registry_process,
     start_upstream,
     stop_process,
+    write_ca_dir,
 )
+from tests.conftest import require_tool
 from tests.rehearsal.test_dashboard_queries import (
     alert_promql,
     dashboard_promql,
@@ -70,6 +66,25 @@ from tests.rehearsal.test_dashboard_queries import (
 )
 
 PROMTOOL_TIMEOUT = 30
+
+# The scrape targets and probe URL as the services' images and docs name them (alias:port on
+# the stack's network), written out here and not taken from the code under test.
+REGISTRY_METRICS_TARGET = "registry:5001"
+REGISTRY_PROBE_URL = "https://registry:5000/v2/"
+PROMETHEUS_TARGET = "localhost:9090"
+JAEGER_METRICS_TARGET = "jaeger:8888"
+LOKI_TARGET = "loki:3100"
+ALLOY_TARGET = "alloy:12345"
+GRAFANA_TARGET = "grafana:3000"
+BLACKBOX_ADDRESS = "blackbox:9115"
+
+
+@functools.cache
+def render_prometheus_config(tracing: bool = True, logging: bool = True) -> str:
+    """prometheus.yml as the whole program (under mocks) uploads it for these switches."""
+    ev = evaluate({"installTrust": "false", "tracing": str(tracing).lower(),
+                   "logging": str(logging).lower()}, stack="promrehearsal")
+    return ev.uploads("prometheus")[CONFIG_PATH]
 
 
 def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -127,8 +142,8 @@ def test_promtool_accepts_the_alert_rules(tmp_path: Path, days: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# the rehearsal registry: configs/registry.py's config in Debian's docker-registry 2.8.2, as a
-# TLS pull-through mirror of a local upstream, with the PKI shape of components/pki.py
+# the rehearsal registry: configs/registry.py's config in registry 3.1.1, as a TLS
+# pull-through mirror of a local upstream, with the PKI shape of components/pki.py
 
 
 @dataclass(frozen=True)
@@ -215,6 +230,7 @@ class Mirror:
     api: str  # 127.0.0.1:PORT, TLS
     debug: str  # 127.0.0.1:PORT, plain HTTP metrics
     ca_file: Path
+    upstream: str  # 127.0.0.1:PORT of the plain-HTTP upstream
 
     @property
     def probe_url(self) -> str:
@@ -224,11 +240,12 @@ class Mirror:
 
 @contextlib.contextmanager
 def tls_mirror(tmp: Path, pki: Pki) -> Iterator[Mirror]:
-    api, debug = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    binary = mirror_binary()
     tmp.mkdir(parents=True, exist_ok=True)
     ca_file = tmp / "ca.crt"
     ca_file.write_text(pki.root_pem)
     with start_upstream(tmp) as upstream:
+        api, debug = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
         config = map_registry_config(
             render_registry_config(),
             {CERT_PATH: pki.chain_pem, KEY_PATH: pki.key_pem},
@@ -239,21 +256,30 @@ def tls_mirror(tmp: Path, pki: Pki) -> Iterator[Mirror]:
         )
         with registry_process(
             config,
+            binary=binary,
             log_path=tmp / "mirror" / "registry.log",
             probe_url=f"https://{api}/v2/",
             ssl_context=ca_context(ca_file),
         ):
-            yield Mirror(api=api, debug=debug, ca_file=ca_file)
+            yield Mirror(api=api, debug=debug, ca_file=ca_file, upstream=upstream.host_port)
 
 
-def _registry_traffic(mirror: Mirror) -> None:
-    """Requests that make the registry's request and storage series exist."""
+def _registry_traffic(mirror: Mirror, tmp: Path) -> None:
+    """Traffic that makes every registry series the dashboard and rules use exist: a cold
+    pull (proxy misses, pulled and pushed bytes), a warm pull (proxy hits, blob-descriptor
+    cache hits), and 404s."""
     context = ca_context(mirror.ca_file)
     http_get(f"https://{mirror.api}/v2/", context=context)
     for path in ("library/absent/manifests/latest", f"library/absent/blobs/sha256:{'0' * 64}"):
         with pytest.raises(urllib.error.HTTPError) as answer:
             http_get(f"https://{mirror.api}/v2/{path}", context=context)
         assert answer.value.code == 404
+    make_oci_image(tmp / "image", [200_000, 30_000], seed=41, tag="1.0")
+    push(tmp / "image", f"{mirror.upstream}/library/traffic:1.0", tag="1.0")
+    ca_dir = write_ca_dir(tmp / "trust", mirror.ca_file.read_text())
+    pull_through(mirror.api, "library/traffic:1.0", ca_dir, tmp / "cold")
+    time.sleep(0.5)  # the cache write may trail the client's last byte
+    pull_through(mirror.api, "library/traffic:1.0", ca_dir, tmp / "warm")
 
 
 # ---------------------------------------------------------------------------------------
@@ -367,13 +393,13 @@ ABSENT_JOBS = frozenset({"jaeger", "loki", "alloy", "grafana"})
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     prometheus = require_tool("prometheus")
     require_tool("prometheus-blackbox-exporter")
-    require_tool("docker-registry")
+    require_tool("skopeo")
     tmp = tmp_path_factory.mktemp("prometheus-stack")
     # the leaf expires in 10 days: inside the 14-day alert window, before the intermediate
     pki = make_pki(leaf_hours=240, intermediate_hours=720)
     with contextlib.ExitStack() as running:
         mirror = running.enter_context(tls_mirror(tmp / "registry", pki))
-        _registry_traffic(mirror)
+        _registry_traffic(mirror, tmp / "traffic")
         blackbox = running.enter_context(blackbox_exporter(tmp / "blackbox", mirror.ca_file))
 
         directory = tmp / "prometheus"
@@ -387,7 +413,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             PROMETHEUS_TARGET: address,
             **{target: f"127.0.0.1:{free_port()}" for target in ABSENT_TARGETS},
         }
-        rendered = render_prometheus_config(scrape_interval="1s", evaluation_interval="1s")
+        faster = yaml.safe_load(render_prometheus_config())
+        faster["global"]["scrape_interval"] = faster["global"]["evaluation_interval"] = "1s"
+        rendered = yaml.safe_dump(faster)
         config = directory / "prometheus.yml"
         config.write_text(loopback_config(rendered, targets, blackbox.removeprefix("http://"), str(rules)))
         args = [
@@ -411,10 +439,10 @@ def test_every_scraped_target_declares_a_content_type_prometheus_v3_parses(stack
     """Why no `fallback_scrape_protocol` is rendered.
 
     Prometheus v3 uses it only "if a scrape returns blank, unparsable, or otherwise invalid
-    Content-Type" (prometheus/prometheus docs/configuration/configuration.md @
-    1e317d00987888807ba8998f0d0c452ac5eda463, `<scrape_config>`). The registry's debug server,
-    the blackbox exporter and Prometheus all answer through promhttp with the text format's
-    own type, which v3 parses as PrometheusText0.0.4.
+    Content-Type" (Prometheus's configuration docs, `<scrape_config>`; source in
+    docs/upstream-references.md). The registry's debug server, the blackbox exporter and
+    Prometheus all answer through promhttp with the text format's own type, which v3 parses
+    as PrometheusText0.0.4.
     """
     for url in (
         f"http://{stack.mirror.debug}/metrics",
@@ -511,8 +539,9 @@ def test_blackbox_reports_the_intermediate_when_it_expires_first(tmp_path: Path)
     assert samples["probe_ssl_earliest_cert_expiry"] == pki.intermediate_not_after
 
 
-def test_every_metric_name_used_was_seen_in_a_real_scrape_or_is_listed(stack: Stack) -> None:
+def test_every_metric_name_of_the_dashboard_and_alert_rules_is_in_a_real_3_1_1_scrape(stack: Stack) -> None:
     used = set().union(*(promql_metric_names(e) for e in (*dashboard_promql().values(), *alert_promql().values())))
+    assert {"registry_proxy_hits_total", "registry_storage_cache_hits_total"} <= used  # the lexer found them
     # every target scraped at least once (the registry after the traffic of the fixture)
     targets = sum(
         len(group["targets"])
@@ -520,10 +549,37 @@ def test_every_metric_name_used_was_seen_in_a_real_scrape_or_is_listed(stack: St
         for group in job["static_configs"]
     )
     wait_query(stack.prometheus, f"count(up) == {targets}")
+    wait_query(stack.prometheus, 'registry_proxy_hits_total{job="registry",type="blob"} > 0')
     _, _, body = http_get(f"{stack.prometheus}/api/v1/label/__name__/values")
     names = set(json.loads(body)["data"])
-    unseen = used - names
-    assert unseen <= V3_ONLY_METRIC_NAMES, f"neither seen nor listed: {unseen - V3_ONLY_METRIC_NAMES}"
-    # the list holds only what 2.8.2 really lacks: nothing listed was seen
-    assert not V3_ONLY_METRIC_NAMES & names
-    assert unseen == V3_ONLY_METRIC_NAMES
+    assert used - names == set()
+
+
+def scrape(debug: str) -> dict[str, float]:
+    """One scrape of a debug server: `name{labels}` -> value."""
+    _, _, body = http_get(f"http://{debug}/metrics")
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in body.decode().splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+def test_a_cold_then_warm_pull_moves_every_proxy_and_cache_counter_the_dashboard_reads(tmp_path: Path) -> None:
+    """3.1.1 exports its proxy and cache counters at 0 from the start: a name in the scrape
+    proves little on its own, so the traffic of the scrape test must move each of them."""
+    with tls_mirror(tmp_path / "registry", make_pki(leaf_hours=24, intermediate_hours=48)) as mirror:
+        before = scrape(mirror.debug)
+        _registry_traffic(mirror, tmp_path / "traffic")
+        after = scrape(mirror.debug)
+    counters = [
+        f'registry_proxy_{name}_total{{type="{kind}"}}'
+        for name in ("requests", "hits", "misses", "pulled_bytes", "pushed_bytes")
+        for kind in ("blob", "manifest")
+    ] + ["registry_storage_cache_requests_total", "registry_storage_cache_hits_total"]
+    assert {c: before[c] for c in counters} == dict.fromkeys(counters, 0.0)
+    assert [c for c in counters if not after[c] > 0] == []
+    # one cold fetch per blob: what came from upstream is what one pull of the image needs
+    assert after['registry_proxy_pushed_bytes_total{type="blob"}'] == 2 * after[
+        'registry_proxy_pulled_bytes_total{type="blob"}'
+    ]

@@ -1,4 +1,6 @@
-"""The rehearsal infrastructure works: OCI layouts, docker-registry processes, config mapping.
+"""The rehearsal infrastructure works: OCI layouts, registry processes, config mapping.
+
+The mirror is registry 3.1.1 (rehearsal/registry3.py), the upstream Debian's 2.8.2.
 
 Uses a hand-made minimal mirror config (not the program's) so that a failure here points
 at the infrastructure, not at the program. The PKI comes from the pulumi-tls fake:
@@ -11,7 +13,6 @@ import gzip
 import hashlib
 import json
 import ssl
-import subprocess
 import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,17 +22,15 @@ import pytest
 import yaml
 
 from configs.registry import render_registry_config
-from tests.conftest import require_tool
-from tests.fakes.tls import (
+from rehearsal.fakes.tls import (
     CERT_REQUEST,
     LOCALLY_SIGNED_CERT,
     PRIVATE_KEY,
     SELF_SIGNED_CERT,
     fake_tls_resource,
 )
-from tests.rehearsal.oci import ImageInfo, blob_path, make_oci_image, read_manifest
-from tests.rehearsal.registry_proc import (
-    V2_REJECTED_KEYS,
+from rehearsal.oci import ImageInfo, blob_path, make_oci_image, read_manifest
+from rehearsal.registry_proc import (
     SkopeoError,
     Upstream,
     ca_context,
@@ -41,6 +40,8 @@ from tests.rehearsal.registry_proc import (
     http_get,
     inspect_raw,
     map_registry_config,
+    mirror_binary,
+    otlp_collector,
     pull_through,
     push,
     registry_env,
@@ -171,6 +172,7 @@ def mirror(
     ca_dir = write_ca_dir(root / "trust", pki["root"])
     with registry_process(
         config,
+        binary=mirror_binary(),
         log_path=root / "mirror.log",
         probe_url=f"https://127.0.0.1:{port}/v2/",
         ssl_context=ca_context(ca_dir / "ca.crt"),
@@ -241,7 +243,9 @@ def test_registry_process_fails_fast_with_its_log_on_a_bad_config(tmp_path: Path
     config = tmp_path / "bad.yml"
     config.write_text("version: 0.1\nstorage: {}\nhttp: {addr: 127.0.0.1:1}\n")
     with pytest.raises(RuntimeError, match="exited with"):
-        with registry_process(config, log_path=tmp_path / "bad.log", probe_url="http://127.0.0.1:1/v2/", timeout=10):
+        with registry_process(
+            config, binary=mirror_binary(), log_path=tmp_path / "bad.log", probe_url="http://127.0.0.1:1/v2/"
+        ):
             pass
 
 
@@ -252,24 +256,23 @@ def test_mirror_is_stopped_when_the_block_exits(tmp_path: Path):
     assert process.poll() is not None
 
 
-@pytest.mark.parametrize("key_path", V2_REJECTED_KEYS, ids=".".join)
-def test_docker_registry_2_8_refuses_each_dropped_v3_key(tmp_path: Path, key_path: tuple):
-    """Justifies `V2_REJECTED_KEYS`: 2.8.2 will not start with any of them."""
-    binary = require_tool("docker-registry")
-    config: dict[str, Any] = {
-        "version": 0.1,
-        "storage": {"filesystem": {"rootdirectory": str(tmp_path / "data")}},
-        "http": {"addr": f"127.0.0.1:{free_port()}"},
-    }
-    node = config
-    for key in key_path[:-1]:
-        node = node.setdefault(key, {})
-    node[key_path[-1]] = {"concurrencylimit": 5}
-    path = tmp_path / "config.yml"
-    path.write_text(yaml.safe_dump(config))
-    result = subprocess.run([binary, "serve", str(path)], capture_output=True, text=True, timeout=20)
-    assert result.returncode != 0
-    assert "must provide exactly one storage type" in result.stdout + result.stderr
+def test_the_mirror_is_distribution_3_1_1_and_the_upstream_debians_2_8(mirror: dict[str, Any], upstream: Upstream):
+    assert "version=v3.1.1+unknown" in mirror["process"].log()  # the text formatter's field
+    assert "version=2.8.2" in upstream.registry.log()
+
+
+def test_a_3_1_1_mirror_does_not_start_while_its_upstream_is_down(tmp_path: Path, pki: dict[str, str]):
+    """Why every rehearsal starts the upstream first (registry/handlers/app.go panics)."""
+    port, debug_port, closed = free_port(), free_port(), free_port()
+    config = minimal_mirror_config(
+        tmp_path, f"127.0.0.1:{port}", f"127.0.0.1:{debug_port}", f"http://127.0.0.1:{closed}", pki
+    )
+    with pytest.raises(RuntimeError, match="exited with"):
+        with registry_process(
+            config, binary=mirror_binary(), log_path=tmp_path / "m.log", probe_url=f"https://127.0.0.1:{port}/v2/"
+        ):
+            pass
+    assert f"127.0.0.1:{closed}" in (tmp_path / "m.log").read_text()
 
 
 # ---------------------------------------------------------------------------- TLS mirror
@@ -370,13 +373,12 @@ def test_map_registry_config_rewrites_only_paths_addresses_and_upstream(tmp_path
     path = map_registry_config(HAND_CONFIG, HAND_UPLOADS, tmp_path, "127.0.0.1:1", "127.0.0.1:2", "http://127.0.0.1:3")
     before = flatten(yaml.safe_load(HAND_CONFIG))
     after = flatten(yaml.safe_load(path.read_text()))
-    dropped = set(V2_REJECTED_KEYS)
     for key, value in before.items():
-        if key in REWRITTEN or any(key[: len(d)] == d for d in dropped):
+        if key in REWRITTEN:
             continue
         assert after[key] == value, key
     assert {k for k in after if k not in before} == set()
-    assert not any(k[:2] == ("storage", "tag") for k in after)
+    assert after[("storage", "tag", "concurrencylimit")] == 5  # registry:3's key stays
     mapped = yaml.safe_load(path.read_text())
     assert mapped["storage"]["filesystem"]["rootdirectory"] == str(tmp_path / "var/lib/registry")
     assert mapped["http"]["tls"]["certificate"] == str(tmp_path / "etc/distribution/certs/registry.crt")
@@ -402,15 +404,10 @@ def test_map_registry_config_keeps_the_programs_rendered_keys(tmp_path: Path):
     text = render_registry_config()
     path = map_registry_config(text, {}, tmp_path, "127.0.0.1:1", "127.0.0.1:2", "http://127.0.0.1:3")
     before, after = flatten(yaml.safe_load(text)), flatten(yaml.safe_load(path.read_text()))
-    kept = {k for k in before if k not in REWRITTEN and not any(k[: len(d)] == d for d in V2_REJECTED_KEYS)}
+    kept = {k for k in before if k not in REWRITTEN}
     assert kept, "the renderer produced nothing to compare"
     assert {k: after[k] for k in kept} == {k: before[k] for k in kept}
     assert set(after) <= set(before)
-
-
-def test_map_registry_config_keeps_v3_keys_when_asked(tmp_path: Path):
-    path = map_registry_config(HAND_CONFIG, {}, tmp_path, "a:1", "a:2", "http://u", drop_v2_rejected=False)
-    assert yaml.safe_load(path.read_text())["storage"]["tag"] == {"concurrencylimit": 5}
 
 
 def test_map_registry_config_refuses_paths_escaping_the_root(tmp_path: Path):
@@ -429,6 +426,29 @@ def test_registry_env_refuses_overrides_of_rewritten_keys():
         registry_env(["REGISTRY_HTTP_ADDR=:5000"])
 
 
-def test_mirror_without_an_http_secret_warns_about_it(mirror: dict[str, Any]):
-    """Control for the program rehearsal's check that REGISTRY_HTTP_SECRET reaches 2.8.2."""
-    assert "No HTTP secret provided" in mirror["process"].log()
+def test_registry_env_points_tracing_at_a_loopback_stand_in_or_turns_it_off():
+    envs = ["OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4318", "OTEL_SERVICE_NAME=r"]
+    assert registry_env(envs, otlp_endpoint="http://127.0.0.1:9") == {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+        "OTEL_SERVICE_NAME": "r",
+    }
+    assert registry_env(envs) == {"OTEL_TRACES_EXPORTER": "none", "OTEL_SERVICE_NAME": "r"}
+
+
+def test_otlp_stand_in_records_what_is_posted_to_it():
+    import urllib.request
+
+    with otlp_collector() as collector:
+        request = urllib.request.Request(f"{collector.url}/v1/traces", data=b"abc", method="POST")
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=5) as answer:
+            assert answer.status == 200
+    assert collector.posts == [("/v1/traces", b"abc")]
+
+
+def test_a_3_1_1_proxy_neither_needs_nor_asks_for_an_http_secret(mirror: dict[str, Any]):
+    """2.8.2 warned "No HTTP secret provided" here; 3.1.1 skips the secret for a proxy, whose
+    only use is signing upload state (registry/handlers/app.go `if !app.isCache`)."""
+    log = mirror["process"].log()
+    assert "Registry configured as a proxy cache to" in log  # the log is the mirror's
+    assert "No HTTP secret provided" not in log

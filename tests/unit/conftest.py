@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.http_stub import serve_http
+from rehearsal.http_stub import serve_http
 
 
 @pytest.fixture(autouse=True)

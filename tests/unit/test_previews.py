@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.fakes.program import Evaluation, evaluate
+from rehearsal.fakes.program import Evaluation, evaluate
 
 BASE = {"hostname": "mirror.test", "dockerCertsDir": "/tmp/certs.d"}
 

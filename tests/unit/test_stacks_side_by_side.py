@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 SUMMARY = r"""
 import json, sys
-from tests.fakes.program import evaluate
+from rehearsal.fakes.program import evaluate
 config = json.loads(sys.argv[1])
 ev = evaluate(config, stack=sys.argv[2])
 containers = ev.of_type("docker:index/container:Container")

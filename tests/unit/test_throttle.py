@@ -1,7 +1,7 @@
 """The benchmark's throttling proxy, run for real on loopback against a tiny TCP server.
 
 The server answers a line "N SEED\\n" with N pseudo-random bytes and closes. Each test sends
-through `bench.throttle.ThrottleProxy` and checks what arrives, what was counted and how
+through `rehearsal.throttle.ThrottleProxy` and checks what arrives, what was counted and how
 long it took (bounds are wide: this proves the order of magnitude, not a precise rate).
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.throttle import Counters, ThrottleProxy
+from rehearsal.throttle import Counters, ThrottleProxy
 
 
 def payload(size: int, seed: int) -> bytes:

@@ -22,8 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
-from tests.conftest import require_tool
-from tests.fakes.tls import (
+from rehearsal.fakes.tls import (
     CERT_REQUEST,
     LOCALLY_SIGNED_CERT,
     PRIVATE_KEY,
@@ -32,6 +31,7 @@ from tests.fakes.tls import (
     FakeTlsError,
     fake_tls_resource,
 )
+from tests.conftest import require_tool
 
 CA_USES = ["cert_signing", "crl_signing", "digital_signature"]
 SERVER_USES = ["digital_signature", "key_encipherment", "server_auth"]

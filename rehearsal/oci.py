@@ -77,7 +77,7 @@ def make_oci_image(directory: Path, layer_sizes: list[int], seed: int, tag: str 
         "os": "linux",
         "config": {"Labels": {"rehearsal.seed": str(seed)}},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": [{"created_by": f"tests.rehearsal.oci layer {i}"} for i in range(len(layers))],
+        "history": [{"created_by": f"rehearsal.oci layer {i}"} for i in range(len(layers))],
     }
     config_digest, config_size = _write_blob(blobs, _canonical(config))
     manifest = {

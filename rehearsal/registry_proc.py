@@ -1,15 +1,25 @@
-"""Run Debian's `docker-registry` (distribution 2.8.2) and `skopeo` against loopback.
+"""Run registries and `skopeo` against loopback.
+
+Two registry binaries, with one role each:
+
+- the mirror under test is distribution 3.1.1, the `registry` of the `registry:3.1.1`
+  image the stack ships (`mirror_binary()`: rehearsal/registry3.py builds it once);
+- the upstream stand-in for Docker Hub is Debian's `docker-registry` 2.8.2
+  (`upstream_binary()`): any registry serving pushed images will do there.
 
 Building blocks for rehearsals:
 
-- `free_port()`; `registry_process(config, env=..., log_path=..., probe_url=...)`: a context
-  manager that starts `docker-registry serve CONFIG`, waits (bounded) until it answers,
+- `free_port()`; `registry_process(config, binary=..., env=..., log_path=..., probe_url=...)`:
+  a context manager that starts `BINARY serve CONFIG`, waits (bounded) until it answers,
   captures its output to a log file and terminates it at exit.
 - `start_upstream(tmp)`: a plain-HTTP local registry with filesystem storage, the stand-in
-  for Docker Hub. Start it first: 2.8.2 panics at start when its proxy upstream is down.
+  for Docker Hub. Start it first: 3.1.1 panics at start when `<remoteurl>/v2/` does not
+  answer (registry/proxy/proxyauth.go `getAuthURLs`, registry/handlers/app.go).
 - `map_registry_config(...)`: lay a rendered `config.yml` and the files the program uploads
   into the container out under a temp root, rewriting only container paths, listen
   addresses and the proxy upstream.
+- `registry_env(...)`: the container's envs, with the tracing endpoint (a stack container
+  name) pointed at a loopback stand-in or tracing turned off.
 - skopeo: `push`, `pull_through` (trusting ONLY a given root CA), `inspect_raw`.
 - `https_get` / `http_get`: tiny clients (stdlib) for catalog, metrics and health.
 """
@@ -18,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import http.server
 import json
 import os
 import shutil
@@ -28,13 +39,15 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tests.conftest import require_tool
+from rehearsal.http_stub import serve_http
+from rehearsal.registry3 import require_registry3
+from rehearsal.tools import require_tool
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
@@ -52,12 +65,6 @@ PATH_KEYS: tuple[tuple[str, ...], ...] = (
     ("auth", "token", "jwks"),
     ("http", "tls", "letsencrypt", "cachefile"),
 )
-# Keys that registry:3 accepts but Debian's 2.8.2 refuses to start with. Only these are
-# dropped for a 2.8.2 rehearsal; tests/rehearsal/test_registry_infra.py proves 2.8.2 refuses
-# each of them (so this list cannot silently hide a key 2.8.2 would accept).
-#   storage.tag: 2.8's Storage.UnmarshalYAML counts every key other than maintenance, cache,
-#   delete and redirect as a storage driver -> "must provide exactly one storage type".
-V2_REJECTED_KEYS: tuple[tuple[str, ...], ...] = (("storage", "tag"),)
 # Env overrides of the keys the mapping rewrites: a program env setting one would silently
 # win over the mapping, so `registry_env` refuses them.
 REWRITTEN_ENV = (
@@ -69,6 +76,20 @@ REWRITTEN_ENV = (
     "REGISTRY_HTTP_TLS_KEY",
     "REGISTRY_HTTP_TLS_CLIENTCAS",
 )
+OTLP_ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
+# What the registry:3 image sets (its Dockerfile): without it the binary would export
+# traces to localhost:4318, which on a shared machine may be anybody's server.
+IMAGE_ENV = {"OTEL_TRACES_EXPORTER": "none"}
+
+
+def mirror_binary() -> str:
+    """The mirror under test: registry 3.1.1 (skip locally / fail in CI when unavailable)."""
+    return str(require_registry3())
+
+
+def upstream_binary() -> str:
+    """The Docker Hub stand-in: Debian's docker-registry 2.8.2."""
+    return require_tool("docker-registry")
 
 
 def free_port() -> int:
@@ -87,6 +108,7 @@ class RunningRegistry:
     process: subprocess.Popen[bytes]
     config_path: Path
     log_path: Path
+    binary: str = "registry"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -103,18 +125,19 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 def registry_process(
     config_path: Path,
     *,
+    binary: str,
     log_path: Path,
     probe_url: str,
     env: Mapping[str, str] | None = None,
     ssl_context: ssl.SSLContext | None = None,
     timeout: float = START_TIMEOUT,
 ) -> Iterator[RunningRegistry]:
-    """Run `docker-registry serve CONFIG` until the block exits.
+    """Run `BINARY serve CONFIG` until the block exits.
 
-    Ready when `probe_url` answers any HTTP status (a 401 is an answer); fails with the log
-    when the process exits first or `timeout` passes.
+    The environment is the image's (`IMAGE_ENV`) plus `env`. Ready when `probe_url` answers
+    any HTTP status (a 401 is an answer); fails with the log when the process exits first or
+    `timeout` passes.
     """
-    binary = require_tool("docker-registry")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
@@ -122,10 +145,10 @@ def registry_process(
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=clean_env(env),
+            env=clean_env({**IMAGE_ENV, **(env or {})}),
             cwd=str(config_path.parent),
         )
-    running = RunningRegistry(process, config_path, log_path)
+    running = RunningRegistry(process, config_path, log_path, binary)
     try:
         _wait_ready(running, probe_url, ssl_context, timeout)
         yield running
@@ -150,7 +173,7 @@ def _wait_ready(running: RunningRegistry, url: str, context: ssl.SSLContext | No
     while time.monotonic() < deadline:
         if running.process.poll() is not None:
             raise RuntimeError(
-                f"docker-registry exited with {running.process.returncode} before it was "
+                f"{running.binary} exited with {running.process.returncode} before it was "
                 f"ready:\n{running.log()[-4000:]}"
             )
         try:
@@ -161,7 +184,9 @@ def _wait_ready(running: RunningRegistry, url: str, context: ssl.SSLContext | No
         except (OSError, ssl.SSLError) as error:
             last_error = repr(error)
         time.sleep(0.1)
-    raise TimeoutError(f"docker-registry not ready at {url} after {timeout}s ({last_error}):\n{running.log()[-4000:]}")
+    raise TimeoutError(
+        f"{running.binary} not ready at {url} after {timeout}s ({last_error}):\n{running.log()[-4000:]}"
+    )
 
 
 # ---------------------------------------------------------------------------- upstream
@@ -190,7 +215,7 @@ def upstream_config(storage: Path, addr: str) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def start_upstream(tmp: Path, name: str = "upstream") -> Iterator[Upstream]:
-    """A plain-HTTP local registry (filesystem storage under `tmp/name`)."""
+    """A plain-HTTP local registry (filesystem storage under `tmp/name`), Debian's 2.8.2."""
     base = Path(tmp) / name
     base.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -198,7 +223,9 @@ def start_upstream(tmp: Path, name: str = "upstream") -> Iterator[Upstream]:
     config = base / "config.yml"
     config.write_text(yaml.safe_dump(upstream_config(base / "data", host_port), sort_keys=True))
     log_path = base / "registry.log"
-    with registry_process(config, log_path=log_path, probe_url=f"http://{host_port}/v2/") as reg:
+    with registry_process(
+        config, binary=upstream_binary(), log_path=log_path, probe_url=f"http://{host_port}/v2/"
+    ) as reg:
         yield Upstream(f"http://{host_port}", host_port, base / "data", log_path, reg)
 
 
@@ -223,15 +250,14 @@ def map_registry_config(
     debug_addr: str,
     upstream_url: str,
     *,
-    drop_v2_rejected: bool = True,
     output_name: str = "rehearsal-config.yml",
 ) -> Path:
     """Lay the program's registry files out under `root`; return the mapped config path.
 
     Every upload is written to `root/<container path>`. In the config, only the container
     paths (`PATH_KEYS`, plus any string equal to an uploaded path), `http.addr`,
-    `http.debug.addr` and `proxy.remoteurl` change; with `drop_v2_rejected`, the keys in
-    `V2_REJECTED_KEYS` are removed. Every other key stays exactly as rendered.
+    `http.debug.addr` and `proxy.remoteurl` change. Every other key stays exactly as
+    rendered.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -262,9 +288,6 @@ def map_registry_config(
         _set(mapped, ("http", "debug", "addr"), debug_addr)
     if _get(mapped, ("proxy",)) is not None:
         _set(mapped, ("proxy", "remoteurl"), upstream_url)
-    if drop_v2_rejected:
-        for key_path in V2_REJECTED_KEYS:
-            _delete(mapped, key_path)
 
     storage = _get(mapped, ("storage", "filesystem", "rootdirectory"))
     if isinstance(storage, str):
@@ -274,8 +297,13 @@ def map_registry_config(
     return out
 
 
-def registry_env(envs: Sequence[str]) -> dict[str, str]:
-    """The container's `envs` ("K=V") as a dict; refuses overrides of rewritten keys."""
+def registry_env(envs: Sequence[str], otlp_endpoint: str | None = None) -> dict[str, str]:
+    """The container's `envs` ("K=V") as a dict; refuses overrides of rewritten keys.
+
+    A tracing endpoint names a stack container (`http://jaeger:4318`), which must never be
+    looked up on the host's resolver: it becomes `otlp_endpoint` (a loopback stand-in), or
+    without one tracing is turned off.
+    """
     result: dict[str, str] = {}
     for item in envs:
         name, sep, value = item.partition("=")
@@ -285,6 +313,12 @@ def registry_env(envs: Sequence[str]) -> dict[str, str]:
     clashing = sorted(set(result) & set(REWRITTEN_ENV))
     if clashing:
         raise ValueError(f"env overrides keys the rehearsal must rewrite: {clashing}")
+    if OTLP_ENDPOINT_ENV in result:
+        if otlp_endpoint is not None:
+            result[OTLP_ENDPOINT_ENV] = otlp_endpoint
+        else:
+            del result[OTLP_ENDPOINT_ENV]
+            result["OTEL_TRACES_EXPORTER"] = "none"
     return result
 
 
@@ -312,12 +346,6 @@ def _set(document: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     for key in path[:-1]:
         node = node.setdefault(key, {})
     node[path[-1]] = value
-
-
-def _delete(document: dict[str, Any], path: tuple[str, ...]) -> None:
-    parent = _get(document, path[:-1]) if len(path) > 1 else document
-    if isinstance(parent, dict):
-        parent.pop(path[-1], None)
 
 
 def _rewrite_uploaded_paths(node: Any, uploaded: set[str], root: Path) -> Any:
@@ -486,16 +514,49 @@ def write_ca_dir(directory: Path, root_ca_pem: str) -> Path:
     return directory
 
 
+# ---------------------------------------------------------------------------- OTLP stand-in
+
+
+@dataclass
+class OtlpCollector:
+    """A loopback stand-in for Jaeger's OTLP/HTTP receiver: answers 200, records each POST."""
+
+    url: str = ""  # http://127.0.0.1:PORT, the OTEL_EXPORTER_OTLP_ENDPOINT base
+    posts: list[tuple[str, bytes]] = field(default_factory=list)  # (path, body)
+
+
+@contextlib.contextmanager
+def otlp_collector() -> Iterator[OtlpCollector]:
+    collector = OtlpCollector()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            collector.posts.append((self.path, body))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            return
+
+    with serve_http(Handler) as port:
+        collector.url = f"http://127.0.0.1:{port}"
+        yield collector
+
+
 # ---------------------------------------------------------------------------- rehearsal mirror
 
 
 @dataclass
 class RehearsalMirror:
-    """The program's registry container, run by Debian's docker-registry on loopback.
+    """The program's registry container, run by registry 3.1.1 on loopback.
 
-    Built from an `Evaluation` (tests.fakes.program): the registry container's `uploads` and
-    `envs` exactly as the program registers them, laid out by `map_registry_config`, with a
-    local plain-HTTP upstream standing in for Docker Hub. Use `RehearsalMirror.start(...)`.
+    Built from an `Evaluation` (rehearsal.fakes.program): the registry container's `uploads`
+    and `envs` exactly as the program registers them, laid out by `map_registry_config`,
+    with a local plain-HTTP upstream standing in for Docker Hub and, when the program turns
+    tracing on, a loopback OTLP stand-in for Jaeger. Use `RehearsalMirror.start(...)`.
     """
 
     root: Path  # everything of this rehearsal lives under here
@@ -504,13 +565,14 @@ class RehearsalMirror:
     debug_host_port: str  # 127.0.0.1:PORT of the plain-HTTP debug server
     debug_port: int
     ca_dir: Path  # holds only ca.crt = the stack output caCertPem (the root CA)
-    config_path: Path  # the mapped config docker-registry runs with
+    config_path: Path  # the mapped config the registry runs with
     storage: Path  # the cache (storage.filesystem.rootdirectory, mapped)
     log_path: Path
     uploads: dict[str, str]  # container path -> content, as the program uploads them
     env: dict[str, str]  # the container's envs, as the program sets them
     upstream: Upstream
     registry: RunningRegistry
+    otlp: OtlpCollector
 
     @property
     def url(self) -> str:
@@ -544,21 +606,25 @@ class RehearsalMirror:
         images: Sequence[tuple[Path, str]] = (),
         service: str = "registry",
         config_path: str = "/etc/distribution/config.yml",
+        extra_env: Mapping[str, str] | None = None,
     ) -> Iterator[RehearsalMirror]:
         """Start upstream (with `images` = [(oci_dir, "repo:tag")] pushed), then the mirror.
 
-        The root CA is the stack output `caCertPem`; nothing else is trusted.
+        The root CA is the stack output `caCertPem`; nothing else is trusted. `extra_env` is
+        added to the container's envs (e.g. a shorter OTel export delay).
         """
         tmp = Path(tmp)
         tmp.mkdir(parents=True, exist_ok=True)
+        binary = mirror_binary()
         container = evaluation.container(service)
         uploads: dict[str, str] = {u["file"]: u["content"] for u in container.inputs.get("uploads", [])}
         if config_path not in uploads:
             raise LookupError(f"{service} uploads no {config_path}: {sorted(uploads)}")
-        env = registry_env(container.inputs.get("envs", []))
         ca_dir = write_ca_dir(tmp / "trust", evaluation.outputs["caCertPem"])
-        port, debug_port = free_port(), free_port()
-        with start_upstream(tmp) as upstream:
+        with otlp_collector() as otlp, start_upstream(tmp) as upstream:
+            # chosen once the upstream listens, so free_port cannot hand out its port again
+            port, debug_port = free_port(), free_port()
+            env = {**registry_env(container.inputs.get("envs", []), otlp_endpoint=otlp.url), **(extra_env or {})}
             for oci_dir, repo_tag in images:
                 push(oci_dir, f"{upstream.host_port}/{repo_tag}", tag=repo_tag.rsplit(":", 1)[1])
             root = tmp / "mirror"
@@ -574,6 +640,7 @@ class RehearsalMirror:
             log_path = root / "registry.log"
             with registry_process(
                 mapped,
+                binary=binary,
                 log_path=log_path,
                 probe_url=f"https://127.0.0.1:{port}/v2/",
                 env=env,
@@ -593,4 +660,5 @@ class RehearsalMirror:
                     env=env,
                     upstream=upstream,
                     registry=running,
+                    otlp=otlp,
                 )

@@ -1,24 +1,28 @@
 """The program's registry container as a loopback process, with any upstream URL.
 
-Like `tests.rehearsal.registry_proc.RehearsalMirror.start`, but the caller chooses what
+Like `rehearsal.registry_proc.RehearsalMirror.start`, but the caller chooses what
 `proxy.remoteurl` points at (the throttle, or the nginx front in front of it), so the
 benchmark and the front's rehearsal can put something between the mirror and its upstream.
 The registry's files (`config.yml`, chain, key) and envs are taken from an `Evaluation` of
 the program exactly as it registers them; `map_registry_config` re-roots container paths
-and rewrites only the listen addresses and the upstream.
+and rewrites only the listen addresses and the upstream. The caller passes the registry
+binary: `registry_proc.mirror_binary()` in a test (skip/fail policy), or
+`registry3.registry_binary()` in the benchmark (which reports a missing binary itself); the
+benchmark's `--mirror 2.8` runs Debian's docker-registry for comparison.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tests.rehearsal.registry_proc import (
+from contract import Registry
+from rehearsal.registry_proc import (
     ca_context,
     free_port,
     map_registry_config,
@@ -26,7 +30,7 @@ from tests.rehearsal.registry_proc import (
     registry_process,
 )
 
-CONFIG_PATH = "/etc/distribution/config.yml"
+CONFIG_PATH = Registry.CONFIG_PATH
 
 
 @dataclass(frozen=True)
@@ -41,10 +45,23 @@ class ProgramMirror:
 
 
 @contextlib.contextmanager
-def program_mirror(evaluation: Any, root: Path, upstream_url: str, ca_file: Path) -> Iterator[ProgramMirror]:
-    """Run the program's registry (Debian docker-registry) under `root` until the block exits."""
+def program_mirror(
+    evaluation: Any,
+    root: Path,
+    upstream_url: str,
+    ca_file: Path,
+    *,
+    binary: str,
+    without: Sequence[tuple[str, ...]] = (),
+) -> Iterator[ProgramMirror]:
+    """Run the program's registry (`binary serve`) under `root` until the block exits.
+
+    `without`: config keys to remove first, only for the benchmark's 2.8 comparison run
+    (2.8.2 refuses to start with `storage.tag`).
+    """
     container = evaluation.container("registry")
     uploads = {u["file"]: u["content"] for u in container.inputs.get("uploads", [])}
+    # no tracing endpoint: the benchmark measures pulls, not the exporter
     env = registry_env(container.inputs.get("envs", []))
     port, debug_port = free_port(), free_port()
     mapped = map_registry_config(
@@ -55,10 +72,19 @@ def program_mirror(evaluation: Any, root: Path, upstream_url: str, ca_file: Path
         debug_addr=f"127.0.0.1:{debug_port}",
         upstream_url=upstream_url,
     )
-    storage = Path(yaml.safe_load(mapped.read_text())["storage"]["filesystem"]["rootdirectory"])
+    config = yaml.safe_load(mapped.read_text())
+    for key_path in without:
+        parent = config
+        for key in key_path[:-1]:
+            parent = parent.get(key, {})
+        parent.pop(key_path[-1], None)
+    if without:
+        mapped.write_text(yaml.safe_dump(config, sort_keys=True))
+    storage = Path(config["storage"]["filesystem"]["rootdirectory"])
     log_path = Path(root) / "registry.log"
     with registry_process(
         mapped,
+        binary=binary,
         log_path=log_path,
         probe_url=f"https://127.0.0.1:{port}/v2/",
         env=env,

@@ -16,7 +16,7 @@ It runs an asyncio loop in a background thread; `start()` returns the listening 
 `stop()` closes every connection. Loopback only: it refuses to listen on, or forward to,
 anything but a loopback address.
 
-    python -m bench.throttle --target 127.0.0.1:5000 --rate-mbit 100 --rtt-ms 20
+    python -m rehearsal.throttle --target 127.0.0.1:5000 --rate-mbit 100 --rtt-ms 20
 """
 
 from __future__ import annotations

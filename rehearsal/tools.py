@@ -1,0 +1,63 @@
+"""What happens when a rehearsal binary is missing: the one policy for tests and helpers.
+
+On a developer machine the test is skipped with the reason (the package to install, the
+source to provide); under CI=true it fails, because CI must prove every rehearsal.
+`tests/conftest.py` re-exports `require_tool`, so tests keep importing it from there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import NoReturn
+
+# binary -> Debian package that ships it
+TOOL_PACKAGES = {
+    "docker-registry": "docker-registry",
+    "openssl": "openssl",
+    "skopeo": "skopeo",
+    "promtool": "prometheus",
+    "prometheus": "prometheus",
+    "prometheus-blackbox-exporter": "prometheus-blackbox-exporter",
+    "nginx": "nginx",
+    "setpriv": "util-linux",
+    "shellcheck": "shellcheck",
+    "update-ca-certificates": "ca-certificates",
+    "wget": "wget",
+    "curl": "curl",
+    "make": "make",
+    "dockerd": "docker.io",
+    "docker": "docker.io",
+    "containerd": "containerd",
+    "ctr": "containerd",
+    "runc": "runc",
+    "iptables": "iptables",
+    "busybox": "busybox-static",
+}
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def unavailable(message: str) -> NoReturn:
+    """Skip the running test with `message`; under CI=true, fail it."""
+    # pytest is imported here, not at the top: the benchmark imports this package without it
+    import pytest
+
+    if in_ci():
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def find_tool(name: str) -> str | None:
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+
+
+def require_tool(name: str) -> str:
+    """Return the path of a rehearsal binary; skip locally, fail under CI=true."""
+    path = find_tool(name)
+    if path:
+        return path
+    package = TOOL_PACKAGES.get(name, name)
+    unavailable(f"rehearsal tool {name!r} is missing (apt-get install -y {package})")
