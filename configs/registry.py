@@ -29,8 +29,8 @@ DOCKER_HUB = Registry.DOCKER_HUB
 
 def render_registry_config(
     *,
-    proxy_ttl: str = "168h",
-    tag_concurrency_limit: int = 5,
+    proxy_ttl: str,
+    tag_concurrency_limit: int,
     remote_url: str = DOCKER_HUB,
     storage_root: str = STORAGE_ROOT,
     cert_path: str = CERT_PATH,
