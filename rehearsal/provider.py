@@ -277,6 +277,15 @@ def wait_healthy(engine: Engine, container: str, timeout: float = 120.0) -> floa
     raise TimeoutError(f"{container} not healthy after {time.monotonic() - began:.0f}s: {state}")
 
 
-def remove_container(engine: Engine, container: str) -> None:
-    """The provider's delete: stop (timeout 0 unless destroy_grace_seconds), remove."""
-    engine.api("DELETE", f"/containers/{container}?force=1&v=0")
+def remove_container(engine: Engine, container: str, inputs: Mapping[str, Any]) -> float:
+    """The provider's delete (`resourceDockerContainerDelete`): with destroy_grace_seconds,
+    ContainerStop with that timeout, then a forced ContainerRemove (volumes kept unless
+    remove_volumes). Returns the seconds the stop took."""
+    began = time.monotonic()
+    grace = int(inputs.get("destroyGraceSeconds") or 0)
+    if grace > 0:
+        engine.api("POST", f"/containers/{container}/stop?t={grace}", timeout=grace + 30)
+    stopped = time.monotonic() - began
+    remove_volumes = 1 if inputs.get("removeVolumes") else 0
+    engine.api("DELETE", f"/containers/{container}?force=1&v={remove_volumes}")
+    return stopped

@@ -94,6 +94,8 @@ def test_containers_carry_the_recorded_spec(stack: Stack) -> None:
         }
         assert host["RestartPolicy"]["Name"] == recorded["restart"] == "unless-stopped"
         assert host["Memory"] == recorded["memory"] * 1024 * 1024
+        assert host["MemorySwap"] == recorded["memorySwap"] * 1024 * 1024 == host["Memory"]
+        assert config["StopTimeout"] == recorded["stopTimeout"]
         assert host["LogConfig"] == {"Type": recorded["logDriver"], "Config": recorded["logOpts"]}
         networks = got["NetworkSettings"]["Networks"]
         for network in recorded["networksAdvanced"]:
@@ -190,7 +192,11 @@ def test_cache_is_in_the_named_volume_and_survives_replacing_the_registry_contai
     assert set(image.blob_digests) <= _blob_files(volume_root)
 
     # a replacement (delete_before_replace): remove, create again from the same inputs
-    remove_container(engine, stack.containers["registry"].id)
+    old = stack.containers["registry"].id
+    stop_seconds = remove_container(engine, old, stack.inputs("registry"))
+    # the registry stops on SIGTERM well inside its grace: no SIGKILL needed
+    assert stop_seconds < stack.inputs("registry")["destroyGraceSeconds"]
+    print(f"registry stopped in {stop_seconds:.1f}s")
     created = stack.create("registry")
     wait_healthy(engine, created.id, HEALTHY_TIMEOUT)
     stack.upstream.stop()  # 3.1.1 needs its upstream at start only (FIELD-NOTES)
