@@ -16,7 +16,7 @@ pulumi-docker bridges kreuzwerker/terraform-provider-docker; this follows its cr
    owned by root, missing parents are created by Docker as root 0755 — BEFORE the start;
 4. `ContainerStart`; with `wait`, poll until `State.Health.Status == healthy`.
 
-The input keys are the camelCase ones the Pulumi SDK sends (tests.fakes.program records
+The input keys are the camelCase ones the Pulumi SDK sends (rehearsal.fakes.program records
 them). A key this module does not translate raises `Untranslated` rather than being dropped:
 a rehearsal must not silently run something else than the program asked for.
 """
