@@ -294,6 +294,39 @@ def _secret_text(value: object) -> str:
     return text
 
 
+_USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _registry_users(value: object) -> str:
+    """A JSON object user -> password (`pulumi config set --path --secret registryUsers.<user> <pw>`),
+    kept as its JSON text: the program gets the secret Output of that text."""
+    allowed = ("must be an object of 1-100 users (letters, digits, '.', '_', '-'; up to 64 "
+               "characters) to passwords of 12-256 characters without control characters")
+    if isinstance(value, str):
+        if len(value) > 100_000:
+            _refuse(allowed)
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            _refuse(allowed)
+    if not isinstance(value, dict) or not 1 <= len(value) <= 100:
+        _refuse(allowed)
+    for user, password in value.items():
+        if not _USER.fullmatch(user) or not isinstance(password, str):
+            _refuse(allowed)
+        if not 12 <= len(password) <= 256 or _has_control(password):
+            _refuse(allowed)
+    return json.dumps(value, sort_keys=True)
+
+
+def _grafana_password(value: object) -> str:
+    allowed = "must be 12-1024 characters without control characters (unset: a generated one)"
+    text = _text(value, 1024, allowed)
+    if len(text) < 12 or _has_control(text):
+        _refuse(allowed)
+    return text
+
+
 class Secret:
     """Marks a key whose value is a secret: never shown, and refused unless set with --secret."""
 
@@ -327,6 +360,10 @@ class StackConfig(BaseModel):
         None, description="Docker Hub user for authenticated pulls (with dockerHubPassword).")
     dockerHubPassword: Annotated[str | None, BeforeValidator(_secret_text), Secret()] = Field(
         None, description="Docker Hub password or access token (secret).")
+    registryUsers: Annotated[str | None, BeforeValidator(_registry_users), Secret()] = Field(
+        None, description="Users allowed to pull, user -> password (secret object; htpasswd, bcrypt).")
+    requireClientCert: Boolean = Field(
+        False, description="Require a client certificate signed by the stack's CA (mutual TLS).")
     proxyTtl: Annotated[str, BeforeValidator(_proxy_ttl)] = Field(
         "168h",
         description="How long cached content is kept before it is fetched again (Go duration; 0 = never expire).")
@@ -396,7 +433,7 @@ class StackConfig(BaseModel):
         "168h", description="Loki log retention (hours, e.g. 168h).")
     grafanaAdminUser: Annotated[str, pattern(r"[A-Za-z0-9._@-]{1,64}", "must be 1-64 letters, digits or ._@-", 64)] = (
         Field("admin", description="Grafana admin user."))
-    grafanaAdminPassword: Annotated[str | None, BeforeValidator(_secret_text), Secret()] = Field(
+    grafanaAdminPassword: Annotated[str | None, BeforeValidator(_grafana_password), Secret()] = Field(
         None, description="Grafana admin password (secret; generated when unset).")
     grafanaAnonymous: Boolean = Field(True, description="Let anonymous visitors view dashboards.")
 
@@ -439,6 +476,8 @@ class RegistrySettings(_Frozen):
     docker_hub_username: str | None
     docker_hub_password: Any = Field(None, repr=False)  # pulumi.Output[str] (secret) or None
     keep_data_on_destroy: bool = True
+    users: Any = Field(None, repr=False)  # JSON user -> password: pulumi.Output[str] (secret) or None
+    require_client_cert: bool = False
 
     @property
     def host(self) -> str:
@@ -648,7 +687,10 @@ def parse(
         docker_hub_username=config.dockerHubUsername,
         docker_hub_password=secret("dockerHubPassword"),
         keep_data_on_destroy=config.keepDataOnDestroy,
+        users=secret("registryUsers"),
+        require_client_cert=config.requireClientCert,
     )
+    _check_client_auth(config, raw, problems)
     _check_lifetimes(config, problems)
     pki = PkiSettings(
         organization=config.pkiOrganization,
@@ -728,6 +770,24 @@ def _validate(raw: Mapping[str, str], problems: _Problems) -> StackConfig:
             bad.add(key)
         # every rule accepts its own default, so this second pass cannot fail
         return StackConfig.model_validate({k: v for k, v in raw.items() if k not in bad})
+
+
+def _check_client_auth(c: StackConfig, raw: Mapping[str, str], problems: _Problems) -> None:
+    users = "registryUsers" in raw
+    if c.configureDockerMirror and users and problems.clear("configureDockerMirror", "registryUsers"):
+        problems.value(
+            "configureDockerMirror", "'true'",
+            "cannot be used with registryUsers: dockerd sends no credentials to a registry-mirrors "
+            "entry and silently pulls from Docker Hub instead (moby/moby#30880); use requireClientCert "
+            "for the mirror setting, or pull by host:port after docker login")
+    exposed = c.registryBindAddress not in ("127.0.0.1", "::1")
+    if (exposed and c.dockerHubUsername is not None and not users and not c.requireClientCert
+            and problems.clear("registryBindAddress", "dockerHubUsername", "registryUsers", "requireClientCert")):
+        problems.value(
+            "registryBindAddress", _shown(c.registryBindAddress),
+            "with dockerHubUsername set and no client authentication, anyone who reaches the port pulls "
+            "as that Docker Hub account: set registryUsers, set requireClientCert true, or set "
+            "registryBindAddress 127.0.0.1")
 
 
 def _check_lifetimes(c: StackConfig, problems: _Problems) -> None:

@@ -130,7 +130,8 @@ def test_port_offset_shifts_every_published_port():
 
 def test_credentials_are_kept_as_given_secret_object():
     marker = object()
-    s = parse({"dockerHubUsername": "alice", "dockerHubPassword": "<set>"}, stack="dev",
+    s = parse({"dockerHubUsername": "alice", "dockerHubPassword": "<set>", "registryBindAddress": "127.0.0.1"},
+              stack="dev",
               secrets={"dockerHubPassword": marker})
     assert s.registry.docker_hub_username == "alice"
     assert s.registry.docker_hub_password is marker

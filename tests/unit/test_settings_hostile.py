@@ -139,7 +139,8 @@ def test_a_bad_docker_host_variable_is_named_as_the_variable_the_user_set(monkey
 
 def test_a_bad_secret_value_fails_the_program_without_showing_it():
     with pytest.raises(SettingsError) as err:
-        evaluate({"dockerHubUsername": "alice"}, secrets={"dockerHubPassword": "hunter2\n"})
+        evaluate({"dockerHubUsername": "alice", "registryBindAddress": "127.0.0.1"},
+                 secrets={"dockerHubPassword": "hunter2\n"})
     assert str(err.value).split("\n")[1:] == [
         "  registry-mirror:dockerHubPassword = <secret> is invalid: must be 1-1024 characters, no control characters"]
 
@@ -166,7 +167,8 @@ def test_load_takes_secretness_from_the_cli_environment_not_only_from_set_all_co
         pulumi.runtime.set_all_config(json.loads(os.environ["PULUMI_CONFIG"]), secret_keys=[])
         seen["password"] = settings.load().registry.docker_hub_password
 
-    evaluate({"dockerHubUsername": "alice"}, secrets={"dockerHubPassword": "token"}, program=program)
+    evaluate({"dockerHubUsername": "alice", "registryBindAddress": "127.0.0.1"},
+             secrets={"dockerHubPassword": "token"}, program=program)
     assert isinstance(seen["password"], pulumi.Output)
 
 
