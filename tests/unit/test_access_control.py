@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from configs.registry import render_htpasswd
+from rehearsal.fakes.program import evaluate
 from settings import SettingsError, parse
-from tests.fakes.program import evaluate
 
 USERS = {"alice": "correct-horse-battery", "ci.bot": "staple-horse-battery-9"}
 BASE = {"hostname": "mirror.test", "installTrust": "false"}
