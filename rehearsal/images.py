@@ -139,6 +139,10 @@ class StandIn:
 
 def _base(tools: Sequence[str] = APPLETS) -> list[Entry]:
     """What every stand-in has: busybox with its applets, passwd/group, /tmp."""
+    if not Path(BUSYBOX).is_file() or shared_libraries(Path(BUSYBOX)):
+        # Debian's plain `busybox` package is dynamically linked: it would not run in an
+        # image without its libraries
+        raise RuntimeError(f"{BUSYBOX} must be a static busybox (apt-get install busybox-static)")
     entries = [
         Entry("/bin", 0o755, directory=True),
         Entry("/etc", 0o755, directory=True),

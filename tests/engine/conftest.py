@@ -212,10 +212,13 @@ def stand_ins(engine: Engine, tmp_path_factory: pytest.TempPathFactory, program:
     pins = {r.name.removesuffix("-image"): r.inputs["name"]
             for r in program.of_type("docker:index/remoteImage:RemoteImage")}
     work = tmp_path_factory.mktemp("images")
+    require_tool("busybox")
     builders = {
         "registry": lambda: images.registry_stand_in(registry3.require_registry3(), pins["registry"]),
-        "prometheus": lambda: images.prometheus_stand_in(pins["prometheus"]),
-        "blackbox": lambda: images.blackbox_stand_in(pins["blackbox"]),
+        "prometheus": lambda: images.prometheus_stand_in(
+            pins["prometheus"], Path(require_tool("prometheus")), Path(require_tool("promtool"))),
+        "blackbox": lambda: images.blackbox_stand_in(
+            pins["blackbox"], Path(require_tool("prometheus-blackbox-exporter"))),
     }
     for service in SERVICES:
         images.build(engine, builders[service](), work)
