@@ -103,9 +103,17 @@ def with_upstream(inputs: dict[str, Any], remote_url: str) -> dict[str, Any]:
     changed = copy.deepcopy(inputs)
     for upload in changed["uploads"]:
         if upload["file"] == REGISTRY_CONFIG_PATH:
-            config = yaml.safe_load(upload["content"])
-            config["proxy"]["remoteurl"] = remote_url
-            upload["content"] = yaml.safe_dump(config, sort_keys=True, default_flow_style=False)
+            text: str = upload["content"]
+            recorded = yaml.safe_load(text)
+            # a text edit of that one value, so every other byte stays as rendered
+            current = recorded["proxy"]["remoteurl"]
+            if text.count(current) != 1:
+                raise ValueError(f"{current!r} is not written exactly once in the config")
+            upload["content"] = text.replace(current, remote_url)
+            expected = copy.deepcopy(recorded)
+            expected["proxy"]["remoteurl"] = remote_url
+            if yaml.safe_load(upload["content"]) != expected:
+                raise ValueError("rewriting proxy.remoteurl changed something else")
             return changed
     raise LookupError(f"the registry uploads no {REGISTRY_CONFIG_PATH}")
 

@@ -28,6 +28,7 @@ from tests.engine.conftest import (
     IMAGE_REPO,
     IMAGE_TAG,
     SERVICES,
+    UPSTREAM_URL,
     Stack,
 )
 
@@ -108,6 +109,18 @@ def test_containers_carry_the_recorded_spec(stack: Stack) -> None:
         for volume in recorded.get("volumes", []):
             assert mounts[volume["containerPath"]]["Name"] == volume["volumeName"]
             assert mounts[volume["containerPath"]]["Type"] == "volume"
+
+
+def test_the_registry_runs_the_recorded_inputs_but_for_one_line_of_its_config(stack: Stack) -> None:
+    recorded = stack.program.find(CONTAINER, "registry").inputs
+    used = stack.inputs("registry")
+    assert {k: v for k, v in used.items() if k != "uploads"} == {k: v for k, v in recorded.items() if k != "uploads"}
+    changed = []
+    for before, after in zip(recorded["uploads"], used["uploads"], strict=True):
+        assert {k: v for k, v in before.items() if k != "content"} == {k: v for k, v in after.items() if k != "content"}
+        lines = zip(before["content"].splitlines(), after["content"].splitlines(), strict=True)
+        changed += [(b, a) for b, a in lines if b != a]
+    assert changed == [("  remoteurl: https://registry-1.docker.io", f"  remoteurl: {UPSTREAM_URL}")]
 
 
 def test_network_and_volumes_carry_the_recorded_names_driver_and_labels(stack: Stack) -> None:
