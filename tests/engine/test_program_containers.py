@@ -12,6 +12,7 @@ be reached here. Ports are published exactly as recorded (0.0.0.0:6000 and
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import urllib.parse
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 
 from rehearsal.engine import Engine
-from rehearsal.provider import health, remove_container, wait_healthy
+from rehearsal.provider import create_volume, health, remove_container, wait_healthy
 from tests.engine.conftest import (
     CONTAINER,
     HEALTHY_TIMEOUT,
@@ -181,28 +182,57 @@ def _blob_files(volume_root: Path) -> set[str]:
 
 
 def _mirror_fetch(stack: Stack, path: str) -> str:
-    """GET through the published TLS port, trusting only the program's root CA."""
+    """GET through the published TLS port, trusting only the program's root CA; "200" only
+    when the body's sha256 is the digest the path names (a truncated blob is not a 200)."""
     ca = stack.engine.root / "stack-ca.crt"
     ca.write_text(stack.program.outputs["caCertPem"])
+    body = stack.engine.root / "fetched"
+    body.unlink(missing_ok=True)
     answer = stack.engine.run([
         "curl", "-sS", "--fail", "--max-time", "20", "--cacert", str(ca),
         "-H", "Accept: application/vnd.oci.image.manifest.v1+json",
-        "-o", "/dev/null", "-w", "%{http_code}",
+        "-o", str(body), "-w", "%{http_code}",
         f"https://{stack.mirror_host}/v2/{path}"], timeout=30, check=False)
-    return answer.stdout + answer.stderr
+    status = answer.stdout + answer.stderr
+    digest = path.rsplit("/", 1)[-1]
+    if status == "200" and digest.startswith("sha256:"):
+        got = "sha256:" + hashlib.sha256(body.read_bytes()).hexdigest()
+        if got != digest:
+            return f"200 with a body of {body.stat().st_size} bytes and digest {got}"
+    if status == "200" and "/manifests/" in path:
+        got = "sha256:" + hashlib.sha256(body.read_bytes()).hexdigest()
+        if got != stack.upstream.image.manifest_digest:
+            return f"200 with a manifest of digest {got}"
+    return status
+
+
+def _image_paths(stack: Stack) -> list[str]:
+    image = stack.upstream.image
+    return [f"{IMAGE_REPO}/manifests/{IMAGE_TAG}"] + [f"{IMAGE_REPO}/blobs/{d}" for d in image.blob_digests]
+
+
+def _fill_cache(stack: Stack) -> Path:
+    """Pull the image's manifest and blobs through the mirror; the volume's path once every
+    blob is stored in it."""
+    for path in _image_paths(stack):
+        assert _mirror_fetch(stack, path) == "200", path
+    volume_name = stack.program.find(CONTAINER, "registry").inputs["volumes"][0]["volumeName"]
+    volume_root = Path(stack.engine.api("GET", f"/volumes/{volume_name}")["Mountpoint"])
+    wanted = set(stack.upstream.image.blob_digests)
+    deadline = time.monotonic() + 30  # the proxy stores a blob after it has served it
+    while not wanted <= _blob_files(volume_root) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    missing = wanted - _blob_files(volume_root)
+    logs = stack.engine.docker("logs", stack.containers["registry"].id)
+    errors = [line for line in (logs.stdout + logs.stderr).splitlines() if '"level":"error"' in line]
+    assert not missing, f"not stored: {missing}; the registry's errors:\n" + "\n".join(errors)
+    return volume_root
 
 
 def test_cache_is_in_the_named_volume_and_survives_replacing_the_registry_container(stack: Stack) -> None:
-    engine, image = stack.engine, stack.upstream.image
-    paths = [f"{IMAGE_REPO}/manifests/{IMAGE_TAG}"] + [f"{IMAGE_REPO}/blobs/{d}" for d in image.blob_digests]
-    for path in paths:
-        assert _mirror_fetch(stack, path) == "200", path
-    volume_name = stack.program.find(CONTAINER, "registry").inputs["volumes"][0]["volumeName"]
-    volume_root = Path(engine.api("GET", f"/volumes/{volume_name}")["Mountpoint"])
-    deadline = time.monotonic() + 30  # the proxy stores a blob after it has served it
-    while not set(image.blob_digests) <= _blob_files(volume_root) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert set(image.blob_digests) <= _blob_files(volume_root)
+    engine = stack.engine
+    paths = _image_paths(stack)
+    _fill_cache(stack)
 
     # a replacement (delete_before_replace): remove, create again from the same inputs
     old = stack.containers["registry"].id
@@ -221,6 +251,20 @@ def test_cache_is_in_the_named_volume_and_survives_replacing_the_registry_contai
     finally:
         stack.upstream.start()
     assert health(engine, created.id) == "healthy"
+
+
+def test_a_kept_volume_is_adopted_by_the_next_up(stack: Stack) -> None:
+    """keepDataOnDestroy leaves the cache volume behind; the next `up` creates a volume of
+    the same name and Docker hands back the existing one, data and all."""
+    recorded = stack.program.find("docker:index/volume:Volume", "registry-data").inputs
+    _fill_cache(stack)
+    before = stack.engine.api("GET", f"/volumes/{recorded['name']}")
+    blobs = _blob_files(Path(before["Mountpoint"]))
+    again = create_volume(stack.engine, recorded)
+    after = stack.engine.api("GET", f"/volumes/{again}")
+    assert (after["Name"], after["Mountpoint"], after["CreatedAt"]) == (
+        before["Name"], before["Mountpoint"], before["CreatedAt"])
+    assert _blob_files(Path(after["Mountpoint"])) == blobs
 
 
 @pytest.mark.parametrize("service", SERVICES)
