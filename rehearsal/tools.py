@@ -26,8 +26,13 @@ TOOL_PACKAGES = {
     "wget": "wget",
     "curl": "curl",
     "make": "make",
+    "dockerd": "docker.io",
+    "docker": "docker.io",
     "containerd": "containerd",
     "ctr": "containerd",
+    "runc": "runc",
+    "iptables": "iptables",
+    "busybox": "busybox-static",
     "unshare": "util-linux",
     "nsenter": "util-linux",
 }
