@@ -168,20 +168,27 @@ def test_ctr_pulls_through_the_mirror_with_the_programs_containerd_hosts_toml(
     stack: Stack, program: Evaluation, clean_trust: None
 ) -> None:
     engine = stack.engine
-    hosts_dir = engine.root / "containerd-certs.d"
-    (hosts_dir / "docker.io").mkdir(parents=True, exist_ok=True)
-    (hosts_dir / "docker.io" / "hosts.toml").write_text(program.outputs["containerdHostsToml"])
+    # the printed files (clientConfigs: hosts.toml with its CA beside it, paths under
+    # /etc/containerd/certs.d) in a temp dir that a nested mount namespace puts at
+    # /etc/containerd: the host's /etc/containerd is never touched
+    etc = engine.root / "etc-containerd"
+    for path, content in program.outputs["clientConfigs"]["containerd"].items():
+        if path.startswith("/etc/containerd/"):
+            target = etc / path.removeprefix("/etc/containerd/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content)
+    assert (etc / "certs.d/docker.io/hosts.toml").read_text() == program.outputs["containerdHostsToml"]
     reference = f"docker.io/{IMAGE_REPO}:{IMAGE_TAG}"
 
     # positive control: without the hosts dir, containerd goes to Docker Hub and fails
     direct = engine.ctr("image", "pull", reference, timeout=PULL_TIMEOUT, check=False)
     assert direct.returncode != 0, direct.stdout
 
-    # the output's `ca` is the file the install script writes (<certs.d>/<host>/ca.crt)
-    run_script(engine, program, "create")
+    ctr = ["unshare", "--mount", "sh", "-c", 'mount --make-rprivate / && mount --bind "$0" /etc/containerd '
+           '&& exec "$@"', str(etc), "ctr", "--address", str(engine.containerd_socket)]
     try:
         seen_before = len(registry_requests(stack))
-        pulled = engine.ctr("image", "pull", "--hosts-dir", str(hosts_dir), reference,
+        pulled = engine.run([*ctr, "image", "pull", "--hosts-dir", "/etc/containerd/certs.d", reference],
                             timeout=PULL_TIMEOUT, check=False)
         assert pulled.returncode == 0, pulled.stdout + pulled.stderr
         listed = engine.ctr("image", "ls").stdout
@@ -193,4 +200,3 @@ def test_ctr_pulls_through_the_mirror_with_the_programs_containerd_hosts_toml(
                    and e["http.request.useragent"].startswith("containerd/") for e in new), new
     finally:
         engine.ctr("image", "rm", reference, check=False)
-        run_script(engine, program, "delete")
