@@ -33,6 +33,7 @@ CONFIG_PATH = "/etc/nginx/nginx.conf"
 # Docker Hub's mirror answers requests without `ns`
 DEFAULT_NS = "docker.io"
 UNKNOWN = "no_mirror"
+DOCKER_DNS = "127.0.0.11"  # Docker's embedded DNS server on user-defined networks
 # the registries' certificate names `registry` (components/pki.py SANs), whatever their alias
 BACKEND_TLS_NAME = Registry.ALIAS
 NAME_UNKNOWN = '{"errors":[{"code":"NAME_UNKNOWN","message":"this registry mirrors no such upstream"}]}'
@@ -66,10 +67,6 @@ def _ns_keys(ns: str) -> list[str]:
     return list(dict.fromkeys([ns, quote(ns, safe="")]))
 
 
-def _upstream_name(index: int) -> str:
-    return f"mirror_{index}"
-
-
 def router_nodes(
     routes: Sequence[Route],
     *,
@@ -77,22 +74,23 @@ def router_nodes(
     require_client_cert: bool = False,
     backend_client_cert: bool = False,
     paths: RouterPaths = RouterPaths(),
+    resolver: str = DOCKER_DNS,
 ) -> list[Node]:
     """The nginx configuration as a tree; `routes[0]` must be Docker Hub's mirror."""
     if not routes or routes[0].ns != DEFAULT_NS:
         raise ValueError("the first route must be Docker Hub's mirror (the route of requests without ns)")
     # `if` with `set` in server context (the rewrite module) compares the exact text: no
     # prefix, suffix or case folding can send one upstream's name to another's mirror
+    # The variable holds the mirror's alias:port and proxy_pass resolves it through `resolver`
+    # for each request (cached `valid`): a replaced mirror container's new address is found
+    # without restarting nginx, which an `upstream` block resolves once, at start.
     choose: list[Node] = [
         Directive("set", "$mirror", UNKNOWN),
-        Block("if", "($arg_ns", "=", "", ")", children=[Directive("set", "$mirror", _upstream_name(0))]),
+        Block("if", "($arg_ns", "=", "", ")", children=[Directive("set", "$mirror", routes[0].backend)]),
     ]
-    upstreams: list[Node] = []
-    for index, route in enumerate(routes):
-        pick = Directive("set", "$mirror", _upstream_name(index))
+    for route in routes:
+        pick = Directive("set", "$mirror", route.backend)
         choose += [Block("if", "($arg_ns", "=", f"{key})", children=[pick]) for key in _ns_keys(route.ns)]
-        upstreams.append(Block("upstream", _upstream_name(index), children=[
-            Directive("server", route.backend), Directive("keepalive", 16)]))
     tls_client: list[Node | None] = [
         Directive("ssl_client_certificate", paths.client_ca),
         Directive("ssl_verify_client", "on"),
@@ -138,7 +136,8 @@ def router_nodes(
             Directive("scgi_temp_path", f"{paths.temp_dir}/scgi_temp"),
             Directive("server_tokens", "off"),
             Directive("default_type", "application/json"),
-            *upstreams,
+            Directive("resolver", resolver, "valid=10s", "ipv6=off"),
+            Directive("resolver_timeout", "5s"),
             Block("server", children=[
                 Directive("listen", listen, "ssl"),
                 Directive("ssl_certificate", paths.cert),

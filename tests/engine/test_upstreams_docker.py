@@ -132,8 +132,8 @@ def upstreams(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Itera
         text = _replace(text, "pid /var/run/nginx.pid;", f"pid {home}/nginx.pid;")
         text = _replace(text, "/var/cache/nginx/", f"{home}/cache/")
         text = _replace(text, "access_log /dev/stdout;", f"access_log {home}/access.log;")
-        text = _replace(text, "server registry:5000;", f"server {ADDRESS}:{HUB_PORT};")
-        text = _replace(text, "server registry-ghcr:5000;", f"server {ADDRESS}:{GHCR_PORT};")
+        text = _replace(text, "set $mirror registry:5000;", f"set $mirror {ADDRESS}:{HUB_PORT};")
+        text = _replace(text, "set $mirror registry-ghcr:5000;", f"set $mirror {ADDRESS}:{GHCR_PORT};")
         (home / "nginx.conf").write_text(text)
         engine.spawn("router", [nginx, "-p", str(home), "-c", str(home / "nginx.conf"), "-e",
                                 str(home / "error.log"), "-g", "daemon off; user root;"])

@@ -122,7 +122,7 @@ def _router(ev: Evaluation, root: Path, port: int, backends: dict[str, int]) -> 
     text = _replace(text, "/var/cache/nginx/", f"{home}/cache/")
     text = _replace(text, "access_log /dev/stdout;", f"access_log {home}/access.log;")
     for alias, backend_port in backends.items():
-        text = _replace(text, f"server {alias}:5000;", f"server 127.0.0.1:{backend_port};")
+        text = _replace(text, f"set $mirror {alias}:5000;", f"set $mirror 127.0.0.1:{backend_port};")
     config = home / "nginx.conf"
     config.write_text(text)
     error_log = home / "error.log"

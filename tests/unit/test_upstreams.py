@@ -126,9 +126,15 @@ def _picks(nodes: list[nginxconf.Node]) -> dict[str, str]:
 
 def test_the_router_picks_each_mirror_by_the_exact_ns_and_docker_hub_without_one():
     assert _picks(router.router_nodes(ROUTES)) == {
-        "": "mirror_0", "docker.io": "mirror_0", "ghcr.io": "mirror_1",
-        "reg.example:5000": "mirror_2", "reg.example%3A5000": "mirror_2",
+        "": "registry:5000", "docker.io": "registry:5000", "ghcr.io": "registry-ghcr:5000",
+        "reg.example:5000": "registry-reg:5000", "reg.example%3A5000": "registry-reg:5000",
     }
+
+
+def test_the_router_resolves_each_mirror_per_request_through_dockers_dns():
+    text = router.render_router_config(ROUTES)
+    assert "resolver 127.0.0.11 valid=10s ipv6=off;" in text
+    assert "proxy_pass https://$mirror;" in text and "upstream " not in text
 
 
 def test_the_router_enforces_client_certificates_only_when_asked():
@@ -163,7 +169,7 @@ def test_a_stack_with_three_upstreams_and_a_private_registry_has_a_mirror_each_a
         "registry-quay": "https://quay.io", "registry-private": None}
     conf = ev.uploads("registry-router")["/etc/nginx/nginx.conf"]
     for backend in ("registry:5000", "registry-ghcr:5000", "registry-quay:5000"):
-        assert f"server {backend};" in conf
+        assert f"set $mirror {backend};" in conf
     assert "registry-private" not in conf
     assert ev.outputs["mirrorUrls"] == {"docker.io": "https://mirror.lan:6000", "ghcr.io": "https://mirror.lan:6001",
                                         "quay.io": "https://mirror.lan:6002"}
