@@ -33,12 +33,15 @@ def stack_outputs(
     if private_registry is not None and settings.private_registry is not None:
         extra["privateRegistryUrl"] = f"https://{registry.hostname}:{settings.private_registry.port}"
     upstreams = [(m.upstream, m.remote_url) for m in settings.mirrors]
+    other_hosts = tuple(f"{registry.hostname}:{m.port}" for m in settings.mirrors[1:]) + (
+        (f"{registry.hostname}:{settings.private_registry.port}",) if settings.private_registry is not None else ())
     # the chain: the CA names only the root, and nginx and the registry must reach it
     client_cert = pki.client_chain_pem if registry.require_client_cert else None
     extra["clientConfigs"] = pulumi.Output.all(pki.root_ca_pem, client_cert).apply(
         lambda pems: clients.client_configs(
             mirror_host=registry.host, upstreams=upstreams, ca_pem=pems[0], client_cert_pem=pems[1],
-            registry_users=registry.users is not None, hostname=registry.hostname))
+            registry_users=registry.users is not None, hostname=registry.hostname,
+            other_hosts=other_hosts))
     if monitoring is not None:
         urls |= monitoring.urls
         extra["grafanaAdminUser"] = settings.monitoring.grafana_admin_user

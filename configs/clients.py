@@ -117,12 +117,14 @@ def client_configs(
     client_cert_pem: str | None = None,
     registry_users: bool = False,
     hostname: str = "localhost",
+    other_hosts: tuple[str, ...] = (),
 ) -> dict[str, dict[str, str]]:
     """Every client kind's files, path -> content.
 
     `mirror_host` is the one URL's host:port (the router when there is more than one
-    mirror); `upstreams` are (upstream as image names write it, its server URL), Docker Hub
-    first. A client key appears as `CLIENT_KEY_CONTENT`: write it from the secret output.
+    mirror); `other_hosts` the further host:ports Docker pulls or pushes by; `upstreams`
+    are (upstream as image names write it, its server URL), Docker Hub first. A client key
+    appears as `CLIENT_KEY_CONTENT`: write it from the secret output.
     """
     mirror_url = f"https://{mirror_host}"
     client = client_cert_pem is not None
@@ -133,11 +135,14 @@ def client_configs(
     docker = {
         # registry-mirrors applies to Docker Hub pulls only; other upstreams by host:port
         DOCKER_DAEMON_JSON: docker_daemon_config(mirror_url) + "\n",
-        docker_ca_path("/etc/docker/certs.d", mirror_host): ca_pem,
     }
-    if client:
-        docker[f"/etc/docker/certs.d/{mirror_host}/client.cert"] = client_cert_pem or ""
-        docker[f"/etc/docker/certs.d/{mirror_host}/client.key"] = CLIENT_KEY_CONTENT
+    # Docker reads a CA (and client pair) per host:port: the one URL's, and `other_hosts`
+    # (each further mirror's own port, the private registry's), which Docker names directly
+    for host in (mirror_host, *other_hosts):
+        docker[docker_ca_path("/etc/docker/certs.d", host)] = ca_pem
+        if client:
+            docker[f"/etc/docker/certs.d/{host}/client.cert"] = client_cert_pem or ""
+            docker[f"/etc/docker/certs.d/{host}/client.key"] = CLIENT_KEY_CONTENT
 
     k3s_tls: dict[str, str] = {"ca_file": K3S_CA}
     k3s = {K3S_CA: ca_pem}

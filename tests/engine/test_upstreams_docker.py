@@ -149,9 +149,9 @@ def upstreams(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def _docker_trust(engine: Engine, ev: Evaluation, root: Path, key: Path) -> None:
-    """`mirrorctl client-config docker` as an operator runs it; its certs.d goes where this
-    engine's dockerd reads /etc/docker/certs.d. The ghcr.io mirror's port gets the same files
-    (README: every upstream's port is a registry of its own for Docker)."""
+    """`mirrorctl client-config docker` as an operator runs it; its certs.d (the one URL's
+    host:port and the ghcr.io mirror's own) goes where this engine's dockerd reads
+    /etc/docker/certs.d."""
     outputs = root / "outputs.json"
     outputs.write_text(json.dumps(ev.outputs))
     written = root / "client-root"
@@ -159,9 +159,9 @@ def _docker_trust(engine: Engine, ev: Evaluation, root: Path, key: Path) -> None
                     "--root", str(written), "--client-key", str(key)],
                    check=True, capture_output=True, text=True, timeout=60,
                    cwd=Path(__file__).resolve().parents[2])
-    source = written / "etc/docker/certs.d" / f"{HOSTNAME}:{ROUTER_PORT}"
-    assert sorted(p.name for p in source.iterdir()) == ["ca.crt", "client.cert", "client.key"]
     for host in (f"{HOSTNAME}:{ROUTER_PORT}", f"{HOSTNAME}:{GHCR_PORT}"):
+        source = written / "etc/docker/certs.d" / host
+        assert sorted(p.name for p in source.iterdir()) == ["ca.crt", "client.cert", "client.key"]
         shutil.copytree(source, engine.certs_d / host, dirs_exist_ok=True)
 
 

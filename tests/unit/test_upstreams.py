@@ -174,6 +174,9 @@ def test_a_stack_with_three_upstreams_and_a_private_registry_has_a_mirror_each_a
     assert ev.outputs["mirrorUrls"] == {"docker.io": "https://mirror.lan:6000", "ghcr.io": "https://mirror.lan:6001",
                                         "quay.io": "https://mirror.lan:6002"}
     assert ev.outputs["privateRegistryUrl"] == "https://mirror.lan:6100"
+    docker = ev.outputs["clientConfigs"]["docker"]
+    assert {p.split("/")[4] for p in docker if p.startswith("/etc/docker/certs.d/")} == {
+        "mirror.lan:6000", "mirror.lan:6001", "mirror.lan:6002", "mirror.lan:6100"}
 
 
 # --- client configs, parsed back -----------------------------------------------------------
