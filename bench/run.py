@@ -11,7 +11,7 @@ Everything runs on 127.0.0.1 and stops at exit:
                  |       image's binary, built once by rehearsal/registry3.py)
                  |  proxy.remoteurl
                  v
-           [nginx front, configs/collapse.py]   (only in the "+front" rows)
+           [nginx front, configs/front.py]   (only in the "+front" rows)
                  v
            throttle (rehearsal/throttle.py: --rate-mbit, --rtt-ms; counts bytes) --> upstream
                                                                  (a local docker-registry)
@@ -48,9 +48,11 @@ from pathlib import Path
 from typing import Any
 
 from rehearsal import registry3
-from rehearsal.front import Front, collapse_front, find_nginx
+from rehearsal.front import find_nginx
 from rehearsal.mirror import program_mirror
+from rehearsal.netsim import DnsServer, dns_server
 from rehearsal.throttle import ThrottleProxy
+from rehearsal.upstream_front import RunningFront, upstream_front
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
@@ -226,7 +228,7 @@ class Rig:
     upstream_log: UpstreamLog
     nginx: str | None
     ca_dir: Path
-    lock_timeout: str
+    dns: DnsServer  # the front's resolver (the upstream is an address: nothing to resolve)
     mirror_binary: str
     mirror_without: tuple[tuple[str, ...], ...]  # config keys the 2.8 comparison run drops
 
@@ -242,13 +244,14 @@ class Rig:
             shutil.rmtree(root, ignore_errors=True)
 
     @contextlib.contextmanager
-    def front(self, name: str) -> Iterator[Front]:
+    def front(self, name: str) -> Iterator[RunningFront]:
+        """The stack's front, rendered as the stack renders it; the local upstream has no token
+        auth, so the front answers /v2/ with 200 instead of Docker Hub's challenge."""
         assert self.nginx is not None
         root = self.work / "fronts" / name
         try:
-            with collapse_front(
-                root, f"http://{self.throttle.address}", nginx=self.nginx, lock_timeout=self.lock_timeout
-            ) as front:
+            with upstream_front(root, nginx=self.nginx, upstream_url=f"http://{self.throttle.address}",
+                                upstream_realm=None, resolver=self.dns.address) as front:  # fmt: skip
                 yield front
         finally:
             shutil.rmtree(root, ignore_errors=True)
@@ -422,6 +425,14 @@ def machine(mirror_binary: str) -> dict[str, str]:
     }
 
 
+def spread(values: Sequence[float]) -> str:
+    return f"{min(values):.2f}-{max(values):.2f}" if values else "-"
+
+
+def verdict(met: bool) -> str:
+    return "MET" if met else "NOT MET"
+
+
 def fmt_mb(value: float) -> str:
     return f"{value / MB:8.1f}"
 
@@ -505,22 +516,40 @@ def render_report(
                 f"{cold.median_upstream() / image.total_bytes:.2f}x image bytes upstream (3.1.1: one fetch per "
                 f"cold blob, ~1.0x; 2.8.2: every cold blob fetched twice, ~2x)")  # fmt: skip
         if cold_f and warm_f:
-            wf = warm_f.median_seconds() / warm.median_seconds()
-            summary.update(front_warm_cost=wf, front_cold_seconds=cold_f.median_seconds())
-            out(
-                f"  {large}: with the front: cold {cold_f.median_seconds():.2f} s, "
-                f"{cold_f.median_upstream() / image.total_bytes:.2f}x image bytes upstream; "
-                f"warm+front/warm = {wf:.2f}x ({warm_f.median_seconds():.2f} s vs {warm.median_seconds():.2f} s)"
-            )
+            summary.update(front_cold_seconds=cold_f.median_seconds())
+            out(f"  {large}: with the front: cold {cold_f.median_seconds():.2f} s, "
+                f"{cold_f.median_upstream() / image.total_bytes:.2f}x image bytes upstream")  # fmt: skip
+    # the front's targets (issue 12), from interleaved runs: each front run is paired with the
+    # plain run of the same repetition, and the spread of those pairs is shown beside the median
+    for label in images:
+        pairs = {p: by_key.get((label, p)) for p in ("direct", "cold", "warm", "cold+front", "warm+front")}
+        d, c0, w, cf, wf = pairs.values()
+        if not (d and c0 and w and cf and wf):
+            continue
+        cold_vs_direct = [f.seconds / x.seconds for f, x in zip(cf.samples, d.samples, strict=True)]
+        plain_vs_direct = [f.seconds / x.seconds for f, x in zip(c0.samples, d.samples, strict=True)]
+        warm_ratio = [f.seconds / x.seconds for f, x in zip(wf.samples, w.samples, strict=True)]
+        summary[f"{label}_front_cold_vs_direct"] = median(cold_vs_direct)
+        summary[f"{label}_plain_cold_vs_direct"] = median(plain_vs_direct)
+        summary[f"{label}_front_warm_vs_plain"] = median(warm_ratio)
+        out(f"  {label}: cold+front/direct = {median(cold_vs_direct):.2f}x (pairs {spread(cold_vs_direct)}); "
+            f"cold/direct without the front {median(plain_vs_direct):.2f}x (pairs {spread(plain_vs_direct)}); "
+            f"target <= 1.05x: {verdict(median(cold_vs_direct) <= 1.05)}")  # fmt: skip
+        out(f"  {label}: warm+front/warm = {median(warm_ratio):.2f}x (pairs {spread(warm_ratio)}; "
+            f"{wf.median_seconds():.3f} s vs {w.median_seconds():.3f} s); "
+            f"target <= 1.10x: {verdict(median(warm_ratio) <= 1.10)}")  # fmt: skip
     for c in concurrency:
         if c.n == max(x.n for x in concurrency):
             multiple = median([s.upstream_bytes for s in c.samples]) / images[c.image].total_bytes
+            walls = [s.seconds for s in c.samples]
             key = "front" if c.front else "plain"
             summary[f"concurrent_{c.n}_{key}_multiple"] = multiple
-            verdict = f"target <= 1.25x: {'MET' if multiple <= 1.25 else 'NOT MET'}" if c.front else \
+            summary[f"concurrent_{c.n}_{key}_seconds"] = median(walls)
+            target = f"target <= 1.1x: {verdict(multiple <= 1.1)}" if c.front else \
                 f"(3.1.1: one fetch per in-flight request, ~{c.n}x)"  # fmt: skip
             out(f"  {c.n} concurrent cold pulls, {'mirror+front' if c.front else 'mirror'}: "
-                f"{multiple:.2f}x image bytes upstream {verdict}")  # fmt: skip
+                f"{multiple:.2f}x image bytes upstream, wall {median(walls):.2f} s ({spread(walls)}) "
+                f"{target}")  # fmt: skip
     out("")
     fresh, again = cost["fresh_seconds"], cost["again_seconds"]
     out(f"program: evaluating __main__.py under mocks: median {median(fresh):.3f} s with new keys "
@@ -549,8 +578,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (median; >= 3)")
     parser.add_argument("--concurrency", default="1,4,8", help="concurrent cold pulls to measure")
     parser.add_argument("--concurrency-image", choices=("small", "large"), default="small")
-    parser.add_argument("--no-front", action="store_true", help="skip the nginx collapsing front")
-    parser.add_argument("--lock-timeout", default="10m", help="front's proxy_cache_lock_timeout/_age")
+    parser.add_argument("--no-front", action="store_true", help="skip the upstream front (configs/front.py)")
     parser.add_argument("--quick", action="store_true", help="2 MB and 20 MB images (about 2 minutes)")
     parser.add_argument("--out", type=Path, default=OUT, help="where results and work files go")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (images, logs)")
@@ -627,22 +655,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             for image in images.values():
                 skopeo.push(image, upstream.host_port)
             upstream_port = int(upstream.host_port.rsplit(":", 1)[1])
-            with ThrottleProxy(("127.0.0.1", upstream_port), rate_mbit=args.rate_mbit, rtt_ms=args.rtt_ms) as throttle:
+            link = ThrottleProxy(("127.0.0.1", upstream_port), rate_mbit=args.rate_mbit, rtt_ms=args.rtt_ms)
+            with link as throttle, dns_server({}) as dns:
                 rig = Rig(work, evaluation, skopeo, throttle, UpstreamLog(upstream.log_path), nginx, ca_dir,
-                          args.lock_timeout, mirror_binary, mirror_without)  # fmt: skip
+                          dns, mirror_binary, mirror_without)  # fmt: skip
                 measurements: list[Measurement] = []
                 for label in ("small", "large"):
                     say(f"pulls of {images[label].describe()}")
                     measurements += measure_image(rig, images[label], args.repeats, with_front=nginx is not None)
                 concurrency: list[Concurrent] = []
                 image = images[args.concurrency_image]
-                for front in [False] + ([True] if nginx else []):
-                    for n in args.concurrency_levels:
-                        say(f"{n} concurrent cold pulls of {image.label}{' via the front' if front else ''}")
-                        entry = Concurrent(image.label, n, front)
-                        for rep in range(args.repeats):
-                            entry.samples.append(concurrent_pulls(rig, image, n, front, rep))
-                        concurrency.append(entry)
+                variants = [False] + ([True] if nginx else [])
+                for n in args.concurrency_levels:
+                    say(f"{n} concurrent cold pulls of {image.label}, interleaved with and without the front")
+                    entries = {front: Concurrent(image.label, n, front) for front in variants}
+                    for rep in range(args.repeats):  # interleaved: no front, front, no front, ...
+                        for front in variants:
+                            entries[front].samples.append(concurrent_pulls(rig, image, n, front, rep))
+                    concurrency += [entries[front] for front in variants]
         report, summary = render_report(args, info, images, measurements, concurrency, cost)
         elapsed = time.perf_counter() - started
         entry_point = os.environ.get("BENCH_ENTRY", "python -m bench.run")
