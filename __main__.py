@@ -6,11 +6,11 @@ settings -> PKI -> network -> mirror -> monitoring -> trust -> exports
 import pulumi
 
 import settings as stack_settings
+from components.container import private_network
 from components.mirror import Mirror
 from components.monitoring import Monitoring, registry_telemetry_env
 from components.outputs import stack_outputs
 from components.pki import Pki
-from components.service import private_network
 from components.trust import HostTrust
 
 config = stack_settings.load()
@@ -35,7 +35,7 @@ mirror = Mirror(
 )
 
 monitoring = (
-    Monitoring("monitoring", config.monitoring, config.naming, network, pki,
+    Monitoring("monitoring", config.monitoring, config.naming, network, pki, [mirror],
                keep_data=config.registry.keep_data_on_destroy)
     if config.monitoring.enabled
     else None

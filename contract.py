@@ -44,3 +44,105 @@ class Naming:
 
     def labels(self, service: str) -> dict[str, str]:
         return {LABEL_PROJECT: self.project, LABEL_STACK: self.stack, LABEL_SERVICE: service}
+
+
+# --- services: network alias (also the label value and Docker name suffix), the container
+# ports and in-container paths that more than one module needs -----------------------------
+
+
+class Registry:
+    ALIAS = "registry"
+    API_PORT = 5000  # TLS, published
+    DEBUG_PORT = 5001  # plain HTTP only (health, metrics): never published
+    HEALTH_PATH = "/debug/health"
+    API_PATH = "/v2/"  # answers 200 on the published TLS port when the registry serves
+    METRICS_PATH = "/metrics"
+    CONFIG_PATH = "/etc/distribution/config.yml"  # registry:3 (v2 used /etc/docker/registry)
+    CERT_PATH = "/etc/distribution/certs/registry.crt"
+    KEY_PATH = "/etc/distribution/certs/registry.key"
+    STORAGE_ROOT = "/var/lib/registry"
+    BINARY = "/bin/registry"
+    DOCKER_HUB = "https://registry-1.docker.io"
+
+
+def registry_alias(instance: str = "") -> str:
+    """The network alias (and service name) of a mirror: the Docker Hub mirror keeps the plain
+    alias so existing stacks keep their names; further instances get a suffix."""
+    return f"{Registry.ALIAS}-{instance}" if instance else Registry.ALIAS
+
+
+class Prometheus:
+    ALIAS = "prometheus"
+    PORT = 9090
+    READY_PATH = "/-/ready"
+    CONFIG_PATH = "/etc/prometheus/prometheus.yml"  # the image's default --config.file
+    RULES_PATH = "/etc/prometheus/rules/registry-mirror.rules.yml"
+    DATA_PATH = "/prometheus"
+
+
+class Blackbox:
+    ALIAS = "blackbox"
+    PORT = 9115
+    READY_PATH = "/-/healthy"
+    CONFIG_PATH = "/etc/blackbox_exporter/config.yml"
+    CA_PATH = "/etc/blackbox/ca.crt"
+    MODULE = "registry_tls"
+
+
+class Jaeger:
+    ALIAS = "jaeger"
+    UI_PORT = 16686
+    OTLP_GRPC_PORT = 4317
+    OTLP_HTTP_PORT = 4318
+    HEALTH_PORT = 13133
+    METRICS_PORT = 8888  # Jaeger v2's own metrics (v1 used 14269)
+    READY_PATH = "/"
+    CONFIG_PATH = "/etc/jaeger/config.yaml"
+
+
+class Loki:
+    ALIAS = "loki"
+    PORT = 3100
+    READY_PATH = "/ready"
+    PUSH_PATH = "/loki/api/v1/push"
+    CONFIG_PATH = "/etc/loki/config.yaml"
+    DATA_PATH = "/loki"
+
+
+class Alloy:
+    ALIAS = "alloy"
+    PORT = 12345
+    READY_PATH = "/-/ready"
+    CONFIG_PATH = "/etc/alloy/config.alloy"
+    DATA_PATH = "/var/lib/alloy/data"
+    DOCKER_SOCKET = "/var/run/docker.sock"
+
+
+class Grafana:
+    ALIAS = "grafana"
+    PORT = 3000
+    READY_PATH = "/api/health"
+    DASHBOARDS_PATH = "/etc/grafana/dashboards"
+    DATA_PATH = "/var/lib/grafana"
+
+
+def http_url(alias: str, port: int) -> str:
+    """A service's base URL on the stack's private network."""
+    return f"http://{alias}:{port}"
+
+
+# Every service the stack can run, in the order operators read them (mirrorctl status).
+SERVICES: tuple[str, ...] = (
+    Registry.ALIAS, Prometheus.ALIAS, Grafana.ALIAS, Jaeger.ALIAS, Loki.ALIAS, Alloy.ALIAS,
+    Blackbox.ALIAS,
+)
+
+# What answers 200 on each published URL once the service is ready (mirrorctl status).
+READY_PATHS: dict[str, str] = {
+    Registry.ALIAS: Registry.API_PATH,
+    Prometheus.ALIAS: Prometheus.READY_PATH,
+    Grafana.ALIAS: Grafana.READY_PATH,
+    Jaeger.ALIAS: Jaeger.READY_PATH,
+    Loki.ALIAS: Loki.READY_PATH,
+    Alloy.ALIAS: Alloy.READY_PATH,
+}

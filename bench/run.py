@@ -48,10 +48,10 @@ from pathlib import Path
 from typing import Any
 
 from rehearsal import registry3
-from rehearsal.front import find_nginx
 from rehearsal.mirror import program_mirror
 from rehearsal.netsim import DnsServer, dns_server
 from rehearsal.throttle import ThrottleProxy
+from rehearsal.tools import find_tool
 from rehearsal.upstream_front import RunningFront, upstream_front
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -412,7 +412,7 @@ def machine(mirror_binary: str) -> dict[str, str]:
             return "absent"
         return (result.stdout + result.stderr).strip().splitlines()[0]
 
-    nginx = find_nginx()
+    nginx = find_tool("nginx")
     return {
         "cpu": f"{model}, {os.cpu_count()} cores",
         "memory": mem,
@@ -627,7 +627,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         mirror_binary = which("docker-registry") or "docker-registry"
         mirror_without = (("storage", "tag"),)  # 2.8.2: "must provide exactly one storage type"
-    nginx = None if args.no_front else find_nginx()
+    nginx = None if args.no_front else find_tool("nginx")
     if not args.no_front and nginx is None:
         say("nginx is missing (apt-get install -y nginx): the front rows are skipped")
 

@@ -41,7 +41,7 @@ def stack_outputs(
         "dockerDaemonConfig": clients.docker_daemon_config(registry.url),
         "containerdHostsToml": clients.containerd_hosts_toml(registry.url, ca_path),
         "pullExample": clients.pull_example(registry.host),
-        "curlExample": f"curl --cacert ca.crt {registry.url}/v2/_catalog",
+        "curlExample": clients.curl_example(registry.url),
         "registryContainer": mirror.container_name,
         "registryVolume": mirror.volume_name,
         "trustInstalled": trust is not None,

@@ -84,7 +84,6 @@ class Pki(pulumi.ComponentResource):
 
         self.root_ca_pem: pulumi.Output[str] = root.cert_pem
         self.intermediate_ca_pem: pulumi.Output[str] = intermediate.cert_pem
-        self.server_cert_pem: pulumi.Output[str] = server.cert_pem
         self.server_chain_pem: pulumi.Output[str] = pulumi.Output.concat(
             server.cert_pem, intermediate.cert_pem
         )

@@ -1,76 +1,38 @@
 """Grafana Alloy configuration: Docker logs of this stack's containers -> Loki.
 
-Pure renderer: plain values in, Alloy-syntax text out (deterministic; every string literal is
-escaped by one function, ``alloy_string``).
+Pure renderer: plain values in, Alloy-syntax text out; every string literal goes through
+``alloy_string``. One label filter selects exactly this stack's containers, and the registry's
+dotted JSON keys are quoted JMESPath identifiers. No Alloy binary ran here.
 
-Pipeline (component and argument names checked against grafana/alloy docs; nothing ran here,
-there is no Alloy binary — see docs/upstream-references.md):
-
-``discovery.docker`` -> ``loki.source.docker`` (+ ``relabel_rules`` from ``discovery.relabel``)
--> ``loki.process`` -> ``loki.write``
-
-- discovery.docker (docs/sources/reference/components/discovery/discovery.docker.md @
-  d1aa3766861c3305f45abeb82a79dc52a63e0ca4): ``host`` and repeated ``filter { name, values }``
-  blocks passed to the Docker Engine's container list. All values of a ``label`` filter must
-  match (moby api/types/filters/parse.go ``MatchKVList`` @ 30bf2787167e475f1960f854c2857b3680f989e1:
-  "returns true if all the pairs in sources exist"), so one filter with both
-  ``registry-mirror.project=<p>`` and ``registry-mirror.stack=<s>`` selects exactly this stack.
-  Docker labels appear as ``__meta_docker_container_label_<name>`` with the name sanitized
-  (prometheus/prometheus discovery/moby/docker.go @ 5825efd03491af92a410fb049cdf712ef812c9ca,
-  ``strutil.SanitizeLabelName``): ``registry-mirror.service`` ->
-  ``__meta_docker_container_label_registry_mirror_service``.
-- discovery.relabel with ``targets = []``, used only for its ``rules`` export, and
-  ``loki.source.docker`` ``relabel_rules``: the pattern of docs/sources/monitor/
-  monitor-docker-containers.md @ 4e5935c44f83d52bcd8419a8fbd63aae4df8f7a3 (regex ``/(.*)`` on
-  ``__meta_docker_container_name``). Rule arguments: docs/sources/shared/reference/components/
-  rule-block.md @ b68a122f4138476129af5bc2ceef222e3011165b.
-- loki.source.docker (docs/sources/reference/components/loki/loki.source.docker.md @
-  d1aa3766861c3305f45abeb82a79dc52a63e0ca4): ``host``, ``targets``, ``forward_to``,
-  ``relabel_rules``. Logs come through the Docker API, so ``stage.docker`` (which parses
-  Docker's json-file format) is not used.
-- loki.process (docs/sources/reference/components/loki/loki.process.md @
-  0d385e562f7d1a479ad35acf6981e670ebece3b5): ``stage.match`` (``selector`` is a LogQL stream
-  selector) restricts JSON parsing to the registry's lines; ``stage.json`` ``expressions`` are
-  JMESPath. The registry's keys contain dots (``http.request.method``, distribution/distribution
-  internal/dcontext/http.go @ f7e5eaae702413ccaa59bb5aae09ea370fb1a894): an unquoted
-  ``http.request.method`` is a JMESPath sub-expression (nested objects), so each such key is
-  written as a JMESPath quoted identifier ``"http.request.method"`` (jmespath/jmespath.py
-  docs/specification.rst @ 4a4f6dbd98549b2b8fc71bbc19860d317a6abfdb: "An identifier can also be
-  quoted ... the same grammar rule as a JSON string"; loki.process.md shows the escaped form
-  ``"\\"request_User-Agent\\""``). ``stage.labels`` promotes only ``level`` (few values);
-  ``stage.structured_metadata`` keeps ``method``, ``status`` and ``request_id`` per line without
-  creating streams (a request id as a label would make one stream per request).
-- loki.write (docs/sources/reference/components/loki/loki.write.md @
-  926837a233ddb2f3f204d2f8ae3f7f0e28ade5ed): ``endpoint { url }``.
-- Strings: docs/sources/get-started/configuration-syntax/expressions/types_and_values.md @
-  9aae786cf68e329ef9a502a6149b8e08b8fb5d84 (double-quoted, ``\\"``, ``\\\\``, ``\\n``, ``\\t``,
-  ``\\uNNNN`` ... escapes).
-- Command line: docs/sources/reference/cli/run.md @ 0a6bf2b85670c6368b704921fff4f5e7ec944f08
-  (``alloy run [<FLAG> ...] <PATH_NAME>``, ``--server.http.listen-addr`` default
-  ``127.0.0.1:12345``, ``--storage.path``). Image: grafana/alloy ``Dockerfile`` @
-  ea30b1f7f5a1e46c647a5a62ee6a4579a8423b21 (Ubuntu base, ``ENTRYPOINT ["/bin/alloy"]``,
-  ``/var/lib/alloy/data``, no curl/wget; bash is part of the Ubuntu base).
+Upstream sources: docs/upstream-references.md
 """
 
 from __future__ import annotations
 
 import json
 import re
+from typing import TYPE_CHECKING
 
-DEFAULT_LOKI_PUSH_URL = "http://loki:3100/loki/api/v1/push"
-DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
-DEFAULT_CONFIG_PATH = "/etc/alloy/config.alloy"
-DEFAULT_LISTEN_ADDR = "0.0.0.0:12345"
-DEFAULT_STORAGE_PATH = "/var/lib/alloy/data"
-ALLOY_HTTP_PORT = 12345
+from configs.spec import Deployment, MonitoringInputs, Mount, Port, ServiceSpec, Upload
+from contract import LABEL_PROJECT, LABEL_SERVICE, LABEL_STACK, Alloy, Loki, Registry, http_url
 
-# Docker labels every container of the stack carries (/tmp/stackfacts.md).
-PROJECT_LABEL = "registry-mirror.project"
-STACK_LABEL = "registry-mirror.stack"
-SERVICE_LABEL = "registry-mirror.service"
-REGISTRY_SERVICE = "registry"
+if TYPE_CHECKING:
+    from settings import MonitoringSettings
 
-# Extracted name -> field of the registry's JSON log line (distribution internal/dcontext/http.go).
+DEFAULT_LOKI_PUSH_URL = http_url(Loki.ALIAS, Loki.PORT) + Loki.PUSH_PATH
+DEFAULT_DOCKER_HOST = f"unix://{Alloy.DOCKER_SOCKET}"
+DEFAULT_CONFIG_PATH = Alloy.CONFIG_PATH
+DEFAULT_LISTEN_ADDR = f"0.0.0.0:{Alloy.PORT}"
+DEFAULT_STORAGE_PATH = Alloy.DATA_PATH
+ALLOY_HTTP_PORT = Alloy.PORT
+SCRAPE_JOB: tuple[str, str] | None = (Alloy.ALIAS, f"{Alloy.ALIAS}:{ALLOY_HTTP_PORT}")
+
+PROJECT_LABEL = LABEL_PROJECT
+STACK_LABEL = LABEL_STACK
+SERVICE_LABEL = LABEL_SERVICE
+REGISTRY_SERVICE = Registry.ALIAS
+
+# Extracted name -> field of the registry's JSON log line (the names its request logger writes).
 REGISTRY_JSON_FIELDS: dict[str, str] = {
     "level": "level",
     "method": "http.request.method",
@@ -241,10 +203,8 @@ def alloy_healthcheck(port: int = ALLOY_HTTP_PORT) -> list[str]:
     """Docker healthcheck ``test`` for the Alloy image (no curl/wget inside; bash is).
 
     Sends ``GET /-/ready`` over bash's ``/dev/tcp`` and succeeds on an HTTP 200 status line.
-    ``/-/ready`` answers 200 once the configuration is loaded (grafana/alloy
-    docs/sources/reference/cli/healthcheck.md @ d1dc5203687f7e3747bbcdea87b56a3f0dc695d5, which
-    also documents an ``alloy healthcheck`` command for releases that ship it; the bash form
-    works on any release — workaround from grafana/alloy issue #5001).
+    ``/-/ready`` answers 200 once the configuration is loaded. Newer releases also ship an
+    ``alloy healthcheck`` command; the bash form works on any release.
     """
     if isinstance(port, bool) or not 0 < port < 65536:
         raise ValueError(f"port out of range: {port!r}")
@@ -254,3 +214,23 @@ def alloy_healthcheck(port: int = ALLOY_HTTP_PORT) -> list[str]:
         "head -n 1 <&3 | grep -q ' 200 '"
     )
     return ["CMD", "bash", "-c", script]
+
+
+def enabled(settings: MonitoringSettings) -> bool:
+    return settings.logging
+
+
+def deployment(settings: MonitoringSettings, inputs: MonitoringInputs) -> Deployment:
+    return Deployment("Alloy", ServiceSpec(
+        service=Alloy.ALIAS,
+        image=settings.alloy_image,
+        memory_mb=256,
+        uploads=[Upload(DEFAULT_CONFIG_PATH, render_alloy_config(inputs.project, inputs.stack))],
+        command=alloy_command(),
+        # Read-only keeps Alloy from replacing the socket file; it does NOT limit the Docker
+        # API: whoever can talk to the socket can control Docker.
+        mounts=[Mount(Alloy.DOCKER_SOCKET, host_path=Alloy.DOCKER_SOCKET, read_only=True)],
+        ports=[Port(ALLOY_HTTP_PORT, settings.alloy_port, settings.ui_bind_address)],
+        healthcheck=alloy_healthcheck(),
+    ), volumes=[("data", DEFAULT_STORAGE_PATH)], published_port=settings.alloy_port,
+       after=[Loki.ALIAS])

@@ -1,23 +1,29 @@
 """The blackbox exporter's `config.yml` (`prom/blackbox-exporter`).
 
 Pure: plain values in, YAML text out. One module, `registry_tls`, probes the registry's API
-endpoint over HTTPS and trusts only the stack's root CA, so a probe succeeds only when the
-served chain (leaf + intermediate) verifies up to that root and `/v2/` answers 200.
+over HTTPS trusting only the stack's root CA, so a probe succeeds only when the served chain
+verifies up to that root and `/v2/` answers 200.
 
-Keys follow prometheus/blackbox_exporter CONFIGURATION.md (`<module>`, `<http_probe>`,
-`<tls_config>`). `probe_ssl_earliest_cert_expiry` is the earliest NotAfter of the certificates
-the server presents (prober/tls.go `getEarliestCertExpiry` walks `PeerCertificates`).
+Upstream sources: docs/upstream-references.md
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import yaml
 
+from configs.spec import Deployment, MonitoringInputs, ServiceSpec, Upload
+from contract import Blackbox
+
+if TYPE_CHECKING:
+    from settings import MonitoringSettings
+
 # the image's default: blackbox_exporter Dockerfile CMD --config.file=<this path>
-CONFIG_PATH = "/etc/blackbox_exporter/config.yml"
-CA_PATH = "/etc/blackbox/ca.crt"
-PORT = 9115
-MODULE = "registry_tls"
+CONFIG_PATH = Blackbox.CONFIG_PATH
+CA_PATH = Blackbox.CA_PATH
+PORT = Blackbox.PORT
+MODULE = Blackbox.MODULE
 
 
 def render_blackbox_config(
@@ -49,3 +55,24 @@ def render_blackbox_config(
         }
     }
     return yaml.safe_dump(config, sort_keys=True, default_flow_style=False)
+
+
+def enabled(settings: MonitoringSettings) -> bool:
+    return True
+
+
+SCRAPE_JOB: tuple[str, str] | None = None  # probes through Prometheus's blackbox job
+
+
+def deployment(settings: MonitoringSettings, inputs: MonitoringInputs) -> Deployment:
+    return Deployment("Blackbox", ServiceSpec(
+        service=Blackbox.ALIAS,
+        image=settings.blackbox_image,
+        memory_mb=64,
+        uploads=[
+            Upload(CONFIG_PATH, render_blackbox_config(CA_PATH)),
+            Upload(CA_PATH, inputs.root_ca_pem),
+        ],
+        healthcheck=["CMD", "wget", "-q", "-O", "/dev/null",
+                     f"http://127.0.0.1:{PORT}{Blackbox.READY_PATH}"],
+    ))

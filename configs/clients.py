@@ -1,8 +1,15 @@
-"""Snippets that point clients at the mirror (pure: plain values in, text out)."""
+"""Snippets that point clients at the mirror (pure: plain values in, text out). Shell lines
+are built with `shlex.quote`, TOML and JSON by their serializers, so a configured path with
+quotes, `$(…)` or spaces is pasted as itself and runs nothing."""
 
 from __future__ import annotations
 
 import json
+import shlex
+
+import tomli_w
+
+from contract import Registry
 
 
 def docker_daemon_config(mirror_url: str) -> str:
@@ -11,18 +18,19 @@ def docker_daemon_config(mirror_url: str) -> str:
 
 
 def pull_example(registry_host: str, image: str = "library/alpine:latest") -> str:
-    return f"docker pull {registry_host}/{image}"
+    return shlex.join(["docker", "pull", f"{registry_host}/{image}"])
+
+
+def curl_example(registry_url: str) -> str:
+    return shlex.join(["curl", "--cacert", "ca.crt", f"{registry_url}/v2/_catalog"])
 
 
 def containerd_hosts_toml(mirror_url: str, ca_path: str) -> str:
     """`/etc/containerd/certs.d/docker.io/hosts.toml` (containerd docs/hosts.md)."""
-    return (
-        'server = "https://registry-1.docker.io"\n'
-        "\n"
-        f'[host."{mirror_url}"]\n'
-        '  capabilities = ["pull", "resolve"]\n'
-        f'  ca = "{ca_path}"\n'
-    )
+    return tomli_w.dumps({
+        "server": Registry.DOCKER_HUB,
+        "host": {mirror_url: {"capabilities": ["pull", "resolve"], "ca": ca_path}},
+    })
 
 
 def docker_ca_path(certs_dir: str, registry_host: str) -> str:
@@ -34,9 +42,10 @@ def manual_trust_steps(certs_dir: str, registry_host: str, stack: str) -> str:
     """Commands that install the CA by hand on the host whose Docker daemon pulls."""
     ca_path = docker_ca_path(certs_dir, registry_host)
     directory = ca_path.rsplit("/", 1)[0]
-    return (
-        f"# on the Docker host (Docker reads certs.d on the host whose daemon pulls):\n"
-        f"sudo mkdir -p '{directory}'\n"
-        f"pulumi stack output --stack {stack} caCertPem | ssh <docker-host> "
-        f"\"sudo tee '{ca_path}' >/dev/null\"\n"
-    )
+    return "\n".join([
+        "# where Pulumi runs:",
+        shlex.join(["pulumi", "stack", "output", "--stack", stack, "caCertPem"]) + " > ca.crt",
+        "# on the host whose Docker daemon pulls (Docker reads certs.d there; copy ca.crt to it first):",
+        shlex.join(["sudo", "mkdir", "-p", directory]),
+        shlex.join(["sudo", "cp", "ca.crt", ca_path]),
+    ]) + "\n"

@@ -1,77 +1,49 @@
-"""Grafana 12.x provisioning files, environment and entrypoint.
+"""Grafana 12.x provisioning files, environment and entrypoint (pure renderers).
 
-Pure renderers (no I/O, deterministic). Nothing here ran against a Grafana binary (none on this
-machine); keys are checked against upstream docs and files (docs/upstream-references.md):
+Traces link to logs by time and service, not by id: the registry's lines carry no trace id.
+The entrypoint resets the admin password before every start, because Grafana applies
+``GF_SECURITY_ADMIN_PASSWORD`` only to a fresh database. No Grafana binary ran here.
 
-- Provisioning: grafana/grafana docs/sources/administration/provisioning/index.md @
-  9e172c7a1b9c0d90724b3cb16786b346e57937c9 — ``apiVersion: 1``, ``prune``, ``datasources[]``
-  (``name``, ``type``, ``access``, ``orgId``, ``uid``, ``url``, ``isDefault``, ``jsonData``,
-  ``editable``), Prometheus ``jsonData.httpMethod``, dashboard ``providers[]`` (``name``,
-  ``orgId``, ``folder``, ``type``, ``disableDeletion``, ``updateIntervalSeconds``,
-  ``allowUiUpdates``, ``options.path``, ``options.foldersFromFilesStructure``), and: "Grafana's
-  expansion feature considers any value after an ``$`` a variable, and converts ``$$`` into a
-  single ``$``" — so every ``$`` of a rendered value is written ``$$``.
-- Jaeger data source: docs/sources/datasources/jaeger/configure/index.md @
-  1d817c2b033e24ce84e9497cac2aa2e5303041b8 — ``jsonData.tracesToLogsV2`` (``datasourceUid``,
-  ``spanStartTimeShift``, ``spanEndTimeShift``, ``tags``, ``filterByTraceID``,
-  ``filterBySpanID``, ``customQuery``, ``query``) and ``nodeGraph.enabled``.
-- Settings and their ``GF_<SECTION>_<KEY>`` environment form: conf/defaults.ini @
-  d6b8507785537dfee49671e76444b02643d02f53 and docs/sources/setup-grafana/configure-grafana/
-  _index.md @ 0718918919be1e687a718233975bd113dbaeba5a.
-- Image: grafana/grafana ``Dockerfile`` @ 78515af65f036f536c4ab2e6fdb5484552f99f1f (Alpine base
-  with ``bash`` and ``curl``; ``GF_PATHS_HOME=/usr/share/grafana``,
-  ``GF_PATHS_CONFIG=/etc/grafana/grafana.ini``, ``GF_PATHS_DATA=/var/lib/grafana``,
-  ``PATH`` includes ``/usr/share/grafana/bin``; ``USER 472``; ``ENTRYPOINT ["/run.sh"]``) and
-  ``packaging/docker/run.sh`` @ 7a86cb53b2e1199895cac8645ea69ca4479844ad (ends in
-  ``exec grafana-server ... "$@"``).
-
-Why traces link to logs by time and service, not by id: the registry's log lines carry
-``http.request.id`` but no trace id (distribution internal/dcontext/http.go @
-f7e5eaae702413ccaa59bb5aae09ea370fb1a894 and logger.go @ bd0e4769109e2f2dd7ed448eb8d9387251196d73
-add no trace field). So the Jaeger data source opens Loki on the registry's stream for the
-span's time window (widened by the shifts), and the Loki data source gets no ``derivedFields``:
-there is no trace id in a line to turn into a link.
-
-The admin password: ``admin_password`` "can be changed before first start of grafana"
-(conf/defaults.ini above): Grafana creates the admin user from ``GF_SECURITY_ADMIN_PASSWORD``
-only while the database has no user yet, so a kept volume keeps the old password.
-``render_grafana_entrypoint`` therefore runs, before every start on an existing database,
-``grafana cli admin reset-admin-password --password-from-stdin`` (grafana/grafana
-pkg/cmd/grafana-cli/commands/commands.go @ db64da7a92c6cfea9fda69312ec294f40b3de658, reset_password_command.go @
-3c6a93432ccd6e6142d25ba6df7b20d8ba38d06c: resets user id 1, refuses passwords the user service
-calls weak; cli.go @ 3ea21f86f1d0079c3056ef6a80c6c96ab4394fbe: ``--homepath`` and ``--config``
-flags), feeding the password from the environment variable on stdin — the value never appears
-in the command text or in any process's arguments (``printf`` is a shell builtin). The CLI finds
-the database through the image's ``GF_PATHS_DATA`` (the ``GF_<SECTION>_<KEY>`` override of
-``[paths] data``). Then it execs the image's own ``/run.sh``, so Grafana stays the container's
-main process. A password with a newline would be cut at the newline (one line is read).
+Upstream sources: docs/upstream-references.md
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-GRAFANA_HTTP_PORT = 3000
-# Data source uids fixed by the lead (/tmp/stackfacts.md).
+from configs.spec import Deployment, MonitoringInputs, Port, ServiceSpec, Upload
+from contract import Grafana, Jaeger, Loki, Prometheus, Registry, http_url
+
+if TYPE_CHECKING:
+    from settings import MonitoringSettings
+
+GRAFANA_HTTP_PORT = Grafana.PORT
+# Data source uids: the dashboard's panels name them.
 PROMETHEUS_UID = "prometheus"
 LOKI_UID = "loki"
 JAEGER_UID = "jaeger"
-# The secret environment variable the lead sets on the container (never rendered here).
+# The secret environment variable that carries the admin password (never rendered here).
 ADMIN_PASSWORD_ENV = "GF_SECURITY_ADMIN_PASSWORD"
-DEFAULT_DASHBOARDS_PATH = "/etc/grafana/dashboards"
+DEFAULT_DASHBOARDS_PATH = Grafana.DASHBOARDS_PATH
 DEFAULT_HOME = "/usr/share/grafana"
 DEFAULT_CONFIG = "/etc/grafana/grafana.ini"
-DEFAULT_DB_PATH = "/var/lib/grafana/grafana.db"
+DEFAULT_DB_PATH = f"{Grafana.DATA_PATH}/grafana.db"
 DEFAULT_RUN_SH = "/run.sh"
+DASHBOARD_FILE = Path(__file__).with_name("grafana-dashboard.json")
+DASHBOARD_NAME = "registry-mirror.json"
+SCRAPE_JOB: tuple[str, str] | None = (Grafana.ALIAS, f"{Grafana.ALIAS}:{GRAFANA_HTTP_PORT}")
+PROVISIONING = "/etc/grafana/provisioning"
 # Span window widening for trace -> logs. The registry logs "response completed" at the end of
 # a request, and Docker stamps the line when it reads it: a few seconds either way cover both.
 DEFAULT_SPAN_START_SHIFT = "-5s"
 DEFAULT_SPAN_END_SHIFT = "5s"
-REGISTRY_SERVICE = "registry"
+REGISTRY_SERVICE = Registry.ALIAS
 
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SHIFT_RE = re.compile(r"^-?\d+(ms|s|m|h)$")
@@ -109,6 +81,8 @@ def render_datasources(
     ``logs_query`` is the LogQL the trace view opens in Loki (default: the registry's stream,
     ``{service="registry"}``); it is written verbatim after ``$`` escaping. A service that is
     turned off (``None``) gets no data source, and traces link to logs only when Loki runs.
+    The link opens the registry's stream for the span's time window (widened by the shifts);
+    Loki gets no ``derivedFields``, as no line holds a trace id to turn into a link.
     """
     _check_url("prometheus_url", prometheus_url)
     for name, url in (("loki_url", loki_url), ("jaeger_url", jaeger_url)):
@@ -240,6 +214,11 @@ def render_grafana_entrypoint(
     container command as arguments. On a fresh database Grafana itself creates the admin from
     the same variable. The returned list is ``[shell, "-c", script, "grafana-entrypoint"]``:
     Docker appends the container command, which the script passes on as ``"$@"``.
+
+    The password goes to ``grafana cli`` on stdin, so it never appears in the command text or
+    in any process's arguments (``printf`` is a shell builtin); a newline would cut it (one
+    line is read). The CLI finds the database through the image's ``GF_PATHS_DATA``, and the
+    final ``exec`` keeps Grafana the container's main process.
     """
     if not _ENV_NAME_RE.match(password_env):
         raise ValueError(f"password_env must be an environment variable name: {password_env!r}")
@@ -267,9 +246,57 @@ def render_grafana_entrypoint(
 def grafana_healthcheck(port: int = GRAFANA_HTTP_PORT) -> list[str]:
     """Docker healthcheck ``test``: ``curl`` (in the image) against ``GET /api/health``.
 
-    /api/health: grafana/grafana docs/sources/developers/http_api/other.md @
-    6402e39034e0b39016de26d5153fcab4b0c679c6 ("Returns health information about Grafana").
+    ``/api/health`` is Grafana's documented health endpoint.
     """
     if isinstance(port, bool) or not 0 < port < 65536:
         raise ValueError(f"port out of range: {port!r}")
-    return ["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{port}/api/health"]
+    return ["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{port}{Grafana.READY_PATH}"]
+
+
+def _uses_loki(item: dict[str, Any]) -> bool:
+    sources = [item.get("datasource")] + [t.get("datasource") for t in item.get("targets", [])]
+    return any(isinstance(s, dict) and s.get("uid") == LOKI_UID for s in sources)
+
+
+def render_dashboard(dashboard: dict[str, Any], *, logging: bool) -> str:
+    """The registry dashboard as Grafana reads it. Without Loki its logs panel and the
+    variables that query Loki are left out: Grafana would show them bound to a missing
+    data source."""
+    if not logging:
+        dashboard = dict(dashboard)
+        dashboard["panels"] = [p for p in dashboard["panels"] if not _uses_loki(p)]
+        templating = dict(dashboard.get("templating", {}))
+        templating["list"] = [v for v in templating.get("list", []) if not _uses_loki(v)]
+        dashboard["templating"] = templating
+    return json.dumps(dashboard, indent=2, sort_keys=True) + "\n"
+
+
+def enabled(settings: MonitoringSettings) -> bool:
+    return True
+
+
+def deployment(settings: MonitoringSettings, inputs: MonitoringInputs) -> Deployment:
+    datasources = render_datasources(
+        http_url(Prometheus.ALIAS, Prometheus.PORT),
+        http_url(Loki.ALIAS, Loki.PORT) if settings.logging else None,
+        http_url(Jaeger.ALIAS, Jaeger.UI_PORT) if settings.tracing else None,
+    )
+    dashboard = json.loads(DASHBOARD_FILE.read_text())
+    return Deployment("Grafana", ServiceSpec(
+        service=Grafana.ALIAS,
+        image=settings.grafana_image,
+        memory_mb=512,
+        uploads=[
+            Upload(f"{PROVISIONING}/datasources/registry-mirror.yaml", datasources),
+            Upload(f"{PROVISIONING}/dashboards/registry-mirror.yaml", render_dashboard_provider()),
+            Upload(f"{DEFAULT_DASHBOARDS_PATH}/{DASHBOARD_NAME}",
+                   render_dashboard(dashboard, logging=settings.logging)),
+        ],
+        envs=[
+            *grafana_env(settings.grafana_admin_user, settings.grafana_anonymous),
+            inputs.grafana_password_env,
+        ],
+        entrypoint=render_grafana_entrypoint(),
+        ports=[Port(GRAFANA_HTTP_PORT, settings.grafana_port, settings.ui_bind_address)],
+        healthcheck=grafana_healthcheck(),
+    ), volumes=[("data", Grafana.DATA_PATH)], published_port=settings.grafana_port)

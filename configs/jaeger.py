@@ -1,71 +1,37 @@
 """Jaeger v2 (``jaegertracing/jaeger:2.x``) configuration and the registry's OTel environment.
 
-Pure renderers (no I/O, deterministic). No Jaeger binary runs here; keys are checked against
-upstream files (docs/upstream-references.md).
+A config is rendered instead of using the image's built-in one, which binds to localhost unless
+the image sets ``JAEGER_LISTEN_HOST`` and uses a metrics key newer collectors reject.
+``OTEL_SERVICE_NAME`` is honoured from registry 3.1.0 only. No Jaeger binary ran here.
 
-Decision: render a config instead of relying on the built-in all-in-one one. The built-in
-``cmd/jaeger/internal/all-in-one.yaml`` (jaegertracing/jaeger @
-a46bf373cc047bb66503a9f0e82627f0c12fbc0c) binds every endpoint to
-``${env:JAEGER_LISTEN_HOST:-localhost}`` — OTLP 4317/4318, health 13133 and the own metrics on
-8888 — so it only serves the private network if the image happens to set
-``JAEGER_LISTEN_HOST=0.0.0.0`` (the ``cmd/jaeger/Dockerfile`` read @
-e8bf982bbf5f4e2ee4e8682e03a71d0b9bd69dd5 does not; third parties report that later images do).
-It also fixes the in-memory store at 100000 traces and, at that commit, still used
-``service.telemetry.metrics.address``, which the OpenTelemetry Collector ignores since v0.123
-and rejects since v0.128 ("'' has invalid keys: address"; open-telemetry/opentelemetry-collector
-PR #11205 deprecating it). The rendered file states the binds, the store size and the metrics
-reader explicitly:
-
-- components and their keys (``jaeger_storage.backends.<name>.memory.max_traces``,
-  ``jaeger_query.storage.traces``, ``healthcheckv2`` with ``use_v2`` and ``http.endpoint``,
-  ``otlp`` receiver ``protocols.grpc/http.endpoint``, ``batch`` processor,
-  ``jaeger_storage_exporter.trace_storage``, ``service.extensions``/``pipelines.traces``,
-  ``service.telemetry.resource``/``logs.level``/``metrics.level``): the all-in-one.yaml above;
-- the metrics reader ``readers: [{pull: {exporter: {prometheus: {host, port}}}}]``:
-  open-telemetry/opentelemetry.io content/en/docs/collector/internal-telemetry.md @
-  999914e3aa06e3732f750df71b0734e41bcbfea9;
-- health ``/status`` path of healthcheckv2: open-telemetry/opentelemetry-collector-contrib
-  extension/healthcheckv2extension/README.md @ f6e8c13a484667076976cdc5140fc6cc2abd61dd;
-- the UI/query port is left at the extension default ``ports.PortToHostPort(ports.QueryHTTP)``
-  = ``:16686``, all interfaces (cmd/jaeger/internal/extension/jaegerquery/factory.go @
-  d031261c6727be271a6fbd29064f6a206fb6c62f).
-
-Image: ``FROM $base_image`` (cmd/jaeger/Dockerfile) built from scripts/build/docker/base/
-Dockerfile @ 348903a6f77c2d57e6682eb5d0b25bd76590018d = ``alpine:3.23.3``: ``/bin/sh`` and
-busybox ``wget`` exist; ``ENTRYPOINT ["/cmd/jaeger/jaeger-linux"]``; ``USER 10001``.
-
-Registry tracing env: distribution/distribution tracing/tracing.go @
-1ba51c3572999ef52331f5c0ea790474348d44f5 builds its exporter with
-``autoexport.NewSpanExporter`` (open-telemetry/opentelemetry-go-contrib
-exporters/autoexport/spans.go @ a23e5a9b6a3a44d9eea501276ca6e1ef2e63f259:
-``OTEL_TRACES_EXPORTER`` = ``otlp`` (default) | ``none`` | ``console``;
-``OTEL_EXPORTER_OTLP_PROTOCOL`` = ``http/protobuf`` (default) | ``grpc``); the OTLP/HTTP exporter
-reads ``OTEL_EXPORTER_OTLP_ENDPOINT`` as a base URL and appends ``/v1/traces``; an ``http``
-scheme means no TLS (open-telemetry/opentelemetry-go exporters/otlp/otlptrace/otlptracehttp/
-internal/otlpconfig/envconfig.go @ c1776ad39089a39bd61fe6d2d29620d670f18c3e).
-``OTEL_SERVICE_NAME`` is honoured from registry 3.1.0 only: 3.0.x hard-codes ``service.name``
-``distribution`` (tracing.go above; sdktrace ``WithResource`` merges the environment *under*
-it), fixed by distribution PR #4771 "prefer otel variables over hard coded service name",
-listed in releases/v3.1.0.toml @ 26d7168370f338fa15720b9df6e8a02b86645127.
+Upstream sources: docs/upstream-references.md
 """
 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import yaml
 
-OTLP_GRPC_PORT = 4317
-OTLP_HTTP_PORT = 4318
-QUERY_HTTP_PORT = 16686
-HEALTH_PORT = 13133
-METRICS_PORT = 8888
+from configs.spec import Deployment, MonitoringInputs, Port, ServiceSpec, Upload
+from contract import PROJECT, Jaeger, http_url
+
+if TYPE_CHECKING:
+    from settings import MonitoringSettings
+
+OTLP_GRPC_PORT = Jaeger.OTLP_GRPC_PORT
+OTLP_HTTP_PORT = Jaeger.OTLP_HTTP_PORT
+QUERY_HTTP_PORT = Jaeger.UI_PORT
+HEALTH_PORT = Jaeger.HEALTH_PORT
+METRICS_PORT = Jaeger.METRICS_PORT
 DEFAULT_MAX_TRACES = 100_000
-DEFAULT_CONFIG_PATH = "/etc/jaeger/config.yaml"
+DEFAULT_CONFIG_PATH = Jaeger.CONFIG_PATH
 DEFAULT_STORAGE_NAME = "memstore"
-REGISTRY_SERVICE_NAME = "registry-mirror"
-DEFAULT_OTLP_ENDPOINT = f"http://jaeger:{OTLP_HTTP_PORT}"
+REGISTRY_SERVICE_NAME = PROJECT
+DEFAULT_OTLP_ENDPOINT = http_url(Jaeger.ALIAS, OTLP_HTTP_PORT)
+SCRAPE_JOB: tuple[str, str] | None = (Jaeger.ALIAS, f"{Jaeger.ALIAS}:{METRICS_PORT}")
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TAG_MAJOR_RE = re.compile(r"^v?(\d+)(?:\.\d+){0,2}(?:[-+].*)?$")
@@ -86,7 +52,12 @@ def render_jaeger_config(
     metrics_port: int = METRICS_PORT,
     storage_name: str = DEFAULT_STORAGE_NAME,
 ) -> str:
-    """Jaeger v2 config (``--config``): OTLP in, in-memory store, UI, health, own metrics."""
+    """Jaeger v2 config (``--config``): OTLP in, in-memory store, UI, health, own metrics.
+
+    Every endpoint binds ``listen_host`` explicitly and the store size is stated, so nothing
+    depends on the image's environment; own metrics use a Prometheus pull reader, not the
+    ``address`` key newer collectors reject. The UI keeps the extension default ``:16686``.
+    """
     if isinstance(max_traces, bool) or not isinstance(max_traces, int) or max_traces <= 0:
         raise ValueError(f"max_traces must be a positive integer, got {max_traces!r}")
     for name, port in (
@@ -175,7 +146,8 @@ def registry_otel_env(
 
     Tracing off gives ``OTEL_TRACES_EXPORTER=none`` alone (no export attempts, no errors).
     Tracing on sends OTLP/HTTP to ``endpoint`` (a base URL without path: the exporter appends
-    ``/v1/traces``).
+    ``/v1/traces``). ``OTEL_SERVICE_NAME`` takes effect from registry 3.1.0; 3.0.x hard-codes
+    ``distribution`` as its service name.
     """
     if not tracing:
         return ["OTEL_TRACES_EXPORTER=none"]
@@ -193,3 +165,19 @@ def registry_otel_env(
         "OTEL_SERVICE_NAME": service_name,
     }
     return [f"{name}={value}" for name, value in sorted(settings.items())]
+
+
+def enabled(settings: MonitoringSettings) -> bool:
+    return settings.tracing
+
+
+def deployment(settings: MonitoringSettings, inputs: MonitoringInputs) -> Deployment:
+    return Deployment("Jaeger", ServiceSpec(
+        service=Jaeger.ALIAS,
+        image=settings.jaeger_image,
+        memory_mb=512,
+        uploads=[Upload(DEFAULT_CONFIG_PATH, render_jaeger_config())],
+        command=jaeger_command(),
+        ports=[Port(QUERY_HTTP_PORT, settings.jaeger_port, settings.ui_bind_address)],
+        healthcheck=jaeger_healthcheck(settings.jaeger_image),
+    ), published_port=settings.jaeger_port)

@@ -1,63 +1,41 @@
 """Loki 3.x configuration: single binary, filesystem storage on a volume, TSDB v13, retention.
 
-Pure renderer: plain values in, YAML text out (no I/O, sorted keys, deterministic).
+Pure renderer: plain values in, YAML text out (sorted keys). Retention needs the compactor, a
+24h index period and ``delete_request_store``. The healthcheck depends on the image's version
+(wget up to 3.5, none for distroless 3.6, ``loki -health`` from 3.7). No Loki binary ran here.
 
-Upstream sources every key was checked against (no Loki binary runs on this machine, so nothing
-here was executed; see docs/upstream-references.md):
-
-- grafana/loki ``cmd/loki/loki-local-config.yaml`` @ c96b750a3f6bee9a76482ead8823e71405e5d68b:
-  ``auth_enabled``, ``server.http_listen_port``, the ``common`` block (``instance_addr``,
-  ``path_prefix``, ``storage.filesystem.{chunks_directory,rules_directory}``,
-  ``replication_factor``, ``ring.kvstore.store: inmemory``) and ``schema_config`` with
-  ``store: tsdb``, ``object_store: filesystem``, ``schema: v13``, ``index.prefix: index_``,
-  ``index.period: 24h``. (The Docker image ships ``cmd/loki/loki-docker-config.yaml``, the same
-  layout under ``/loki``.)
-- grafana/loki ``docs/sources/operations/storage/retention.md`` @
-  8e40a0a8c2cb9188ea6b5a417e68ee169d0e6aff: retention is applied by the compactor;
-  ``retention_enabled: true``; "``delete_request_store`` ... is required when retention is
-  enabled"; "Retention is only available if the index period is 24h"; "The minimum retention
-  period is 24h"; ``limits_config.retention_period``.
-- grafana/loki ``docs/sources/shared/configuration.md`` @ 4841fe933e35c55d7ee69362f547965cbc9db5ec:
-  ``compactor.{working_directory,compaction_interval,retention_enabled,retention_delete_delay,
-  retention_delete_worker_count,delete_request_store}``, ``limits_config.{ingestion_rate_mb,
-  ingestion_burst_size_mb,retention_period,allow_structured_metadata}``,
-  ``analytics.reporting_enabled``.
-
-Image facts (for the container, not the file):
-
-- ``grafana/loki`` <= 3.5 is Alpine based: busybox ``wget`` exists, and the classic
-  ``wget .../ready`` healthcheck works (grafana/loki issue #19923: it broke only on 3.6.0).
-- 3.6.x is distroless: no shell, no ``wget``/``curl`` ("v3.6.0 changed the base image and removed
-  busybox", grafana/loki issue #20149). No in-container healthcheck is possible.
-- 3.7.0 added ``loki -health`` (grafana/loki PR #20313, listed under 3.7.0 features;
-  ``cmd/loki/health.go`` @ f2cc6769575fe6dad12329a128b479bbcd7e5132): it GETs
-  ``-health.url`` (default ``http://localhost:3100/ready``) and exits 0 on HTTP 200. A backport to
-  3.6.x is claimed by third parties but was not confirmed upstream, so 3.6.x gets no check here.
-- The binary is ``/usr/bin/loki`` (``ENTRYPOINT [ "/usr/bin/loki" ]`` in every cmd/loki/Dockerfile
-  seen) and the image runs as uid 10001: the ``/loki`` volume must be writable by it.
+Upstream sources: docs/upstream-references.md
 """
 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import yaml
 
-LOKI_HTTP_PORT = 3100
+from configs.spec import Deployment, MonitoringInputs, Port, ServiceSpec, Upload
+from contract import Loki
+
+if TYPE_CHECKING:
+    from settings import MonitoringSettings
+
+LOKI_HTTP_PORT = Loki.PORT
 DEFAULT_RETENTION_HOURS = 168
-DEFAULT_PATH_PREFIX = "/loki"
-# Ingestion limits of the seed. They equal Loki's own defaults (configuration.md:
+DEFAULT_PATH_PREFIX = Loki.DATA_PATH
+SCRAPE_JOB: tuple[str, str] | None = (Loki.ALIAS, f"{Loki.ALIAS}:{LOKI_HTTP_PORT}")
+# Ingestion limits of the seed. They equal Loki's own defaults (configuration reference:
 # ingestion_rate_mb default 4, ingestion_burst_size_mb default 6); written out so a change of
 # default upstream does not silently change this stack.
 INGESTION_RATE_MB = 4
 INGESTION_BURST_SIZE_MB = 6
 # First day of the v13 schema period; the upstream example files use 2020-10-24.
 DEFAULT_SCHEMA_FROM = "2020-10-24"
-# "The minimum retention period is 24h." (retention.md)
+# Loki's documented minimum retention period.
 MIN_RETENTION_HOURS = 24
-# Loki release that added the `-health` flag (grafana/loki PR #20313, release 3.7.0).
+# Loki release that added the `-health` flag.
 LOKI_HEALTH_FLAG_SINCE = (3, 7)
-# Loki release whose image became distroless (grafana/loki issue #20149).
+# Loki release whose image became distroless (no shell, no HTTP client).
 LOKI_DISTROLESS_SINCE = (3, 6)
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -170,9 +148,25 @@ def loki_healthcheck(image: str, *, http_port: int = LOKI_HTTP_PORT) -> list[str
     version = _image_version(image)
     if version is None:
         return None
-    url = f"http://127.0.0.1:{http_port}/ready"
+    url = f"http://127.0.0.1:{http_port}{Loki.READY_PATH}"
     if version >= LOKI_HEALTH_FLAG_SINCE:
         return ["CMD", "/usr/bin/loki", "-health", f"-health.url={url}"]
     if version >= LOKI_DISTROLESS_SINCE:
         return None
     return ["CMD", "wget", "-q", "-O", "/dev/null", url]
+
+
+def enabled(settings: MonitoringSettings) -> bool:
+    return settings.logging
+
+
+def deployment(settings: MonitoringSettings, inputs: MonitoringInputs) -> Deployment:
+    return Deployment("Loki", ServiceSpec(
+        service=Loki.ALIAS,
+        image=settings.loki_image,
+        memory_mb=512,
+        uploads=[Upload(Loki.CONFIG_PATH, render_loki_config(settings.loki_retention_hours))],
+        command=[f"-config.file={Loki.CONFIG_PATH}"],
+        ports=[Port(LOKI_HTTP_PORT, settings.loki_port, settings.ui_bind_address)],
+        healthcheck=loki_healthcheck(settings.loki_image),
+    ), volumes=[("data", Loki.DATA_PATH)], published_port=settings.loki_port)

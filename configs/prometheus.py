@@ -1,40 +1,30 @@
 """Prometheus's `prometheus.yml` and the stack's alert rules (`prom/prometheus` v3).
 
-Pure: plain values in, YAML text out. Every key rendered here is also accepted by Debian's
-Prometheus 2.42, which the rehearsal runs: nothing v3-only is needed.
+Pure: plain values in, YAML text out; every key is also accepted by Debian's Prometheus 2.42,
+which the rehearsal runs. No `fallback_scrape_protocol` is rendered: every scraped target sends
+a Content-Type that v3 parses (the rehearsal checks it).
 
-`fallback_scrape_protocol` (v3 fails a scrape whose Content-Type is blank or invalid:
-prometheus/prometheus docs/configuration/configuration.md, `<scrape_config>`) is not rendered.
-The registry's debug server serves `metrics.Handler()` of docker/go-metrics (distribution
-registry/registry.go `configurePrometheus`), which is `promhttp.Handler()` (docker/go-metrics
-handler.go): it always sets the negotiated Content-Type. The rehearsal checks the header that
-Debian's docker-registry 2.8.2, the blackbox exporter and Prometheus send
-(`text/plain; version=0.0.4`). Jaeger, Loki, Alloy and Grafana are Go services that export
-through client_golang's promhttp as well (not rehearsed: no binaries here).
+Upstream sources: docs/upstream-references.md
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from configs.blackbox import MODULE as BLACKBOX_MODULE
-from configs.blackbox import PORT as BLACKBOX_PORT
+from configs.spec import Deployment, MonitoringInputs, Port, ServiceSpec, Upload
+from contract import Blackbox, Prometheus
 
-CONFIG_PATH = "/etc/prometheus/prometheus.yml"  # the image's default --config.file
-RULES_PATH = "/etc/prometheus/rules/registry-mirror.rules.yml"
-PORT = 9090
+if TYPE_CHECKING:
+    from settings import MonitoringSettings
 
-# Network aliases and internal ports on the stack's private network.
-REGISTRY_METRICS_TARGET = "registry:5001"  # debug server: plain HTTP only
-REGISTRY_PROBE_URL = "https://registry:5000/v2/"  # the TLS API, probed through blackbox
-BLACKBOX_ADDRESS = f"blackbox:{BLACKBOX_PORT}"
-JAEGER_METRICS_TARGET = "jaeger:8888"  # Jaeger v2's own metrics (v1 used 14269)
-LOKI_TARGET = "loki:3100"
-ALLOY_TARGET = "alloy:12345"
-GRAFANA_TARGET = "grafana:3000"
-PROMETHEUS_TARGET = f"localhost:{PORT}"
+CONFIG_PATH = Prometheus.CONFIG_PATH
+RULES_PATH = Prometheus.RULES_PATH
+PORT = Prometheus.PORT
+BLACKBOX_ADDRESS = f"{Blackbox.ALIAS}:{Blackbox.PORT}"
+SCRAPE_JOB: tuple[str, str] | None = (Prometheus.ALIAS, f"localhost:{PORT}")  # itself
 
 RULE_GROUP = "registry-mirror"
 SECONDS_PER_DAY = 86400
@@ -61,23 +51,17 @@ def _static_job(job: str, target: str) -> dict[str, Any]:
 
 
 def render_prometheus_config(
+    scrape_jobs: Sequence[tuple[str, str]],
+    probe_urls: Sequence[str],
     *,
-    tracing: bool = True,
-    logging: bool = True,
     rules_path: str = RULES_PATH,
     scrape_interval: str = "15s",
     evaluation_interval: str = "15s",
-    blackbox_module: str = BLACKBOX_MODULE,
+    blackbox_module: str = Blackbox.MODULE,
 ) -> str:
-    """Render prometheus.yml; jobs of services that are turned off are left out."""
-    jobs: list[dict[str, Any]] = [_static_job("registry", REGISTRY_METRICS_TARGET)]
-    if tracing:
-        jobs.append(_static_job("jaeger", JAEGER_METRICS_TARGET))
-    if logging:
-        jobs.append(_static_job("loki", LOKI_TARGET))
-        jobs.append(_static_job("alloy", ALLOY_TARGET))
-    jobs.append(_static_job("grafana", GRAFANA_TARGET))
-    jobs.append(_static_job("prometheus", PROMETHEUS_TARGET))
+    """Render prometheus.yml: one job per (job, host:port) of the running services, and the
+    blackbox job probing each of `probe_urls`."""
+    jobs: list[dict[str, Any]] = [_static_job(job, target) for job, target in scrape_jobs]
     jobs.append(
         {
             # The multi-target exporter pattern: Prometheus asks blackbox to probe the
@@ -86,7 +70,7 @@ def render_prometheus_config(
             "metrics_path": "/probe",
             "scheme": "http",
             "params": {"module": [blackbox_module]},
-            "static_configs": [{"targets": [REGISTRY_PROBE_URL]}],
+            "static_configs": [{"targets": list(probe_urls)}],
             "relabel_configs": [
                 {"source_labels": ["__address__"], "target_label": "__param_target"},
                 {"source_labels": ["__param_target"], "target_label": "instance"},
@@ -169,3 +153,28 @@ def render_alert_rules(cert_expiry_days: int = 14) -> str:
     ]
     document = {"groups": [{"name": RULE_GROUP, "rules": rules}]}
     return yaml.safe_dump(document, sort_keys=True, default_flow_style=False, width=4096)
+
+
+def enabled(settings: MonitoringSettings) -> bool:
+    return True
+
+
+def deployment(settings: MonitoringSettings, inputs: MonitoringInputs) -> Deployment:
+    return Deployment("Prometheus", ServiceSpec(
+        service=Prometheus.ALIAS,
+        image=settings.prometheus_image,
+        memory_mb=512,
+        uploads=[
+            Upload(CONFIG_PATH, render_prometheus_config(inputs.scrape_jobs, inputs.probe_urls)),
+            Upload(RULES_PATH, render_alert_rules()),
+        ],
+        ports=[Port(PORT, settings.prometheus_port, settings.ui_bind_address)],
+        command=[
+            f"--config.file={CONFIG_PATH}",
+            f"--storage.tsdb.path={Prometheus.DATA_PATH}",
+            f"--storage.tsdb.retention.time={settings.prometheus_retention}",
+        ],
+        # prom/prometheus is busybox-based: wget is there
+        healthcheck=["CMD", "wget", "-q", "-O", "/dev/null",
+                     f"http://127.0.0.1:{PORT}{Prometheus.READY_PATH}"],
+    ), volumes=[("data", Prometheus.DATA_PATH)], published_port=settings.prometheus_port)

@@ -7,16 +7,24 @@ registry as `REGISTRY_*` environment variables (distribution's env override), as
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import yaml
 
-CONFIG_PATH = "/etc/distribution/config.yml"  # registry:3 (v2 used /etc/docker/registry)
-STORAGE_ROOT = "/var/lib/registry"
-CERT_PATH = "/etc/distribution/certs/registry.crt"
-KEY_PATH = "/etc/distribution/certs/registry.key"
-CLIENT_CA_PATH = "/etc/distribution/certs/client-ca.crt"
-API_PORT = 5000
-DEBUG_PORT = 5001
-DOCKER_HUB = "https://registry-1.docker.io"
+from configs.spec import Input, Mount, Port, Secret, ServiceSpec, Upload
+from contract import Registry
+
+if TYPE_CHECKING:
+    from settings import RegistrySettings
+
+CONFIG_PATH = Registry.CONFIG_PATH
+STORAGE_ROOT = Registry.STORAGE_ROOT
+CERT_PATH = Registry.CERT_PATH
+KEY_PATH = Registry.KEY_PATH
+API_PORT = Registry.API_PORT
+DEBUG_PORT = Registry.DEBUG_PORT
+DOCKER_HUB = Registry.DOCKER_HUB
 
 
 def render_registry_config(
@@ -64,7 +72,7 @@ def render_registry_config(
             # the private network and is never published.
             "debug": {
                 "addr": debug_addr,
-                "prometheus": {"enabled": True, "path": "/metrics"},
+                "prometheus": {"enabled": True, "path": Registry.METRICS_PATH},
             },
         },
         "proxy": {"remoteurl": remote_url, "ttl": proxy_ttl},
@@ -73,3 +81,37 @@ def render_registry_config(
         },
     }
     return yaml.safe_dump(config, sort_keys=True, default_flow_style=False)
+
+
+def container_spec(
+    settings: RegistrySettings,
+    *,
+    alias: str,
+    envs: Sequence[Input | Secret],
+    remote_url: str,
+    server_chain_pem: Input,
+    server_key_pem: Input,
+    volume_name: Input,
+) -> ServiceSpec:
+    """The mirror's container: config, chain and key uploaded, its cache on `volume_name`."""
+    config_text = render_registry_config(
+        proxy_ttl=settings.proxy_ttl,
+        tag_concurrency_limit=settings.tag_concurrency_limit,
+        remote_url=remote_url,
+    )
+    return ServiceSpec(
+        service=alias,
+        image=settings.image,
+        memory_mb=settings.memory_limit_mb,
+        uploads=[
+            Upload(CONFIG_PATH, config_text),
+            Upload(CERT_PATH, server_chain_pem),
+            Upload(KEY_PATH, server_key_pem, permissions="0600", secret=True),
+        ],
+        envs=envs,
+        ports=[Port(API_PORT, settings.port, settings.bind_address)],
+        mounts=[Mount(STORAGE_ROOT, volume_name=volume_name)],
+        # registry:3 is Alpine-based: busybox wget asks the debug server's health check
+        healthcheck=["CMD", "wget", "-q", "-O", "/dev/null",
+                     f"http://127.0.0.1:{DEBUG_PORT}{Registry.HEALTH_PATH}"],
+    )

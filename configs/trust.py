@@ -1,42 +1,10 @@
 """Host trust scripts: POSIX sh text for the pulumi-command `local.Command` of host trust.
 
-`render_install_script` is the `create` command: it reads the root CA PEM from **stdin** (the
-CA never appears in the command text, which Pulumi stores in its state and shows in
-previews) and
+The install script reads the root CA from stdin (never from the command text, which Pulumi
+stores and shows); the remove script undoes only what the install added. Both are idempotent
+and decide every change and privilege before the first one (`render_install_script`).
 
-* writes it to Docker's fixed layout `<dockerCertsDir>/<host>:<port>/ca.crt` (mode 0644);
-* optionally adds it to the OS trust store: Debian/Ubuntu `update-ca-certificates`, macOS
-  `security add-trusted-cert` into the System keychain; any other OS fails with one line;
-* optionally merges `"registry-mirrors": [<mirror_url>]` into Docker's `daemon.json`, keeping
-  every other key, backing the original up once, never adding a duplicate, and printing that
-  Docker must be restarted (it never restarts Docker itself).
-
-`render_remove_script` is the `delete` command: it never reads stdin and undoes only what
-the install added. Both scripts are idempotent.
-
-Privileges: a target this user cannot write (for a path still to be created: its nearest
-existing parent directory) is written through `sudo -n` when `use_sudo` is true. `-n` never
-prompts (a password prompt would hang `pulumi up`); when it fails, or `use_sudo` is false,
-the script stops before changing anything, with ONE line on stderr that names the path and
-the command to run. The plan (what changes, which privileges) is made before the first
-change, so a refusal leaves the host untouched.
-
-Facts relied on (sources):
-
-* Docker reads a registry's CA from `/etc/docker/certs.d/<host>:<port>/ca.crt`
-  (`~/.docker/certs.d/...` on Docker Desktop); `registry-mirrors` lives in `daemon.json`.
-  dockerd treats a whitespace-only `daemon.json` as an empty configuration and rejects
-  unknown keys, so no marker can be stored inside the file: moby/moby
-  `daemon/config/config.go` (`getConflictFreeConfiguration`, `findConfigurationConflicts`)
-  at 00285a557b6396f8632a244553fca15c753738c5.
-* Debian's `update-ca-certificates` (ca-certificates 20230311+deb12u1,
-  /usr/sbin/update-ca-certificates): see `_LINUX_REMOVE_NOTE`.
-* macOS `security` (apple-open-source/macos `Security/SecurityTool/macOS/`
-  `trusted_cert_add.c`, `keychain_delete.c`, `keychain_find.c` at
-  7e39a483e376a142b570f66216c85c274f74b486): `add-trusted-cert -k` tolerates a certificate
-  already in the keychain; `delete-certificate -c <name>` deletes nothing when the name
-  matches more than one certificate, `-Z <sha1>` names exactly one; `-t` run as root also
-  removes the admin-domain trust settings.
+Upstream sources: docs/upstream-references.md
 """
 
 from __future__ import annotations
@@ -687,7 +655,26 @@ def _prelude(p: TrustParams, install: bool, stdin_note: str) -> list[str]:
 
 
 def render_install_script(p: TrustParams) -> str:
-    """The `create` command. Reads the root CA PEM from stdin."""
+    """The `create` command. Reads the root CA PEM from stdin.
+
+    The CA never appears in the command text, which Pulumi stores in its state and shows in
+    previews. The script
+
+    * writes it to Docker's fixed layout `<dockerCertsDir>/<host>:<port>/ca.crt` (mode 0644);
+    * optionally adds it to the OS trust store: Debian/Ubuntu `update-ca-certificates`, macOS
+      `security add-trusted-cert` into the System keychain; any other OS fails with one line;
+    * optionally merges `"registry-mirrors": [<mirror_url>]` into Docker's `daemon.json`,
+      keeping every other key, backing the original up once, never adding a duplicate, and
+      printing that Docker must be restarted (it never restarts Docker itself). dockerd
+      rejects unknown keys, so no marker can be stored inside the file.
+
+    Privileges: a target this user cannot write (for a path still to be created: its nearest
+    existing parent directory) is written through `sudo -n` when `use_sudo` is true. `-n`
+    never prompts (a password prompt would hang `pulumi up`); when it fails, or `use_sudo` is
+    false, the script stops before changing anything, with ONE line on stderr that names the
+    path and the command to run. The plan (what changes, which privileges) is made before the
+    first change, so a refusal leaves the host untouched.
+    """
     _check(p)
     note = "The root CA PEM is read from stdin; no certificate is in this text."
     parts = _prelude(p, True, note)
@@ -713,7 +700,11 @@ def render_install_script(p: TrustParams) -> str:
 
 
 def render_remove_script(p: TrustParams) -> str:
-    """The `delete` command. Never reads stdin; undoes only what the install added."""
+    """The `delete` command. Never reads stdin; undoes only what the install added.
+
+    Privileges work as in `render_install_script`. On macOS a certificate is deleted by its
+    SHA-1 (`-Z`), because a name can match more than one certificate.
+    """
     _check(p)
     parts = _prelude(p, False, "Never reads stdin. Idempotent: what is already gone is fine.")
     if p.configure_docker_mirror:

@@ -17,9 +17,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from contract import PROJECT, SERVICES
 from mirrorctl import certs, docker, health, metrics, registry
 from mirrorctl.errors import MirrorctlError
-from mirrorctl.stack import PROJECT, SERVICES, StackContext, parse_endpoints
+from mirrorctl.stack import StackContext, parse_endpoints
 from mirrorctl.transport import make_client
 
 P = ParamSpec("P")

@@ -44,11 +44,12 @@ from typing import Any
 
 import yaml
 
+from contract import LABEL_SERVICE as SERVICE_LABEL
+from contract import Registry
 from mirrorctl.errors import MirrorctlError
 
-CONFIG_PATH = "/etc/distribution/config.yml"  # configs/registry.py CONFIG_PATH
-REGISTRY_BINARY = "/bin/registry"
-SERVICE_LABEL = "registry-mirror.service"
+CONFIG_PATH = Registry.CONFIG_PATH
+REGISTRY_BINARY = Registry.BINARY
 DOCKER_TIMEOUT = 120.0
 GC_TIMEOUT = 3600.0
 SUMMARY_RE = re.compile(

@@ -17,18 +17,12 @@ from typing import Any
 
 import httpx
 
+from contract import READY_PATHS, SERVICES
 from mirrorctl.errors import MirrorctlError
 from mirrorctl.transport import describe, get
 
-HEALTH_PATHS = {
-    "registry": "/v2/",
-    "grafana": "/api/health",
-    "prometheus": "/-/ready",
-    "loki": "/ready",
-    "alloy": "/-/ready",
-    "jaeger": "/",
-}
-ORDER = ("registry", "prometheus", "grafana", "jaeger", "loki", "alloy")
+HEALTH_PATHS = READY_PATHS
+ORDER = tuple(s for s in SERVICES if s in READY_PATHS)
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contract import PROJECT
 from mirrorctl.errors import MirrorctlError
 
-PROJECT = "registry-mirror"
 ROOT = Path(__file__).resolve().parents[1]  # the project directory (Pulumi.yaml)
-# Network aliases = `registry-mirror.service` labels = container name suffixes.
-SERVICES = ("registry", "prometheus", "grafana", "jaeger", "loki", "alloy", "blackbox")
 PULUMI_TIMEOUT = 60.0
 SECRET_PLACEHOLDER = "[secret]"  # what `pulumi stack output --json` prints for a secret
 

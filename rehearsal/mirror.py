@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from contract import Registry
 from rehearsal.registry_proc import (
     ca_context,
     free_port,
@@ -29,7 +30,7 @@ from rehearsal.registry_proc import (
     registry_process,
 )
 
-CONFIG_PATH = "/etc/distribution/config.yml"
+CONFIG_PATH = Registry.CONFIG_PATH
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import runpy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     "deleteBeforeReplace": request.deleteBeforeReplace,
                     "retainOnDelete": request.retainOnDelete,
                     "replaceOnChanges": list(request.replaceOnChanges),
+                    "additionalSecretOutputs": list(request.additionalSecretOutputs),
                 },
             )
         )
@@ -220,8 +222,9 @@ def evaluate(
     secrets: dict[str, str] | None = None,
     project: str = PROJECT,
     other_config: dict[str, str] | None = None,
+    program: Callable[[], None] | None = None,
 ) -> Evaluation:
-    """Run `__main__.py` for one stack config (keys without the project prefix).
+    """Run `__main__.py` (or `program`) for one stack config (keys without the project prefix).
 
     `other_config` holds keys of other namespaces as they are, e.g. {"docker:host": ...}.
     """
@@ -237,10 +240,10 @@ def evaluate(
     SETTINGS.rpc_manager.clear()
     SETTINGS.outputs.clear()
 
-    def program() -> None:
+    def main() -> None:
         runpy.run_path(str(MAIN), run_name="__main__")
 
-    _sync_await(run_pulumi_func(program))
+    _sync_await(run_pulumi_func(program or main))
 
     root = pulumi.runtime.settings.get_root_resource()
     exported: dict[str, Any] = dict(getattr(root, "outputs", {}) or {})

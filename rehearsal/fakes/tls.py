@@ -8,10 +8,11 @@ state holds inputs too, minus write-only `*Wo` attributes) plus the provider's c
 outputs, with the camelCase names of the pulumi_tls SDK (`privateKeyPem`, `certPem`, ...).
 
 Mapping followed, from hashicorp/terraform-provider-tls (4.x line, the one whose schema has
-`max_path_length` and the write-only `*_pem_wo` attributes that pulumi-tls 5.6.2 exposes):
+`max_path_length` and the write-only `*_pem_wo` attributes that pulumi-tls 5.6.2 exposes;
+the commits read are in docs/upstream-references.md):
 
-- internal/provider/common_cert.go @ 0472434e1ef74b8b680a560e296d8b595a826fe7
-  (`createCertificate`, `createSubjectDistinguishedNames`, `generateSubjectKeyID`):
+- internal/provider/common_cert.go (`createCertificate`, `createSubjectDistinguishedNames`,
+  `generateSubjectKeyID`):
   * NotBefore = now, NotAfter = NotBefore + validity_period_hours; serial = random < 2**128;
     state id = serial in decimal; validity_*_time = Go `time.MarshalText` (RFC 3339, nanos).
   * allowed_uses: names of `keyUsages` OR-ed into KeyUsage (critical, as Go's x509 writes
@@ -28,17 +29,16 @@ Mapping followed, from hashicorp/terraform-provider-tls (4.x line, the one whose
   * subject: C, ST, L, STREET, PC, O, OU, CN, SERIALNUMBER (Go `pkix.Name.ToRDNSequence`
     order, one RDN each, PrintableString when printable else UTF8String), then emailAddress
     as an IA5String extra name.
-- internal/provider/resource_self_signed_cert.go @ 0494451d1dfc2696326cb58a0279a8d6c1cc5d8c
+- internal/provider/resource_self_signed_cert.go
   (`BasicConstraintsValid: true` always; subject, dns_names, ip_addresses, uris from inputs).
-- internal/provider/resource_locally_signed_cert.go @ 14621e27b03a02fe200f109f44df7c0515abd9e3
+- internal/provider/resource_locally_signed_cert.go
   (template = CSR's Subject, DNSNames, IPAddresses, URIs, `BasicConstraintsValid: true`;
   issuer = the CA cert; Go's x509 adds AuthorityKeyId = CA's SubjectKeyId when the issuer and
   subject names differ; the CSR subject is re-encoded by Go, which keeps only the fields of
   `pkix.Name` — the CSR's emailAddress attribute is dropped).
-- internal/provider/resource_cert_request.go @ 0ea34fdd6d34101fa83ed1c30b0508ae894578d7
+- internal/provider/resource_cert_request.go
   (subject, dns_names, ip_addresses, uris; id = SHA-1 hex of the DER).
-- internal/provider/resource_private_key.go @ 0fc924334bda65def75180c513b52e5de0b25438 and
-  common_key.go @ 0acabc740d9f8e5f764da3af92aa5fc2b5d3c625: RSA default 2048 bits, ECDSA
+- internal/provider/resource_private_key.go and common_key.go: RSA default 2048 bits, ECDSA
   default curve P224 (P224/P256/P384/P521), ED25519; private_key_pem = PKCS#1 (RSA), SEC1
   (ECDSA), PKCS#8 (ED25519); private_key_pem_pkcs8; OpenSSH private/public key and MD5 /
   SHA256 fingerprints, all empty strings for P224 (x/crypto/ssh lacks it); id = SHA-1 hex of

@@ -1,4 +1,4 @@
-"""Rehearsal of the blob-collapsing front (configs/collapse.py) with Debian's nginx.
+"""Rehearsal of the blob-collapsing front (bench/collapse.py) with Debian's nginx.
 
 1. The program's mirror (registry 3.1.1, the program's own files and PKI) with
    `proxy.remoteurl` pointing at the front, the front pointing through the benchmark's
@@ -29,9 +29,9 @@ from pathlib import Path
 
 import pytest
 
-from configs.collapse import TOKEN_PATH
+from bench.collapse import TOKEN_PATH
+from bench.front import Front, collapse_front
 from rehearsal.fakes.program import Evaluation, evaluate
-from rehearsal.front import Front, collapse_front
 from rehearsal.http_stub import serve_http
 from rehearsal.mirror import program_mirror
 from rehearsal.oci import ImageInfo, blob_path, make_oci_image

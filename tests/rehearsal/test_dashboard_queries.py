@@ -20,10 +20,11 @@ from typing import Any
 import pytest
 import yaml
 
+from configs.grafana import DASHBOARD_FILE
 from configs.prometheus import render_alert_rules
 from tests.conftest import require_tool
 
-DASHBOARD_PATH = Path(__file__).resolve().parents[2] / "configs/dashboards/registry-mirror.json"
+DASHBOARD_PATH = DASHBOARD_FILE
 
 # Grafana's built-in interval variables -> a literal PromQL duration for parsing.
 GRAFANA_INTERVALS = {

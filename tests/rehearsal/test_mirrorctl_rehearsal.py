@@ -49,15 +49,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 import mirrorctl.registry as registry_module
-from configs.prometheus import (
-    ALLOY_TARGET,
-    GRAFANA_TARGET,
-    JAEGER_METRICS_TARGET,
-    LOKI_TARGET,
-    PROMETHEUS_TARGET,
-    REGISTRY_METRICS_TARGET,
-    REGISTRY_PROBE_URL,
-)
 from configs.registry import CERT_PATH, CONFIG_PATH
 from mirrorctl.registry import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, RegistryClient
 from mirrorctl.transport import make_client
@@ -77,7 +68,18 @@ from rehearsal.registry_proc import (
     registry_process,
 )
 from tests.conftest import require_tool
-from tests.rehearsal.test_prometheus_rehearsal import _process, loopback_config, wait_query
+from tests.rehearsal.test_prometheus_rehearsal import (
+    ALLOY_TARGET,
+    GRAFANA_TARGET,
+    JAEGER_METRICS_TARGET,
+    LOKI_TARGET,
+    PROMETHEUS_TARGET,
+    REGISTRY_METRICS_TARGET,
+    REGISTRY_PROBE_URL,
+    _process,
+    loopback_config,
+    wait_query,
+)
 from tests.unit.test_mirrorctl import (
     REGISTRY,
     FakeDocker,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import subprocess
 import time
@@ -32,20 +33,9 @@ import yaml
 from cryptography import x509
 
 from configs.blackbox import MODULE, render_blackbox_config
-from configs.prometheus import (
-    ALLOY_TARGET,
-    BLACKBOX_ADDRESS,
-    GRAFANA_TARGET,
-    JAEGER_METRICS_TARGET,
-    LOKI_TARGET,
-    PROMETHEUS_TARGET,
-    REGISTRY_METRICS_TARGET,
-    REGISTRY_PROBE_URL,
-    RULES_PATH,
-    render_alert_rules,
-    render_prometheus_config,
-)
+from configs.prometheus import CONFIG_PATH, RULES_PATH, render_alert_rules
 from configs.registry import CERT_PATH, KEY_PATH, render_registry_config
+from rehearsal.fakes.program import evaluate
 from rehearsal.fakes.tls import (
     CERT_REQUEST,
     LOCALLY_SIGNED_CERT,
@@ -76,6 +66,25 @@ from tests.rehearsal.test_dashboard_queries import (
 )
 
 PROMTOOL_TIMEOUT = 30
+
+# The scrape targets and probe URL as the services' images and docs name them (alias:port on
+# the stack's network), written out here and not taken from the code under test.
+REGISTRY_METRICS_TARGET = "registry:5001"
+REGISTRY_PROBE_URL = "https://registry:5000/v2/"
+PROMETHEUS_TARGET = "localhost:9090"
+JAEGER_METRICS_TARGET = "jaeger:8888"
+LOKI_TARGET = "loki:3100"
+ALLOY_TARGET = "alloy:12345"
+GRAFANA_TARGET = "grafana:3000"
+BLACKBOX_ADDRESS = "blackbox:9115"
+
+
+@functools.cache
+def render_prometheus_config(tracing: bool = True, logging: bool = True) -> str:
+    """prometheus.yml as the whole program (under mocks) uploads it for these switches."""
+    ev = evaluate({"installTrust": "false", "tracing": str(tracing).lower(),
+                   "logging": str(logging).lower()}, stack="promrehearsal")
+    return ev.uploads("prometheus")[CONFIG_PATH]
 
 
 def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -404,7 +413,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             PROMETHEUS_TARGET: address,
             **{target: f"127.0.0.1:{free_port()}" for target in ABSENT_TARGETS},
         }
-        rendered = render_prometheus_config(scrape_interval="1s", evaluation_interval="1s")
+        faster = yaml.safe_load(render_prometheus_config())
+        faster["global"]["scrape_interval"] = faster["global"]["evaluation_interval"] = "1s"
+        rendered = yaml.safe_dump(faster)
         config = directory / "prometheus.yml"
         config.write_text(loopback_config(rendered, targets, blackbox.removeprefix("http://"), str(rules)))
         args = [
@@ -428,10 +439,10 @@ def test_every_scraped_target_declares_a_content_type_prometheus_v3_parses(stack
     """Why no `fallback_scrape_protocol` is rendered.
 
     Prometheus v3 uses it only "if a scrape returns blank, unparsable, or otherwise invalid
-    Content-Type" (prometheus/prometheus docs/configuration/configuration.md @
-    1e317d00987888807ba8998f0d0c452ac5eda463, `<scrape_config>`). The registry's debug server,
-    the blackbox exporter and Prometheus all answer through promhttp with the text format's
-    own type, which v3 parses as PrometheusText0.0.4.
+    Content-Type" (Prometheus's configuration docs, `<scrape_config>`; source in
+    docs/upstream-references.md). The registry's debug server, the blackbox exporter and
+    Prometheus all answer through promhttp with the text format's own type, which v3 parses
+    as PrometheusText0.0.4.
     """
     for url in (
         f"http://{stack.mirror.debug}/metrics",

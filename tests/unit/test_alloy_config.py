@@ -2,7 +2,7 @@
 
 No Alloy binary runs here. The file is read back by a small Alloy-syntax reader written for this
 test (tokens, string escapes, blocks, attributes, lists, objects — the rules of TYPES_DOC), and
-every component, argument and block name is compared with the upstream docs cited below.
+every component, argument and block name is compared with the upstream docs named below.
 """
 
 from __future__ import annotations
@@ -21,42 +21,23 @@ from configs.alloy import alloy_command, alloy_healthcheck, render_alloy_config
 from tests.conftest import require_tool
 from tests.unit.conftest import StatusHandler
 
-# Sources (repository, path @ commit)
-DISCOVERY_DOCKER_DOC = (
-    "grafana/alloy docs/sources/reference/components/discovery/discovery.docker.md"
-    " @ d1aa3766861c3305f45abeb82a79dc52a63e0ca4"
-)
-DISCOVERY_RELABEL_DOC = (
-    "grafana/alloy docs/sources/reference/components/discovery/discovery.relabel.md"
-    " @ 9728cbe72f781cc268f374266805977619f6468e"
-)
-RULE_BLOCK_DOC = (
-    "grafana/alloy docs/sources/shared/reference/components/rule-block.md @ b68a122f4138476129af5bc2ceef222e3011165b"
-)
-SOURCE_DOCKER_DOC = (
-    "grafana/alloy docs/sources/reference/components/loki/loki.source.docker.md"
-    " @ d1aa3766861c3305f45abeb82a79dc52a63e0ca4"
-)
-PROCESS_DOC = (
-    "grafana/alloy docs/sources/reference/components/loki/loki.process.md @ 0d385e562f7d1a479ad35acf6981e670ebece3b5"
-)
-WRITE_DOC = (
-    "grafana/alloy docs/sources/reference/components/loki/loki.write.md @ 926837a233ddb2f3f204d2f8ae3f7f0e28ade5ed"
-)
-MONITOR_DOCKER_DOC = (
-    "grafana/alloy docs/sources/monitor/monitor-docker-containers.md @ 4e5935c44f83d52bcd8419a8fbd63aae4df8f7a3"
-)
-TYPES_DOC = (
-    "grafana/alloy docs/sources/get-started/configuration-syntax/expressions/types_and_values.md"
-    " @ 9aae786cf68e329ef9a502a6149b8e08b8fb5d84"
-)
-RUN_DOC = "grafana/alloy docs/sources/reference/cli/run.md @ 0a6bf2b85670c6368b704921fff4f5e7ec944f08"
-HEALTH_DOC = "grafana/alloy docs/sources/reference/cli/healthcheck.md @ d1dc5203687f7e3747bbcdea87b56a3f0dc695d5"
-ALLOY_DOCKERFILE = "grafana/alloy Dockerfile @ ea30b1f7f5a1e46c647a5a62ee6a4579a8423b21"
-JMESPATH_SPEC = "jmespath/jmespath.py docs/specification.rst @ 4a4f6dbd98549b2b8fc71bbc19860d317a6abfdb"
-REGISTRY_LOG_FIELDS = "distribution/distribution internal/dcontext/http.go @ f7e5eaae702413ccaa59bb5aae09ea370fb1a894"
-DOCKER_SD = "prometheus/prometheus discovery/moby/docker.go @ 5825efd03491af92a410fb049cdf712ef812c9ca"
-MOBY_FILTERS = "moby/moby api/types/filters/parse.go @ 30bf2787167e475f1960f854c2857b3680f989e1"
+# Upstream sources, named in assertion messages; repository, path and commit of each:
+# docs/upstream-references.md ("Source names used by the unit tests").
+DISCOVERY_DOCKER_DOC = "DISCOVERY_DOCKER_DOC (docs/upstream-references.md)"
+DISCOVERY_RELABEL_DOC = "DISCOVERY_RELABEL_DOC (docs/upstream-references.md)"
+RULE_BLOCK_DOC = "RULE_BLOCK_DOC (docs/upstream-references.md)"
+SOURCE_DOCKER_DOC = "SOURCE_DOCKER_DOC (docs/upstream-references.md)"
+PROCESS_DOC = "PROCESS_DOC (docs/upstream-references.md)"
+WRITE_DOC = "WRITE_DOC (docs/upstream-references.md)"
+MONITOR_DOCKER_DOC = "MONITOR_DOCKER_DOC (docs/upstream-references.md)"
+TYPES_DOC = "TYPES_DOC (docs/upstream-references.md)"
+RUN_DOC = "RUN_DOC (docs/upstream-references.md)"
+HEALTH_DOC = "HEALTH_DOC (docs/upstream-references.md)"
+ALLOY_DOCKERFILE = "ALLOY_DOCKERFILE (docs/upstream-references.md)"
+JMESPATH_SPEC = "JMESPATH_SPEC (docs/upstream-references.md)"
+REGISTRY_LOG_FIELDS = "REGISTRY_LOG_FIELDS (docs/upstream-references.md)"
+DOCKER_SD = "DOCKER_SD (docs/upstream-references.md)"
+MOBY_FILTERS = "MOBY_FILTERS (docs/upstream-references.md)"
 
 # Arguments (a) and blocks (b) each component documents (only those this config may use).
 DOCUMENTED: dict[str, dict[str, set[str]]] = {

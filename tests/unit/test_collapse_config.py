@@ -1,4 +1,4 @@
-"""The blob-collapsing front's nginx.conf (configs/collapse.py), parsed block by block.
+"""The blob-collapsing front's nginx.conf (bench/collapse.py), parsed block by block.
 
 What nginx does with it is rehearsed in tests/rehearsal/test_collapse_rehearsal.py; here:
 the structure (which location caches, with which key and lock), the inputs it refuses, and
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from configs.collapse import BLOB_LOCATION, TOKEN_PATH, render_collapse_config
+from bench.collapse import BLOB_LOCATION, TOKEN_PATH, render_collapse_config
 from tests.conftest import require_tool
 
 Block = dict[str, Any]  # {"directives": [[name, args...], ...], "blocks": [(header, Block), ...]}

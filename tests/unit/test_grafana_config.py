@@ -1,6 +1,6 @@
 """Grafana provisioning, environment and entrypoint renderers, checked against upstream Grafana.
 
-No Grafana binary runs here. Provisioning keys are compared with the upstream docs cited below;
+No Grafana binary runs here. Provisioning keys are compared with the upstream docs named below;
 the entrypoint script is executed for real with /bin/sh (and bash) against stand-ins for the
 image's ``grafana`` binary and ``/run.sh``; the healthcheck command runs for real with curl
 against a local HTTP server.
@@ -28,29 +28,19 @@ from configs.grafana import (
 from tests.conftest import require_tool
 from tests.unit.conftest import StatusHandler
 
-# Sources (repository, path @ commit)
-PROVISIONING_DOC = (
-    "grafana/grafana docs/sources/administration/provisioning/index.md @ 9e172c7a1b9c0d90724b3cb16786b346e57937c9"
-)
-JAEGER_DS_DOC = (
-    "grafana/grafana docs/sources/datasources/jaeger/configure/index.md @ 1d817c2b033e24ce84e9497cac2aa2e5303041b8"
-)
-LOKI_DS_DOC = (
-    "grafana/grafana docs/sources/datasources/loki/configure-loki-data-source.md"
-    " @ 663635c14453ab44de828202357cff17abc2ac46"
-)
-DEFAULTS_INI = "grafana/grafana conf/defaults.ini @ d6b8507785537dfee49671e76444b02643d02f53"
-CONFIGURE_DOC = (
-    "grafana/grafana docs/sources/setup-grafana/configure-grafana/_index.md @ 0718918919be1e687a718233975bd113dbaeba5a"
-)
-DOCKERFILE = "grafana/grafana Dockerfile @ 78515af65f036f536c4ab2e6fdb5484552f99f1f"
-RUN_SH = "grafana/grafana packaging/docker/run.sh @ 7a86cb53b2e1199895cac8645ea69ca4479844ad"
-CLI_COMMANDS = "grafana/grafana pkg/cmd/grafana-cli/commands/commands.go @ db64da7a92c6cfea9fda69312ec294f40b3de658"
-CLI_FLAGS = "grafana/grafana pkg/cmd/grafana-cli/commands/cli.go @ 3ea21f86f1d0079c3056ef6a80c6c96ab4394fbe"
-RESET_PASSWORD = (
-    "grafana/grafana pkg/cmd/grafana-cli/commands/reset_password_command.go @ 3c6a93432ccd6e6142d25ba6df7b20d8ba38d06c"
-)
-HEALTH_API = "grafana/grafana docs/sources/developers/http_api/other.md @ 6402e39034e0b39016de26d5153fcab4b0c679c6"
+# Upstream sources, named in assertion messages; repository, path and commit of each:
+# docs/upstream-references.md ("Source names used by the unit tests").
+PROVISIONING_DOC = "PROVISIONING_DOC (docs/upstream-references.md)"
+JAEGER_DS_DOC = "JAEGER_DS_DOC (docs/upstream-references.md)"
+LOKI_DS_DOC = "LOKI_DS_DOC (docs/upstream-references.md)"
+DEFAULTS_INI = "DEFAULTS_INI (docs/upstream-references.md)"
+CONFIGURE_DOC = "CONFIGURE_DOC (docs/upstream-references.md)"
+DOCKERFILE = "DOCKERFILE (docs/upstream-references.md)"
+RUN_SH = "RUN_SH (docs/upstream-references.md)"
+CLI_COMMANDS = "CLI_COMMANDS (docs/upstream-references.md)"
+CLI_FLAGS = "CLI_FLAGS (docs/upstream-references.md)"
+RESET_PASSWORD = "RESET_PASSWORD (docs/upstream-references.md)"
+HEALTH_API = "HEALTH_API (docs/upstream-references.md)"
 
 # Data source fields of PROVISIONING_DOC's example file ("<string, required>" name/type/access,
 # orgId, uid, url, isDefault, jsonData, editable, ...).

@@ -1,7 +1,7 @@
 """Jaeger v2 config, command, healthcheck and the registry's OTel environment.
 
 No Jaeger binary runs here: keys and component names are compared with upstream Jaeger and
-OpenTelemetry files cited below. The healthcheck command runs for real with wget against a local
+OpenTelemetry files named below. The healthcheck command runs for real with wget against a local
 HTTP server.
 """
 
@@ -17,36 +17,24 @@ from configs.jaeger import jaeger_command, jaeger_healthcheck, registry_otel_env
 from tests.conftest import require_tool
 from tests.unit.conftest import StatusHandler
 
-# Sources (repository, path @ commit)
-ALL_IN_ONE = "jaegertracing/jaeger cmd/jaeger/internal/all-in-one.yaml @ a46bf373cc047bb66503a9f0e82627f0c12fbc0c"
-JAEGER_DOCKERFILE = "jaegertracing/jaeger cmd/jaeger/Dockerfile @ e8bf982bbf5f4e2ee4e8682e03a71d0b9bd69dd5"
-JAEGER_BASE_IMAGE = (
-    "jaegertracing/jaeger scripts/build/docker/base/Dockerfile @ 348903a6f77c2d57e6682eb5d0b25bd76590018d"
-)
-INTERNAL_TELEMETRY = (
-    "open-telemetry/opentelemetry.io content/en/docs/collector/internal-telemetry.md"
-    " @ 999914e3aa06e3732f750df71b0734e41bcbfea9"
-)
-HEALTHCHECKV2 = (
-    "open-telemetry/opentelemetry-collector-contrib extension/healthcheckv2extension/README.md"
-    " @ f6e8c13a484667076976cdc5140fc6cc2abd61dd"
-)
-DISTRIBUTION_TRACING = "distribution/distribution tracing/tracing.go @ 1ba51c3572999ef52331f5c0ea790474348d44f5"
-AUTOEXPORT = (
-    "open-telemetry/opentelemetry-go-contrib exporters/autoexport/spans.go @ a23e5a9b6a3a44d9eea501276ca6e1ef2e63f259"
-)
-OTLP_HTTP_ENV = (
-    "open-telemetry/opentelemetry-go exporters/otlp/otlptrace/otlptracehttp/internal/otlpconfig/envconfig.go"
-    " @ c1776ad39089a39bd61fe6d2d29620d670f18c3e"
-)
-DISTRIBUTION_310 = "distribution/distribution releases/v3.1.0.toml @ 26d7168370f338fa15720b9df6e8a02b86645127"
+# Upstream sources, named in assertion messages; repository, path and commit of each:
+# docs/upstream-references.md ("Source names used by the unit tests").
+ALL_IN_ONE = "ALL_IN_ONE (docs/upstream-references.md)"
+JAEGER_DOCKERFILE = "JAEGER_DOCKERFILE (docs/upstream-references.md)"
+JAEGER_BASE_IMAGE = "JAEGER_BASE_IMAGE (docs/upstream-references.md)"
+INTERNAL_TELEMETRY = "INTERNAL_TELEMETRY (docs/upstream-references.md)"
+HEALTHCHECKV2 = "HEALTHCHECKV2 (docs/upstream-references.md)"
+DISTRIBUTION_TRACING = "DISTRIBUTION_TRACING (docs/upstream-references.md)"
+AUTOEXPORT = "AUTOEXPORT (docs/upstream-references.md)"
+OTLP_HTTP_ENV = "OTLP_HTTP_ENV (docs/upstream-references.md)"
+DISTRIBUTION_310 = "DISTRIBUTION_310 (docs/upstream-references.md)"
 
 # Component names of the built-in all-in-one config (ALL_IN_ONE).
 UPSTREAM_EXTENSIONS = {"jaeger_storage", "jaeger_query", "remote_sampling", "healthcheckv2", "expvar"}
 UPSTREAM_RECEIVERS = {"otlp", "jaeger", "zipkin"}
 UPSTREAM_PROCESSORS = {"batch"}
 UPSTREAM_EXPORTERS = {"jaeger_storage_exporter"}
-# Ports of the stack (/tmp/stackfacts.md), which are the all-in-one's (ALL_IN_ONE, Dockerfile EXPOSE).
+# Ports of the stack, which are the all-in-one's (ALL_IN_ONE, Dockerfile EXPOSE).
 PORTS = {"otlp_grpc": 4317, "otlp_http": 4318, "health": 13133, "metrics": 8888}
 
 
@@ -111,7 +99,7 @@ def test_own_metrics_use_a_prometheus_pull_reader_on_8888(config: dict[str, Any]
     metrics = config["service"]["telemetry"]["metrics"]
     assert metrics["readers"] == [{"pull": {"exporter": {"prometheus": {"host": "0.0.0.0", "port": PORTS["metrics"]}}}}]
     assert metrics["level"] == "detailed", ALL_IN_ONE
-    # `address` was deprecated (collector PR #11205), ignored since v0.123 and an invalid key
+    # `address` was deprecated by the collector, ignored since v0.123 and an invalid key
     # since v0.128: Jaeger 2.x on a current collector refuses to start with it.
     assert "address" not in metrics, INTERNAL_TELEMETRY
 
@@ -217,7 +205,7 @@ def test_tracing_on_exports_otlp_http_to_jaeger() -> None:
     # DISTRIBUTION_TRACING uses autoexport.NewSpanExporter (AUTOEXPORT): OTEL_TRACES_EXPORTER
     # picks the exporter, OTEL_EXPORTER_OTLP_PROTOCOL the transport; OTLP_HTTP_ENV reads the
     # base endpoint (an http scheme = no TLS). OTEL_SERVICE_NAME is honoured from 3.1.0
-    # (DISTRIBUTION_310, PR #4771).
+    # (DISTRIBUTION_310).
     assert _env(True) == {
         "OTEL_TRACES_EXPORTER": "otlp",
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318",

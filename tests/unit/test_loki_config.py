@@ -1,7 +1,7 @@
 """Loki config renderer: every key checked against upstream Loki files (no Loki binary here).
 
-Each expected value below is copied from the upstream file named next to it, not from the
-renderer's output. Sources (repository, path @ commit):
+Each expected value below is copied from the upstream file named next to it (paths and
+commits: docs/upstream-references.md), not from the renderer's output.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import yaml
 
 from configs.loki import loki_healthcheck, render_loki_config
 
-DOCKER_CONFIG = "grafana/loki cmd/loki/loki-docker-config.yaml @ 0379927d8cee460ae618998ef098faf49e89f8c7"
-LOCAL_CONFIG = "grafana/loki cmd/loki/loki-local-config.yaml @ c96b750a3f6bee9a76482ead8823e71405e5d68b"
-RETENTION_DOC = "grafana/loki docs/sources/operations/storage/retention.md @ 8e40a0a8c2cb9188ea6b5a417e68ee169d0e6aff"
-CONFIG_REFERENCE = "grafana/loki docs/sources/shared/configuration.md @ 4841fe933e35c55d7ee69362f547965cbc9db5ec"
-HEALTH_GO = "grafana/loki cmd/loki/health.go @ f2cc6769575fe6dad12329a128b479bbcd7e5132"
+DOCKER_CONFIG = "DOCKER_CONFIG (docs/upstream-references.md)"
+LOCAL_CONFIG = "LOCAL_CONFIG (docs/upstream-references.md)"
+RETENTION_DOC = "RETENTION_DOC (docs/upstream-references.md)"
+CONFIG_REFERENCE = "CONFIG_REFERENCE (docs/upstream-references.md)"
+HEALTH_GO = "HEALTH_GO (docs/upstream-references.md)"
 
 # key path -> (expected value, source that shows the key and this value or its meaning)
 EXPECTED: dict[tuple[str, ...], tuple[Any, str]] = {
@@ -191,7 +191,7 @@ def test_health_url_follows_the_port() -> None:
 
 @pytest.mark.parametrize("image", ["grafana/loki:3.6.0", "grafana/loki:3.6.10"])
 def test_distroless_36_has_no_possible_healthcheck(image: str) -> None:
-    # grafana/loki issue #20149: 3.6.0 "removed busybox"; no shell, no HTTP client inside.
+    # 3.6.0 removed busybox from the image: no shell, no HTTP client inside.
     assert loki_healthcheck(image) is None
 
 

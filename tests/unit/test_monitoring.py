@@ -89,7 +89,7 @@ def test_data_volumes_follow_keep_data_on_destroy():
 def test_prometheus_gets_its_rendered_config_rules_and_retention(ev):
     c = ev.container("prometheus").inputs
     up = ev.uploads("prometheus")
-    assert up[prometheus.CONFIG_PATH] == prometheus.render_prometheus_config(tracing=True, logging=True)
+    assert yaml.safe_load(up[prometheus.CONFIG_PATH])["rule_files"] == [prometheus.RULES_PATH]
     assert up[prometheus.RULES_PATH] == prometheus.render_alert_rules()
     assert "--storage.tsdb.retention.time=15d" in c["command"]
     assert f"--config.file={prometheus.CONFIG_PATH}" in c["command"]
@@ -208,3 +208,31 @@ def test_a_setting_for_a_service_that_is_off_fails_at_preview():
         evaluate(BASE | {"tracing": "false", "jaegerPort": "17000"})
     with pytest.raises(SettingsError, match="grafanaPort = '3001' .*needs monitoring: true"):
         evaluate(BASE | {"monitoring": "false", "grafanaPort": "3001"})
+
+
+def _loki_refs(node) -> list[str]:
+    """Every place in a dashboard JSON tree that names the Loki data source."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        if node.get("uid") == "loki" or node.get("type") == "loki":
+            found.append(json.dumps(node)[:60])
+        for value in node.values():
+            found += _loki_refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += _loki_refs(value)
+    return found
+
+
+def test_with_logging_off_the_dashboard_names_no_loki_datasource_and_keeps_the_metric_panels(ev):
+    with_logs = json.loads(ev.uploads("grafana")["/etc/grafana/dashboards/registry-mirror.json"])
+    off = evaluate(BASE | {"logging": "false"})
+    without = json.loads(off.uploads("grafana")["/etc/grafana/dashboards/registry-mirror.json"])
+    datasources = yaml.safe_load(
+        off.uploads("grafana")["/etc/grafana/provisioning/datasources/registry-mirror.yaml"])
+    assert "loki" not in {d["uid"] for d in datasources["datasources"]}
+    assert _loki_refs(with_logs), "the full dashboard does use Loki (control)"
+    assert _loki_refs(without) == []
+    assert "$stack" not in json.dumps(without)  # the variable was queried from Loki
+    kept = [p["title"] for p in with_logs["panels"] if p["type"] != "logs"]
+    assert [p["title"] for p in without["panels"]] == kept and len(kept) >= 9

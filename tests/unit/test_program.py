@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 
 import pytest
 import yaml
@@ -267,7 +268,9 @@ def test_stack_outputs(ev):
     assert json.loads(out["dockerDaemonConfig"]) == {"registry-mirrors": ["https://mirror.test:6010"]}
     assert out["pullExample"] == "docker pull mirror.test:6010/library/alpine:latest"
     assert out["dockerCaPath"] == "/tmp/certs.d/mirror.test:6010/ca.crt"
-    assert 'capabilities = ["pull", "resolve"]' in out["containerdHostsToml"]
+    hosts = tomllib.loads(out["containerdHostsToml"])
+    assert hosts["host"]["https://mirror.test:6010"] == {
+        "capabilities": ["pull", "resolve"], "ca": "/tmp/certs.d/mirror.test:6010/ca.crt"}
     assert out["clientKeyPem"] == ev.find(KEY, "client-key").state["privateKeyPem"]
     assert "clientKeyPem" in ev.secret_outputs
     assert "caCertPem" not in ev.secret_outputs
@@ -299,3 +302,23 @@ def test_invalid_config_fails_the_program_with_the_key_named():
 def test_docker_hub_password_set_without_secret_is_refused():
     with pytest.raises(SettingsError, match="must be set as a secret"):
         evaluate({"dockerHubUsername": "a", "dockerHubPassword": "plain"})
+
+
+def test_every_field_carrying_a_nested_secret_is_declared_a_secret_output():
+    """The engine copies secretness to outputs only for a whole secret input: a field with a
+    secret element inside must be listed in additionalSecretOutputs, or the state keeps it in
+    clear."""
+    full = evaluate(CONFIG | {"monitoring": "true"}, stack="dev", secrets=SECRETS)
+    checked = 0
+    for r in full.resources:
+        nested = {p.split(".")[0].split("[")[0] for p in r.secret_paths() if p not in r.raw_inputs}
+        for field in nested:
+            checked += 1
+            assert field in r.options["additionalSecretOutputs"], (r.name, field)
+    assert checked >= 3  # registry envs and uploads, grafana envs
+
+
+def test_no_secret_value_hides_in_resource_options(ev):
+    secrets = [SECRETS["dockerHubPassword"], ev.envs("registry")["REGISTRY_HTTP_SECRET"]]
+    for r in ev.resources:
+        assert not any(s in json.dumps(r.options) for s in secrets), r.name

@@ -6,29 +6,45 @@ stack depends on is checked here; the real binaries check the same files in test
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from configs.blackbox import CA_PATH, MODULE, render_blackbox_config
-from configs.prometheus import RULES_PATH, render_alert_rules, render_prometheus_config
+from configs.grafana import DASHBOARD_FILE as DASHBOARD_PATH
+from configs.prometheus import CONFIG_PATH, RULES_PATH, render_alert_rules, render_prometheus_config
+from rehearsal.fakes.program import evaluate
 
-DASHBOARD_PATH = Path(__file__).resolve().parents[2] / "configs/dashboards/registry-mirror.json"
 DATASOURCE_UIDS = {"prometheus": "prometheus", "loki": "loki"}  # type -> fixed uid
 
 
-def _config(**kwargs: Any) -> dict[str, Any]:
-    loaded = yaml.safe_load(render_prometheus_config(**kwargs))
+@functools.cache
+def _program_config(tracing: bool, logging: bool) -> str:
+    """prometheus.yml as the whole program renders and uploads it for these switches."""
+    ev = evaluate({"installTrust": "false", "tracing": str(tracing).lower(),
+                   "logging": str(logging).lower()}, stack="promcfg")
+    return ev.uploads("prometheus")[CONFIG_PATH]
+
+
+def _config(tracing: bool = True, logging: bool = True) -> dict[str, Any]:
+    loaded = yaml.safe_load(_program_config(tracing, logging))
     assert isinstance(loaded, dict)
     return loaded
 
 
-def _jobs(**kwargs: Any) -> dict[str, dict[str, Any]]:
-    jobs = _config(**kwargs)["scrape_configs"]
+def _render(**kwargs: Any) -> dict[str, Any]:
+    loaded = yaml.safe_load(render_prometheus_config([("registry", "registry:5001")],
+                                                     ["https://registry:5000/v2/"], **kwargs))
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def _jobs(tracing: bool = True, logging: bool = True) -> dict[str, dict[str, Any]]:
+    jobs = _config(tracing, logging)["scrape_configs"]
     names = [job["job_name"] for job in jobs]
     assert len(names) == len(set(names)), f"duplicate job names: {names}"
     return {job["job_name"]: job for job in jobs}
@@ -84,7 +100,7 @@ def test_registry_is_scraped_over_plain_http_without_tls_settings() -> None:
 
 
 def test_config_comment_says_why_the_registry_scrape_is_not_mutual_tls() -> None:
-    text = render_prometheus_config()
+    text = _program_config(True, True)
     header = [line for line in text.splitlines() if line.startswith("#")]
     assert any("cannot serve TLS" in line for line in header)
     assert any("mutual TLS" in line for line in header)
@@ -125,19 +141,19 @@ def test_jobs_of_services_turned_off_are_omitted(tracing: bool, logging: bool, e
 def test_rule_files_points_at_the_rules_path() -> None:
     assert _config()["rule_files"] == [RULES_PATH]
     assert RULES_PATH == "/etc/prometheus/rules/registry-mirror.rules.yml"
-    assert _config(rules_path="/x/r.yml")["rule_files"] == ["/x/r.yml"]
+    assert _render(rules_path="/x/r.yml")["rule_files"] == ["/x/r.yml"]
 
 
 def test_global_intervals_are_set_and_nothing_v3_only_is_rendered() -> None:
-    config = _config(scrape_interval="30s", evaluation_interval="20s")
+    config = _render(scrape_interval="30s", evaluation_interval="20s")
     assert config["global"] == {"scrape_interval": "30s", "evaluation_interval": "20s"}
     assert set(config) == {"global", "rule_files", "scrape_configs"}
     # every target serves a Content-Type through promhttp: no fallback protocol needed
-    assert "fallback_scrape_protocol" not in render_prometheus_config()
+    assert "fallback_scrape_protocol" not in _program_config(True, True)
 
 
 def test_prometheus_config_is_deterministic() -> None:
-    assert render_prometheus_config() == render_prometheus_config()
+    assert _program_config(True, False) == _program_config.__wrapped__(True, False)
     assert render_alert_rules() == render_alert_rules()
     assert render_blackbox_config() == render_blackbox_config()
 

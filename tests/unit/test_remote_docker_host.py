@@ -43,7 +43,7 @@ def test_tcp_docker_host_gets_the_exact_steps_instead_of_a_command():
     assert ev.of_type("command:local:Command") == [] and ev.of_type("command:remote:Command") == []
     assert ev.outputs["trustInstalledOn"] == "manual"
     steps = ev.outputs["trustSteps"]
-    assert "sudo mkdir -p '/etc/docker/certs.d/mirror.lan:6000'" in steps
+    assert "sudo mkdir -p /etc/docker/certs.d/mirror.lan:6000" in steps
     assert "caCertPem" in steps and "/etc/docker/certs.d/mirror.lan:6000/ca.crt" in steps
 
 

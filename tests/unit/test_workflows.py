@@ -39,13 +39,11 @@ PREVIEW = WORKFLOWS / "preview.yml"
 E2E = WORKFLOWS / "e2e.yml"
 CHECK_JSONSCHEMA = Path(sys.executable).with_name("check-jsonschema")
 
-# The inputs of pulumi/actions, copied from its action.yml: repository pulumi/actions, path
-# action.yml, commit 4ddd4329226d5f7fdca0bc1fe3a0a659f4de25fe (the newest version of that
-# file in our source index; it runs on node20, i.e. the v5/v6 line). v7.0.0 is the Node 24
-# release (pulumi/actions#1407 "Release v7 with Node 24 support"; SH11235/rshogi#679 reports
-# diffing the action.yml inputs of v6.6.1 and v7.0.0 and finding them compatible). v7's own
-# action.yml was not readable here: an input new in v7 would be reported as unknown by this
-# test (the safe direction), never the other way round.
+# The inputs of pulumi/actions, copied from its action.yml (the newest version of that file in
+# our source index; it runs on node20, i.e. the v5/v6 line). v7.0.0 is the Node 24 release,
+# and its inputs were reported compatible with v6.6.1's (sources: docs/upstream-references.md).
+# v7's own action.yml was not readable here: an input new in v7 would be reported as unknown
+# by this test (the safe direction), never the other way round.
 PULUMI_ACTION_INPUTS = frozenset({
     "command", "stack-name", "pulumi-version", "pulumi-version-file", "work-dir",
     "comment-on-pr", "comment-on-pr-number", "comment-on-summary", "github-token",
@@ -218,8 +216,7 @@ def test_preview_targets_the_shared_ci_stack_and_never_a_file_backend() -> None:
 def test_preview_takes_the_passphrase_salt_from_the_backend_state() -> None:
     # Pulumi.ci.yaml has no `encryptionsalt`; without this variable the CLI would make a new
     # passphrase secrets manager with a new salt instead of the one the stack's state holds
-    # (pulumi/pulumi pkg/cmd/pulumi/stack/secrets.go, SecretsManagerLoader.GetSecretsManager,
-    # commit e14f17c0a91ed67223f236f7ea3fc958d89039d7).
+    # (pulumi/pulumi SecretsManagerLoader.GetSecretsManager; see docs/upstream-references.md).
     (step,) = pulumi_steps(load(PREVIEW))
     assert step["env"]["PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER"] == "true"
 

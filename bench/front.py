@@ -1,9 +1,9 @@
-"""Run the blob-collapsing front (`configs/collapse.py`) with Debian's nginx on loopback.
+"""Run the blob-collapsing front (`bench/collapse.py`) with Debian's nginx on loopback.
 
 `collapse_front(root, upstream_url, nginx=...)` renders the front's nginx.conf with every
 container path re-rooted under `root`, starts `nginx -g 'daemon off;'`, waits (bounded)
 until it answers, and stops it at exit. `Front.entries()` parses its access log (the
-`front` log format of configs/collapse.py), so a caller can count what it served from its
+`front` log format of bench/collapse.py), so a caller can count what it served from its
 cache and what it sent upstream.
 """
 
@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from configs.collapse import render_collapse_config
+from bench.collapse import render_collapse_config
 
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0

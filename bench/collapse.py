@@ -1,37 +1,10 @@
 """`nginx.conf` of a blob-collapsing front between the mirror and its upstream (a prototype).
 
-Pure: plain values in, nginx config text out. Nothing in the stack uses it yet: it is what
-`bench/` and `tests/rehearsal/test_collapse_rehearsal.py` measure (see docs/benchmarks.md).
+Pure: plain values in, nginx config text out. Not part of the stack: the benchmark (`bench/`)
+and `tests/rehearsal/test_collapse_rehearsal.py` measure it (docs/benchmarks.md). It exists
+because distribution fetches a blob from upstream once per concurrent cold request.
 
-Why: distribution does not de-duplicate concurrent cold fetches of one blob. In 3.x
-(registry/proxy/proxyblobstore.go `ServeBlob`) the first request streams the blob to the
-client and the cache at once (`io.MultiWriter`), but a request for the same digest while it
-is in flight is streamed from the upstream again ("TODO Maybe we could reuse ..."); 2.8 also
-fetches each cold blob a second time to store it. N clients pulling one new image at once
-cost N (3.x) or N+1 (2.8) upstream downloads.
-
-Where: the registry's `proxy.remoteurl` points at this front; the front points at the real
-upstream. The registry keeps every behaviour of its own (auth, TTL, storage, metrics); the
-front only sees registry -> upstream traffic and does three things:
-
-1. Blob GETs by digest (`/v2/<name>/blobs/sha256:<64 hex>`, content-addressed, immutable)
-   go through a small disk cache with `proxy_cache_lock`: one request per blob goes
-   upstream, concurrent ones wait for it and are served from the front's cache. Entries
-   expire after `cache_inactive` without use: the registry's storage is the real cache.
-   HEAD requests are not cached (the registry stats blobs with HEAD; caching them would
-   make nginx fetch the whole body). Manifests, tags, `/v2/` are passed through uncached.
-2. Upstream redirects of blob GETs (Docker Hub answers 307 to its CDN) are followed by the
-   front itself and stored under the original key, without the Authorization header
-   (as rpardini/docker-registry-proxy does: `error_page 301 302 307 = @handle_redirects`).
-3. With `auth_realm` set, the bearer realm in `WWW-Authenticate` is rewritten to the front
-   and the front forwards token requests to the real realm. registry 3.1 drops bearer
-   challenges whose realm is outside the `remoteurl`'s host or registrable domain
-   (registry/proxy/proxyauth.go `realmAllowed`, CVE-2026-33540): behind a front at
-   `http://<front>:8080`, Docker Hub's `https://auth.docker.io/token` would be dropped and
-   every pull would fail with 401.
-
-Container paths are parameters whose defaults are those of the official `nginx` image; the
-config holds no `daemon` directive (the image's command passes `-g 'daemon off;'`).
+Upstream sources: docs/upstream-references.md
 """
 
 from __future__ import annotations
@@ -113,6 +86,23 @@ def render_collapse_config(
     user: str | None = None,
 ) -> str:
     """Render the front's complete `nginx.conf`.
+
+    The registry's `proxy.remoteurl` points at the front and the front at the real upstream;
+    the registry keeps every behaviour of its own (auth, TTL, storage, metrics). The front:
+
+    1. sends blob GETs by digest (content-addressed, immutable) through a small disk cache
+       with `proxy_cache_lock`: one request per blob goes upstream, concurrent ones wait and
+       are served from the front's cache; entries expire after `cache_inactive` without use
+       (the registry's storage is the real cache). HEAD requests (how the registry stats a
+       blob) are not cached; manifests, tags and `/v2/` pass through uncached;
+    2. follows upstream redirects of blob GETs (Docker Hub answers 307 to its CDN) itself and
+       stores the result under the original key, without the Authorization header;
+    3. with `auth_realm` set, rewrites the bearer realm in `WWW-Authenticate` to the front and
+       forwards token requests to the real realm: registry 3.1 drops challenges whose realm is
+       outside the `remoteurl`'s host or registrable domain, so every pull would fail with 401.
+
+    Container paths default to those of the official `nginx` image; the config has no
+    `daemon` directive (the image's command passes `-g 'daemon off;'`).
 
     `front_url` is how the registry reaches the front (its `proxy.remoteurl`); it is only
     used to rewrite the realm. `lock_timeout` bounds how long a request waits for another

@@ -1,64 +1,27 @@
-"""The wiring every service shares: pinned image, container, uploads, labels, health.
+"""The wiring every service shares: pinned image, container, uploads, labels, health,
+volumes and the private network.
 
-Written once here; each component calls `service_container` for its own service, so every
-container gets the same name scheme, labels, network alias, restart policy, log rotation,
-memory limit and replacement behaviour.
+Written once here: every container gets the same name scheme, labels, network alias,
+restart policy, log rotation, memory limit and replacement behaviour.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
 
-from settings import Naming
+from configs.spec import Secret, ServiceSpec
+from contract import Naming
 
 # json-file rotation: a chatty container cannot fill the host's disk
 LOG_OPTS = {"max-size": "10m", "max-file": "3"}
-
-
-@dataclass(frozen=True)
-class Upload:
-    """A file the program generates and delivers into the container."""
-
-    path: str
-    content: pulumi.Input[str]
-    permissions: str = "0644"
-    owner: str | None = None
-    group: str | None = None
-
-
-@dataclass(frozen=True)
-class Port:
-    internal: int
-    external: int
-    ip: str
-
-
-@dataclass(frozen=True)
-class Mount:
-    container_path: str
-    volume_name: pulumi.Input[str] | None = None
-    host_path: str | None = None
-    read_only: bool = False
-
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    service: str  # network alias, label and name suffix
-    image: str
-    memory_mb: int
-    uploads: Sequence[Upload] = ()
-    envs: Sequence[pulumi.Input[str]] = ()
-    ports: Sequence[Port] = ()
-    mounts: Sequence[Mount] = ()
-    healthcheck: Sequence[str] | None = None  # Docker's ["CMD", ...] form
-    command: Sequence[str] | None = None
-    entrypoint: Sequence[str] | None = None
-    user: str | None = None
-    extra_labels: dict[str, str] = field(default_factory=dict)
+# Time a container gets between SIGTERM and SIGKILL, on `docker stop` and when the provider
+# replaces or destroys it (its default is 0: a SIGKILL that leaves Prometheus's TSDB, Loki's
+# index and Grafana's SQLite unclean).
+STOP_GRACE_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -82,7 +45,7 @@ def service_container(
         keep_locally=True,
         opts=pulumi.ResourceOptions(parent=parent),
     )
-    labels = naming.labels(spec.service) | spec.extra_labels
+    labels = naming.labels(spec.service)
     healthcheck = None
     if spec.healthcheck is not None:
         healthcheck = docker.ContainerHealthcheckArgs(
@@ -92,6 +55,10 @@ def service_container(
             retries=5,
             start_period="20s",
         )
+    secret_fields = [field for field, secret in (
+        ("envs", any(isinstance(e, Secret) for e in spec.envs)),
+        ("uploads", any(u.secret for u in spec.uploads)),
+    ) if secret]
     container = docker.Container(
         spec.service,
         name=naming.docker_name(spec.service),
@@ -104,8 +71,8 @@ def service_container(
                for p in spec.ports],
         uploads=[
             docker.ContainerUploadArgs(
-                file=u.path, content=u.content, permissions=u.permissions,
-                owner=u.owner, group=u.group,
+                file=u.path, content=pulumi.Output.secret(u.content) if u.secret else u.content,
+                permissions=u.permissions,
             )
             for u in spec.uploads
         ],
@@ -116,16 +83,19 @@ def service_container(
             )
             for m in spec.mounts
         ],
-        envs=list(spec.envs),
+        envs=[pulumi.Output.secret(e.value) if isinstance(e, Secret) else e for e in spec.envs],
         command=list(spec.command) if spec.command is not None else None,
         entrypoints=list(spec.entrypoint) if spec.entrypoint is not None else None,
-        user=spec.user,
         labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(labels.items())],
         healthcheck=healthcheck,
         restart="unless-stopped",
         log_driver="json-file",
         log_opts=LOG_OPTS,
         memory=spec.memory_mb,
+        # no swap: without it Docker sets swap to twice the memory and the plan drifts
+        memory_swap=spec.memory_mb,
+        stop_timeout=STOP_GRACE_SECONDS,
+        destroy_grace_seconds=STOP_GRACE_SECONDS,
         must_run=True,
         # wait for "healthy" only where the image has the means to report it
         wait=spec.healthcheck is not None,
@@ -135,6 +105,10 @@ def service_container(
             depends_on=list(depends_on),
             # fixed name and host port: the old container must go before the new one starts
             delete_before_replace=True,
+            # some provider releases ignore a healthcheck edit in place
+            replace_on_changes=["healthcheck"],
+            # per-element secrets reach the state's outputs in clear unless the field is declared
+            additional_secret_outputs=secret_fields,
         ),
     )
     return ServiceResources(image=image, container=container)
@@ -149,7 +123,8 @@ def named_volume(
         name=naming.docker_name(f"{service}-{purpose}"),
         labels=[docker.VolumeLabelArgs(label=k, value=v)
                 for k, v in sorted(naming.labels(service).items())],
-        opts=pulumi.ResourceOptions(parent=parent, retain_on_delete=keep),
+        # fixed name: the old volume must go (or be kept) before one of that name is created
+        opts=pulumi.ResourceOptions(parent=parent, retain_on_delete=keep, delete_before_replace=True),
     )
 
 
@@ -161,4 +136,5 @@ def private_network(naming: Naming) -> docker.Network:
         driver="bridge",
         labels=[docker.NetworkLabelArgs(label=k, value=v)
                 for k, v in sorted(naming.labels("network").items())],
+        opts=pulumi.ResourceOptions(delete_before_replace=True),  # fixed name
     )
