@@ -36,7 +36,8 @@ mirror = Mirror(
 
 monitoring = (
     Monitoring("monitoring", config.monitoring, config.naming, network, pki, [mirror],
-               keep_data=config.registry.keep_data_on_destroy)
+               keep_data=config.registry.keep_data_on_destroy,
+               client_auth=(config.registry.users is not None, config.registry.require_client_cert))
     if config.monitoring.enabled
     else None
 )

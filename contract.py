@@ -60,6 +60,9 @@ class Registry:
     CONFIG_PATH = "/etc/distribution/config.yml"  # registry:3 (v2 used /etc/docker/registry)
     CERT_PATH = "/etc/distribution/certs/registry.crt"
     KEY_PATH = "/etc/distribution/certs/registry.key"
+    CLIENT_CA_PATH = "/etc/distribution/certs/client-ca.crt"
+    HTPASSWD_PATH = "/etc/distribution/htpasswd"
+    HTPASSWD_REALM = "registry-mirror"
     STORAGE_ROOT = "/var/lib/registry"
     BINARY = "/bin/registry"
     DOCKER_HUB = "https://registry-1.docker.io"
@@ -86,6 +89,8 @@ class Blackbox:
     READY_PATH = "/-/healthy"
     CONFIG_PATH = "/etc/blackbox_exporter/config.yml"
     CA_PATH = "/etc/blackbox/ca.crt"
+    CLIENT_CERT_PATH = "/etc/blackbox/client.crt"
+    CLIENT_KEY_PATH = "/etc/blackbox/client.key"
     MODULE = "registry_tls"
 
 

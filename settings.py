@@ -1,10 +1,12 @@
-"""Stack settings: every config key of the project, parsed once and validated.
+"""Stack settings: every config key of the project, declared once, parsed once, validated.
 
-`SPECS` is the single list of public config keys with their type, default and description;
-`Pulumi.yaml` declares the same defaults (a test keeps the two equal, since Pulumi's mocks do
-not read `Pulumi.yaml`). `parse` is pure (plain strings in, frozen dataclasses out) and
-reports every bad value at once, each naming the key, the value and what is allowed, as a
-`pulumi.RunError` so that `pulumi preview` prints the message and no stack trace.
+`StackConfig` is the one declaration of the public config keys (name, type, default,
+description, rule). `Pulumi.yaml`'s `config:` block is generated from it
+(`python -m settings --pulumi-yaml` rewrites the block; a test fails on any difference).
+`parse` is pure (plain strings in, frozen models out) and reports every bad value at once,
+one line each naming the key, the value (`<secret>` for secrets) and what is allowed, as a
+`pulumi.RunError` so that `pulumi preview` prints the lines and no stack trace. `load` reads
+the stack's config through Pulumi's public API and calls `parse`.
 """
 
 from __future__ import annotations
@@ -14,97 +16,441 @@ import ipaddress
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+import sys
+import unicodedata
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+from urllib.parse import urlsplit
 
 import pulumi
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
 
 from contract import IMAGES, PROJECT, Naming
 
-__all__ = ["Naming", "PROJECT"]
-
-
-@dataclass(frozen=True)
-class Spec:
-    key: str
-    type: str  # "string" | "integer" | "boolean" | "array" (Pulumi.yaml's types)
-    default: Any
-    description: str
-    secret: bool = False
-
-
-_HOUR_KEYS = ("rootCaValidityHours", "intermediateCaValidityHours", "certValidityHours")
-
-SPECS: tuple[Spec, ...] = (
-    # --- registry ---------------------------------------------------------------------
-    Spec("hostname", "string", "localhost", "DNS name (or IPv4) clients use for the mirror; the server certificate's CN."),
-    Spec("altNames", "array", [], "Extra DNS names (wildcards such as *.local allowed) or IPs added to the certificate."),
-    Spec("registryPort", "integer", 6000, "Host port of the registry API (TLS); container port 5000."),
-    Spec("registryBindAddress", "string", "0.0.0.0", "Host address the registry port is published on."),
-    Spec("dockerHubUsername", "string", None, "Docker Hub user for authenticated pulls (with dockerHubPassword)."),
-    Spec("dockerHubPassword", "string", None, "Docker Hub password or access token (secret).", secret=True),
-    Spec("proxyTtl", "string", "168h", "How long cached content is kept before it is fetched again (Go duration; 0 = never expire)."),
-    Spec("registryImage", "string", IMAGES["registry"], "Registry image (distribution v3)."),
-    Spec("registryMemoryLimitMb", "integer", 512, "Memory limit of the registry container, in MiB."),
-    Spec("tagConcurrencyLimit", "integer", 5, "The registry's storage.tag.concurrencylimit."),
-    Spec("keepDataOnDestroy", "boolean", True, "Keep the cache and monitoring volumes when the stack is destroyed."),
-    Spec("portOffset", "integer", 0, "Added to every published host port, so stacks can share a Docker host."),
-    # --- PKI --------------------------------------------------------------------------
-    Spec("pkiOrganization", "string", "Registry Mirror", "Certificate subject O; CA names are '<O> Root CA' and '<O> Intermediate CA'."),
-    Spec("pkiOrganizationalUnit", "string", "Development", "Certificate subject OU."),
-    Spec("pkiLocality", "string", "", "Certificate subject L (empty: omitted)."),
-    Spec("pkiProvince", "string", "", "Certificate subject ST (empty: omitted)."),
-    Spec("pkiCountry", "string", "US", "Certificate subject C: two letters (empty: omitted)."),
-    Spec("pkiKeyAlgorithm", "string", "ECDSA", "ECDSA (P-256) or RSA (with pkiRsaBits)."),
-    Spec("pkiRsaBits", "integer", 3072, "RSA key size: 2048, 3072 or 4096."),
-    Spec("rootCaValidityHours", "integer", 43800, "Root CA lifetime in hours (5 years)."),
-    Spec("intermediateCaValidityHours", "integer", 42720, "Intermediate CA lifetime in hours; at most the root's."),
-    Spec("certValidityHours", "integer", 8760, "Server and client certificate lifetime in hours (1 year); at most the intermediate's."),
-    Spec("earlyRenewalHours", "integer", 720, "Renew a certificate on the next up this many hours before it expires."),
-    # --- host trust -------------------------------------------------------------------
-    Spec("installTrust", "boolean", True, "Install the root CA as <dockerCertsDir>/<hostname>:<port>/ca.crt."),
-    Spec("installSystemTrust", "boolean", False, "Also add the root CA to the OS trust store (Debian/Ubuntu, macOS)."),
-    Spec("configureDockerMirror", "boolean", False, "Merge registry-mirrors into dockerDaemonJsonPath (restart Docker yourself)."),
-    Spec("dockerCertsDir", "string", "/etc/docker/certs.d", "Docker's certs.d (Docker Desktop: ~/.docker/certs.d)."),
-    Spec("dockerDaemonJsonPath", "string", "/etc/docker/daemon.json", "Docker's daemon.json (Docker Desktop: ~/.docker/daemon.json)."),
-    Spec("trustUseSudo", "boolean", True, "Use sudo -n when a trust target is not writable."),
-    # --- monitoring -------------------------------------------------------------------
-    Spec("monitoring", "boolean", True, "Run Prometheus and Grafana (and, by their switches, Jaeger, Loki and Alloy)."),
-    Spec("tracing", "boolean", True, "Run Jaeger and export the registry's traces to it."),
-    Spec("logging", "boolean", True, "Run Loki and Alloy and ship container logs."),
-    Spec("uiBindAddress", "string", "127.0.0.1", "Host address the monitoring UIs are published on."),
-    Spec("grafanaPort", "integer", 3000, "Host port of Grafana."),
-    Spec("prometheusPort", "integer", 9090, "Host port of Prometheus."),
-    Spec("jaegerPort", "integer", 16686, "Host port of the Jaeger UI."),
-    Spec("lokiPort", "integer", 3100, "Host port of Loki."),
-    Spec("alloyPort", "integer", 12345, "Host port of the Alloy UI."),
-    Spec("prometheusImage", "string", IMAGES["prometheus"], "Prometheus image."),
-    Spec("blackboxImage", "string", IMAGES["blackbox"], "Blackbox exporter image."),
-    Spec("jaegerImage", "string", IMAGES["jaeger"], "Jaeger v2 image."),
-    Spec("lokiImage", "string", IMAGES["loki"], "Loki image."),
-    Spec("alloyImage", "string", IMAGES["alloy"], "Grafana Alloy image."),
-    Spec("grafanaImage", "string", IMAGES["grafana"], "Grafana image."),
-    Spec("prometheusRetention", "string", "15d", "Prometheus TSDB retention (Prometheus duration)."),
-    Spec("lokiRetention", "string", "168h", "Loki log retention (hours, e.g. 168h)."),
-    Spec("grafanaAdminUser", "string", "admin", "Grafana admin user."),
-    Spec("grafanaAdminPassword", "string", None, "Grafana admin password (secret; generated when unset).", secret=True),
-    Spec("grafanaAnonymous", "boolean", True, "Let anonymous visitors view dashboards."),
-)
-
-SPEC_BY_KEY = {s.key: s for s in SPECS}
-SECRET_KEYS = tuple(s.key for s in SPECS if s.secret)
+__all__ = [
+    "PROJECT", "DockerHost", "MonitoringSettings", "Naming", "PkiSettings", "RegistrySettings",
+    "Settings", "SettingsError", "StackConfig", "TrustSettings", "load", "parse",
+]
 
 
 class SettingsError(pulumi.RunError):
-    """Invalid stack configuration; the message lists every problem."""
+    """Invalid stack configuration; the message lists every problem, one line each."""
 
 
-# --- the settings --------------------------------------------------------------------
+# --- rules: raw config string -> typed value, or a refusal saying what is allowed ---------
+
+# Pulumi passes every config value as a string. Each rule checks length before any pattern,
+# so no regex or int() ever sees an unbounded input.
+
+_HOURS_MAX = 876_000  # 100 years: far beyond any sane lifetime, far below Go's duration limit
 
 
-@dataclass(frozen=True)
-class PkiSettings:
+def _refuse(allowed: str, shown: str | None = None) -> NoReturn:
+    # the template is a bare placeholder: `allowed` may hold braces of its own
+    raise PydanticCustomError("setting", "{allowed}", {"allowed": allowed, "shown": shown})
+
+
+def _has_control(text: str) -> bool:
+    """Control, format, surrogate or unassigned characters: newline, NUL, lone surrogates..."""
+    return any(unicodedata.category(c).startswith("C") for c in text)
+
+
+def _text(value: object, max_len: int, allowed: str) -> str:
+    if not isinstance(value, str):
+        _refuse(allowed)
+    if len(value) > max_len:
+        _refuse(allowed if f"at most {max_len} characters" in allowed else f"{allowed} (at most {max_len} characters)")
+    return value
+
+
+def _number(value: object, low: int, high: int, allowed: str) -> int:
+    text = _text(value, 32, allowed).strip()
+    # ASCII digits only, and few of them: int() never sees thousands of digits
+    if not re.fullmatch(r"-?[0-9]{1,12}", text) or not low <= int(text) <= high:
+        _refuse(allowed)
+    return int(text)
+
+
+def whole(low: int, high: int) -> BeforeValidator:
+    return BeforeValidator(lambda v: _number(v, low, high, f"must be a whole number from {low} to {high}"))
+
+
+def one_of(*choices: int) -> BeforeValidator:
+    allowed = "must be " + ", ".join(map(str, choices[:-1])) + f" or {choices[-1]}"
+
+    def convert(value: object) -> int:
+        number = _number(value, min(choices), max(choices), allowed)
+        if number not in choices:
+            _refuse(allowed)
+        return number
+
+    return BeforeValidator(convert)
+
+
+def _boolean(value: object) -> bool:
+    text = _text(value, 8, "must be true or false").strip().lower()
+    if text not in ("true", "false"):
+        _refuse("must be true or false")
+    return text == "true"
+
+
+Boolean = Annotated[bool, BeforeValidator(_boolean)]
+
+
+def pattern(regex: str, allowed: str, max_len: int) -> BeforeValidator:
+    compiled = re.compile(regex)
+
+    def convert(value: object) -> str:
+        text = _text(value, max_len, allowed)
+        if not compiled.fullmatch(text):  # fullmatch: `$` would let a trailing newline through
+            _refuse(allowed)
+        return text
+
+    return BeforeValidator(convert)
+
+
+def free_text(max_len: int, *, required: bool = False) -> BeforeValidator:
+    allowed = f"must be {'1' if required else '0'}-{max_len} characters, no control characters"
+
+    def convert(value: object) -> str:
+        text = _text(value, max_len, allowed)
+        if _has_control(text) or (required and not text.strip()):
+            _refuse(allowed)
+        return text.strip()
+
+    return BeforeValidator(convert)
+
+
+_DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def is_dns_name(value: str, *, wildcard: bool = False) -> bool:
+    """A DNS name without a trailing dot (an absolute name would not match certs.d or the CN)."""
+    if not value or len(value) > 253:
+        return False
+    labels = value.split(".")
+    if wildcard and labels[0] == "*" and len(labels) > 1:
+        labels = labels[1:]
+    if all(label.isdigit() for label in labels):
+        return False  # a dotted number is not a name (and not a valid IP either)
+    return all(_DNS_LABEL.fullmatch(label) for label in labels)
+
+
+def is_ip(value: str) -> bool:
+    """An IPv4 or IPv6 address as written; no zone index (fe80::1%eth0), which no SAN holds."""
+    if not value.isascii() or "%" in value or len(value) > 45:
+        return False
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _hostname(value: object) -> str:
+    # at most 64: it is the server certificate's CN (RFC 5280 ub-common-name)
+    allowed = "must be a DNS name such as registry.lan (no trailing dot, at most 64 characters) or an IPv4 address"
+    text = _text(value, 64, allowed)
+    if not (is_dns_name(text) or (is_ip(text) and ":" not in text)):
+        _refuse(allowed)
+    return text.lower()
+
+
+def _ip_address(example: str) -> BeforeValidator:
+    allowed = f"must be an IP address such as {example}"
+
+    def convert(value: object) -> str:
+        text = _text(value, 45, allowed)
+        if not is_ip(text):
+            _refuse(allowed)
+        return text
+
+    return BeforeValidator(convert)
+
+
+_MAX_ALT_NAMES = 100
+
+
+def _alt_names(value: object) -> tuple[str, ...]:
+    """A JSON array (how Pulumi passes a YAML list) or comma-separated text."""
+    listed = "must be a list of strings (YAML list or JSON array)"
+    text = _text(value, 30_000, listed).strip()
+    if not text:
+        return ()
+    if text.startswith("["):
+        try:
+            items = json.loads(text)
+        except (ValueError, RecursionError):  # RecursionError: deeply nested brackets
+            _refuse(listed)
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            _refuse(listed)
+        names = [i.strip() for i in items]
+    else:
+        names = [part.strip() for part in text.split(",") if part.strip()]
+    if len(names) > _MAX_ALT_NAMES:
+        _refuse(f"must hold at most {_MAX_ALT_NAMES} names")
+    bad = [n for n in names if not (is_dns_name(n, wildcard=True) or is_ip(n))]
+    if bad:
+        _refuse("each entry must be a DNS name (a leading *. is allowed, no trailing dot) or an IP address",
+                ", ".join(_shown(b) for b in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else ""))
+    return tuple(dict.fromkeys(n.lower() for n in names))
+
+
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+_PROXY_TTL_MAX_H = 87_600  # 10 years; 0 already means "never expire"
+
+
+def _proxy_ttl(value: object) -> str:
+    allowed = f"must be a Go duration such as 168h or 72h30m, up to {_PROXY_TTL_MAX_H}h, or 0 to never expire"
+    text = _text(value, 32, allowed)
+    if text == "0":
+        return text
+    parts = re.findall(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)", text)
+    if not re.fullmatch(r"([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+", text) or \
+            sum(float(n) * _GO_UNITS[u] for n, u in parts) > _PROXY_TTL_MAX_H * 3600:
+        _refuse(allowed)
+    return text
+
+
+# prometheus/common model/time.go ParseDuration: units in this order, each at most once
+_PROM_DURATION = re.compile(r"(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?")
+_PROM_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 1e-3)
+
+
+def _prometheus_retention(value: object) -> str:
+    allowed = "must be a Prometheus duration such as 15d or 720h (units y w d h m s ms in that order), up to 100y"
+    text = _text(value, 32, allowed)
+    match = _PROM_DURATION.fullmatch(text)
+    if not match:
+        _refuse(allowed)
+    seconds = sum(int(n) * unit for n, unit in zip(match.groups()[1::2], _PROM_UNITS, strict=True) if n)
+    if not 0 < seconds <= 100 * _PROM_UNITS[0]:
+        _refuse(allowed)
+    return text
+
+
+def _loki_retention(value: object) -> str:
+    # Loki's compactor refuses a retention period under 24h
+    allowed = f"must be whole hours of at least 24h, such as 168h, up to {_HOURS_MAX}h"
+    text = _text(value, 16, allowed)
+    if not re.fullmatch(r"[0-9]{1,7}h", text) or not 24 <= int(text[:-1]) <= _HOURS_MAX:
+        _refuse(allowed)
+    return text
+
+
+_IMAGE_RULE = pattern(
+    r"[a-z0-9]+([._/-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?",
+    "must be an image reference such as registry:3.1.1 or name:tag@sha256:<digest>", 255)
+
+
+def _path(*, file: bool) -> BeforeValidator:
+    allowed = "must be an absolute path (~ is expanded), no control characters" + (
+        ", naming a file (not ending in /)" if file else "")
+
+    def convert(value: object) -> str:
+        text = _text(value, 1024, allowed)
+        if _has_control(text):
+            _refuse(allowed)
+        expanded = os.path.expanduser(text)
+        if not expanded.startswith("/") or (file and expanded.endswith("/")):
+            _refuse(allowed)
+        return expanded
+
+    return BeforeValidator(convert)
+
+
+def _key_algorithm(value: object) -> str:
+    text = _text(value, 16, "must be ECDSA (P-256) or RSA").strip()
+    if not text.isascii() or text.upper() not in ("ECDSA", "RSA"):
+        _refuse("must be ECDSA (P-256) or RSA")
+    return text.upper()
+
+
+def _country(value: object) -> str:
+    text = _text(value, 2, "must be a two-letter country code such as US or DE (or empty)")
+    if not re.fullmatch(r"([A-Za-z]{2})?", text):
+        _refuse("must be a two-letter country code such as US or DE (or empty)")
+    return text.upper()
+
+
+def _optional_name(value: object) -> str | None:
+    allowed = "must be 1-255 characters without spaces or control characters (or empty)"
+    text = _text(value, 255, allowed).strip()
+    if not text:
+        return None
+    if _has_control(text) or any(c.isspace() for c in text):
+        _refuse(allowed)
+    return text
+
+
+def _secret_text(value: object) -> str:
+    allowed = "must be 1-1024 characters, no control characters"
+    text = _text(value, 1024, allowed)
+    if not text or _has_control(text):
+        _refuse(allowed)
+    return text
+
+
+_USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _registry_users(value: object) -> str:
+    """A JSON object user -> password (`pulumi config set --path --secret registryUsers.<user> <pw>`),
+    kept as its JSON text: the program gets the secret Output of that text."""
+    allowed = ("must be an object of 1-100 users (letters, digits, '.', '_', '-'; up to 64 "
+               "characters) to passwords of 12-256 characters without control characters")
+    if isinstance(value, str):
+        if len(value) > 100_000:
+            _refuse(allowed)
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            _refuse(allowed)
+    if not isinstance(value, dict) or not 1 <= len(value) <= 100:
+        _refuse(allowed)
+    for user, password in value.items():
+        if not _USER.fullmatch(user) or not isinstance(password, str):
+            _refuse(allowed)
+        if not 12 <= len(password) <= 256 or _has_control(password):
+            _refuse(allowed)
+    return json.dumps(value, sort_keys=True)
+
+
+def _grafana_password(value: object) -> str:
+    allowed = "must be 12-1024 characters without control characters (unset: a generated one)"
+    text = _text(value, 1024, allowed)
+    if len(text) < 12 or _has_control(text):
+        _refuse(allowed)
+    return text
+
+
+class Secret:
+    """Marks a key whose value is a secret: never shown, and refused unless set with --secret."""
+
+
+# --- the config keys -----------------------------------------------------------------------
+
+Port = Annotated[int, whole(1, 65535)]
+Hours = Annotated[int, whole(1, _HOURS_MAX)]
+Image = Annotated[str, _IMAGE_RULE]
+
+
+class StackConfig(BaseModel):
+    """Every public config key of the project, as `pulumi config set` names it.
+
+    The field name is the config key; the default is the one default of the project
+    (`Pulumi.yaml` is generated from it); keys without a default are optional and not
+    declared in `Pulumi.yaml`, since Pulumi would require a declared key without a default.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # --- registry ------------------------------------------------------------------------
+    hostname: Annotated[str, BeforeValidator(_hostname)] = Field(
+        "localhost", description="DNS name (or IPv4) clients use for the mirror; the server certificate's CN.")
+    altNames: Annotated[tuple[str, ...], BeforeValidator(_alt_names)] = Field(
+        (), description="Extra DNS names (wildcards such as *.local allowed) or IPs added to the certificate.")
+    registryPort: Port = Field(6000, description="Host port of the registry API (TLS); container port 5000.")
+    registryBindAddress: Annotated[str, _ip_address("0.0.0.0 or 127.0.0.1")] = Field(
+        "0.0.0.0", description="Host address the registry port is published on.")
+    dockerHubUsername: Annotated[str | None, BeforeValidator(_optional_name)] = Field(
+        None, description="Docker Hub user for authenticated pulls (with dockerHubPassword).")
+    dockerHubPassword: Annotated[str | None, BeforeValidator(_secret_text), Secret()] = Field(
+        None, description="Docker Hub password or access token (secret).")
+    registryUsers: Annotated[str | None, BeforeValidator(_registry_users), Secret()] = Field(
+        None, description="Users allowed to pull, user -> password (secret object; htpasswd, bcrypt).")
+    requireClientCert: Boolean = Field(
+        False, description="Require a client certificate signed by the stack's CA (mutual TLS).")
+    proxyTtl: Annotated[str, BeforeValidator(_proxy_ttl)] = Field(
+        "168h",
+        description="How long cached content is kept before it is fetched again (Go duration; 0 = never expire).")
+    registryImage: Image = Field(IMAGES["registry"], description="Registry image (distribution v3).")
+    registryMemoryLimitMb: Annotated[int, whole(64, 1_048_576)] = Field(
+        512, description="Memory limit of the registry container, in MiB.")
+    tagConcurrencyLimit: Annotated[int, whole(1, 1000)] = Field(
+        5, description="The registry's storage.tag.concurrencylimit.")
+    keepDataOnDestroy: Boolean = Field(
+        True, description="Keep the cache and monitoring volumes when the stack is destroyed.")
+    portOffset: Annotated[int, whole(0, 60000)] = Field(
+        0, description="Added to every published host port, so stacks can share a Docker host.")
+    # --- PKI -----------------------------------------------------------------------------
+    # X.509 upper bounds (RFC 5280): O and OU 64, L and ST 128; O leaves room for the CA
+    # common name "<O> Intermediate CA" within the 64 of a CN.
+    pkiOrganization: Annotated[str, free_text(48, required=True)] = Field(
+        "Registry Mirror", description="Certificate subject O; CA names are '<O> Root CA' and '<O> Intermediate CA'.")
+    pkiOrganizationalUnit: Annotated[str, free_text(64)] = Field(
+        "Development", description="Certificate subject OU.")
+    pkiLocality: Annotated[str, free_text(128)] = Field("", description="Certificate subject L (empty: omitted).")
+    pkiProvince: Annotated[str, free_text(128)] = Field("", description="Certificate subject ST (empty: omitted).")
+    pkiCountry: Annotated[str, BeforeValidator(_country)] = Field(
+        "US", description="Certificate subject C: two letters (empty: omitted).")
+    pkiKeyAlgorithm: Annotated[str, BeforeValidator(_key_algorithm)] = Field(
+        "ECDSA", description="ECDSA (P-256) or RSA (with pkiRsaBits).")
+    pkiRsaBits: Annotated[int, one_of(2048, 3072, 4096)] = Field(3072, description="RSA key size: 2048, 3072 or 4096.")
+    rootCaValidityHours: Hours = Field(43800, description="Root CA lifetime in hours (5 years).")
+    intermediateCaValidityHours: Hours = Field(
+        42720, description="Intermediate CA lifetime in hours; at most the root's.")
+    certValidityHours: Hours = Field(
+        8760, description="Server and client certificate lifetime in hours (1 year); at most the intermediate's.")
+    earlyRenewalHours: Annotated[int, whole(0, _HOURS_MAX)] = Field(
+        720, description="Renew a certificate on the next up this many hours before it expires.")
+    # --- host trust ----------------------------------------------------------------------
+    installTrust: Boolean = Field(
+        True, description="Install the root CA as <dockerCertsDir>/<hostname>:<port>/ca.crt.")
+    installSystemTrust: Boolean = Field(
+        False, description="Also add the root CA to the OS trust store (Debian/Ubuntu, macOS).")
+    configureDockerMirror: Boolean = Field(
+        False, description="Merge registry-mirrors into dockerDaemonJsonPath (restart Docker yourself).")
+    dockerCertsDir: Annotated[str, _path(file=False)] = Field(
+        "/etc/docker/certs.d", description="Docker's certs.d (Docker Desktop: ~/.docker/certs.d).")
+    dockerDaemonJsonPath: Annotated[str, _path(file=True)] = Field(
+        "/etc/docker/daemon.json", description="Docker's daemon.json (Docker Desktop: ~/.docker/daemon.json).")
+    trustUseSudo: Boolean = Field(True, description="Use sudo -n when a trust target is not writable.")
+    # --- monitoring ----------------------------------------------------------------------
+    monitoring: Boolean = Field(
+        True, description="Run Prometheus and Grafana (and, by their switches, Jaeger, Loki and Alloy).")
+    tracing: Boolean = Field(True, description="Run Jaeger and export the registry's traces to it.")
+    logging: Boolean = Field(True, description="Run Loki and Alloy and ship container logs.")
+    uiBindAddress: Annotated[str, _ip_address("127.0.0.1")] = Field(
+        "127.0.0.1", description="Host address the monitoring UIs are published on.")
+    grafanaPort: Port = Field(3000, description="Host port of Grafana.")
+    prometheusPort: Port = Field(9090, description="Host port of Prometheus.")
+    jaegerPort: Port = Field(16686, description="Host port of the Jaeger UI.")
+    lokiPort: Port = Field(3100, description="Host port of Loki.")
+    alloyPort: Port = Field(12345, description="Host port of the Alloy UI.")
+    prometheusImage: Image = Field(IMAGES["prometheus"], description="Prometheus image.")
+    blackboxImage: Image = Field(IMAGES["blackbox"], description="Blackbox exporter image.")
+    jaegerImage: Image = Field(IMAGES["jaeger"], description="Jaeger v2 image.")
+    lokiImage: Image = Field(IMAGES["loki"], description="Loki image.")
+    alloyImage: Image = Field(IMAGES["alloy"], description="Grafana Alloy image.")
+    grafanaImage: Image = Field(IMAGES["grafana"], description="Grafana image.")
+    prometheusRetention: Annotated[str, BeforeValidator(_prometheus_retention)] = Field(
+        "15d", description="Prometheus TSDB retention (Prometheus duration).")
+    lokiRetention: Annotated[str, BeforeValidator(_loki_retention)] = Field(
+        "168h", description="Loki log retention (hours, e.g. 168h).")
+    grafanaAdminUser: Annotated[str, pattern(r"[A-Za-z0-9._@-]{1,64}", "must be 1-64 letters, digits or ._@-", 64)] = (
+        Field("admin", description="Grafana admin user."))
+    grafanaAdminPassword: Annotated[str | None, BeforeValidator(_grafana_password), Secret()] = Field(
+        None, description="Grafana admin password (secret; generated when unset).")
+    grafanaAnonymous: Boolean = Field(True, description="Let anonymous visitors view dashboards.")
+
+
+KEYS: tuple[str, ...] = tuple(StackConfig.model_fields)
+SECRET_KEYS: tuple[str, ...] = tuple(
+    k for k, f in StackConfig.model_fields.items() if any(isinstance(m, Secret) for m in f.metadata))
+
+
+# --- the settings the components use ---------------------------------------------------------
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, extra="forbid")
+
+
+class PkiSettings(_Frozen):
     organization: str
     organizational_unit: str
     locality: str
@@ -118,8 +464,7 @@ class PkiSettings:
     early_renewal_hours: int
 
 
-@dataclass(frozen=True)
-class RegistrySettings:
+class RegistrySettings(_Frozen):
     hostname: str
     alt_names: tuple[str, ...]
     port: int  # published host port, portOffset applied
@@ -129,8 +474,10 @@ class RegistrySettings:
     tag_concurrency_limit: int
     proxy_ttl: str
     docker_hub_username: str | None
-    docker_hub_password: Any = field(repr=False)  # pulumi.Output[str] (secret) or None
+    docker_hub_password: Any = Field(None, repr=False)  # pulumi.Output[str] (secret) or None
     keep_data_on_destroy: bool = True
+    users: Any = Field(None, repr=False)  # JSON user -> password: pulumi.Output[str] (secret) or None
+    require_client_cert: bool = False
 
     @property
     def host(self) -> str:
@@ -156,8 +503,7 @@ class RegistrySettings:
         return list(dict.fromkeys(ips))
 
 
-@dataclass(frozen=True)
-class DockerHost:
+class DockerHost(_Frozen):
     """Where the Docker daemon runs, from the provider's standard `docker:host` config.
 
     Docker reads `certs.d` on the host whose daemon pulls: a local daemon gets the trust
@@ -175,26 +521,22 @@ class DockerHost:
 
     @property
     def ssh(self) -> tuple[str | None, str, int]:
-        """(user, host, port) of an ssh:// URL."""
-        from urllib.parse import urlsplit
-
+        """(user, host, port) of an ssh:// URL (checked by `parse`, so the port is valid)."""
         parts = urlsplit(self.url or "")
         return parts.username, parts.hostname or "", parts.port or 22
 
 
-@dataclass(frozen=True)
-class TrustSettings:
+class TrustSettings(_Frozen):
     install_trust: bool
     install_system_trust: bool
     configure_docker_mirror: bool
     docker_certs_dir: str
     docker_daemon_json_path: str
     use_sudo: bool
-    docker_host: DockerHost = field(default_factory=DockerHost)
+    docker_host: DockerHost = Field(default_factory=DockerHost)
 
 
-@dataclass(frozen=True)
-class MonitoringSettings:
+class MonitoringSettings(_Frozen):
     enabled: bool
     tracing: bool
     logging: bool
@@ -213,12 +555,11 @@ class MonitoringSettings:
     prometheus_retention: str
     loki_retention_hours: int
     grafana_admin_user: str
-    grafana_admin_password: Any = field(repr=False)  # pulumi.Output[str] (secret) or None
+    grafana_admin_password: Any = Field(None, repr=False)  # pulumi.Output[str] (secret) or None
     grafana_anonymous: bool = True
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(_Frozen):
     naming: Naming
     registry: RegistrySettings
     pki: PkiSettings
@@ -239,265 +580,167 @@ class Settings:
         return ports
 
 
-# --- validation helpers ----------------------------------------------------------------
-
-_DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-_DURATION = re.compile(r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$")
-_PROM_DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
-_IMAGE = re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$")
+# --- parse ---------------------------------------------------------------------------------
 
 
-def is_dns_name(value: str, *, wildcard: bool = False) -> bool:
-    if not value or len(value) > 253:
-        return False
-    labels = value.rstrip(".").split(".")
-    if wildcard and labels[0] == "*" and len(labels) > 1:
-        labels = labels[1:]
-    if all(label.isdigit() for label in labels):
-        return False  # a dotted number is not a name (and not a valid IP either)
-    return all(_DNS_LABEL.match(label) for label in labels)
+def _shown(value: object) -> str:
+    """A value as an error line shows it: quoted, escaped, and short (one line, always)."""
+    if not isinstance(value, str):
+        return repr(value)
+    if len(value) > 80:
+        return f"{value[:60]!r}... ({len(value)} characters)"
+    return repr(value)
 
 
-def is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
+def _shown_key(key: str) -> str:
+    return key if key.isprintable() and len(key) <= 100 else _shown(key)
 
 
-class _Reader:
-    """Reads raw config strings, converts them, and collects every problem."""
+class _Problems:
+    """Every problem found, one line each; values of secret keys are never shown."""
 
-    def __init__(self, values: Mapping[str, str | None]) -> None:
-        self.values = values
-        self.errors: list[str] = []
+    def __init__(self, project: str, secret_keys: Iterable[str]) -> None:
+        self.project = project
+        self.hidden = set(secret_keys) | set(SECRET_KEYS)
+        self.lines: list[str] = []
+        self.keys: set[str] = set()
 
-    def fail(self, key: str, value: object, allowed: str) -> None:
-        shown = "<secret>" if SPEC_BY_KEY.get(key, Spec(key, "", None, "")).secret else repr(value)
-        self.errors.append(f"{PROJECT}:{key} = {shown} is invalid: {allowed}")
+    def value(self, key: str, shown: str, allowed: str) -> None:
+        if key in self.hidden:
+            shown = "<secret>"
+        self.lines.append(f"{self.project}:{key} = {shown} is invalid: {allowed}")
+        self.keys.add(key)
 
-    def raw(self, key: str) -> str | None:
-        value = self.values.get(key)
-        return None if value is None else str(value)
+    def line(self, key: str, text: str) -> None:
+        self.lines.append(text)
+        self.keys.add(key)
 
-    def string(self, key: str, check: Callable[[str], object] | None = None, allowed: str = "") -> str:
-        raw = self.raw(key)
-        value: str = SPEC_BY_KEY[key].default if raw is None else raw
-        if check is not None and value is not None and not check(value):
-            self.fail(key, value, allowed)
-        return value
-
-    def integer(self, key: str, low: int, high: int | None = None) -> int:
-        default: int = SPEC_BY_KEY[key].default
-        raw = self.raw(key)
-        if raw is None:
-            return default
-        text = raw.strip()
-        allowed = f"must be a whole number from {low}" + (f" to {high}" if high is not None else " up")
-        if not re.fullmatch(r"-?[0-9]+", text):
-            self.fail(key, raw, allowed)
-            return default
-        value = int(text)
-        if value < low or (high is not None and value > high):
-            self.fail(key, raw, allowed)
-            return default
-        return value
-
-    def boolean(self, key: str) -> bool:
-        default: bool = SPEC_BY_KEY[key].default
-        raw = self.raw(key)
-        if raw is None:
-            return default
-        lowered = raw.strip().lower()
-        if lowered in ("true", "false"):
-            return lowered == "true"
-        self.fail(key, raw, "must be true or false")
-        return default
-
-    def array(self, key: str) -> list[str]:
-        raw = self.raw(key)
-        if raw is None or not raw.strip():
-            return list(SPEC_BY_KEY[key].default)
-        text = raw.strip()
-        if text.startswith("["):
-            try:
-                items = json.loads(text)
-            except json.JSONDecodeError:
-                self.fail(key, raw, "must be a list of strings (YAML list or JSON array)")
-                return []
-            if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-                self.fail(key, raw, "must be a list of strings")
-                return []
-            return [i.strip() for i in items]
-        return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _docker_host(url: str | None, r: _Reader) -> DockerHost:
-    if url is None or not url.strip():
-        return DockerHost()
-    url = url.strip()
-    host = DockerHost(url)
-    if not url.startswith(("unix://", "npipe://", "ssh://", "tcp://")):
-        r.errors.append(f"docker:host = {url!r} is invalid: must be unix://, npipe://, ssh:// or tcp://")
-    elif host.kind == "ssh" and not host.ssh[1]:
-        r.errors.append(f"docker:host = {url!r} is invalid: an ssh:// URL needs a host (ssh://user@host)")
-    return host
-
-
-def _expand(path: str) -> str:
-    return os.path.expanduser(path)
+    def clear(self, *keys: str) -> bool:
+        """True when none of `keys` has a problem yet (a cross-key check needs good values)."""
+        return not self.keys.intersection(keys)
 
 
 def parse(
-    values: Mapping[str, str | None],
+    values: Mapping[str, object],
     *,
-    project: str = PROJECT,
     stack: str,
+    project: str = PROJECT,
+    secret_keys: Iterable[str] = (),
     secrets: Mapping[str, Any] | None = None,
     docker_host: str | None = None,
+    docker_host_name: str = "docker:host",
 ) -> Settings:
     """Parse raw config values (key without project prefix -> string) into Settings.
 
-    `secrets` maps secret keys to their (secret) Output when set; their plain value is
-    never read here, so it can never appear in an error.
+    `secret_keys` names the keys that were set with `--secret`: their values are checked
+    but never shown. `secrets` maps secret keys to the (secret) Output the program uses in
+    place of the plain value; a key in `secrets` counts as set with `--secret`.
+    `docker_host` is the `docker:host` config, or DOCKER_HOST (then `docker_host_name`
+    is "DOCKER_HOST", so that an error names what the user set).
     """
-    secrets = secrets or {}
-    r = _Reader(values)
-    for key in values:
-        if key not in SPEC_BY_KEY:
-            close = difflib.get_close_matches(key, SPEC_BY_KEY, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else "see the README's config reference"
-            r.errors.append(f"{PROJECT}:{key} is not a known setting: {hint}")
-    for key in SECRET_KEYS:
-        if key in values and key not in secrets:
-            r.errors.append(
-                f"{PROJECT}:{key} must be set as a secret: "
-                f"pulumi config set --secret {key} <value>"
-            )
+    secrets = dict(secrets or {})
+    secret_set = set(secret_keys) | set(secrets)
+    problems = _Problems(project, secret_set)
 
-    offset = r.integer("portOffset", 0, 60000)
+    raw: dict[str, str] = {}
+    for key, value in values.items():
+        if key not in StackConfig.model_fields:
+            close = difflib.get_close_matches(key, KEYS, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "see the README's configuration reference"
+            problems.line(key, f"{project}:{_shown_key(key)} is not a known setting: {hint}")
+        elif value is not None:
+            raw[key] = value if isinstance(value, str) else str(value)
+    for key in SECRET_KEYS:
+        if key in raw and key not in secret_set:
+            problems.line(key, f"{project}:{key} must be set as a secret: pulumi config set --secret {key} <value>")
+
+    config = _validate(raw, problems)
+    offset = config.portOffset
 
     def port(key: str) -> int:
-        base = r.integer(key, 1, 65535)
-        if base + offset > 65535:
-            r.fail(key, base, f"with portOffset {offset} it becomes {base + offset}, above 65535")
+        base: int = getattr(config, key)
+        if base + offset > 65535 and problems.clear(key, "portOffset"):
+            problems.value(key, str(base), f"with portOffset {offset} it becomes {base + offset}, above 65535")
         return base + offset
 
-    hostname = r.string(
-        "hostname",
-        lambda v: is_dns_name(v) or (is_ip(v) and ":" not in v),
-        "must be a DNS name such as registry.lan or an IPv4 address",
-    ).strip().lower()
-    alt_names = []
-    for name in r.array("altNames"):
-        if is_dns_name(name, wildcard=True) or is_ip(name):
-            alt_names.append(name.lower())
-        else:
-            r.fail("altNames", name, "each entry must be a DNS name (a leading *. is allowed) or an IP address")
+    has_user = config.dockerHubUsername is not None
+    has_password = "dockerHubPassword" in raw
+    if has_user != has_password and problems.clear("dockerHubUsername", "dockerHubPassword"):
+        problems.line("dockerHubUsername",
+                      f"{project}:dockerHubUsername and {project}:dockerHubPassword must be set together "
+                      "(or neither, for anonymous pulls): "
+                      + ("the password is missing" if not has_password else "the username is missing"))
 
-    username = r.raw("dockerHubUsername")
-    username = username.strip() if username and username.strip() else None
-    password = secrets.get("dockerHubPassword")
-    if (username is None) != (password is None):
-        r.errors.append(
-            f"{PROJECT}:dockerHubUsername and {PROJECT}:dockerHubPassword must be set together "
-            "(or neither, for anonymous pulls): "
-            + ("the password is missing" if password is None else "the username is missing")
-        )
+    def secret(key: str) -> Any:
+        # the program gets the secret Output; a test that passes none gets the checked text
+        return secrets.get(key, getattr(config, key)) if key in raw else None
 
     registry = RegistrySettings(
-        hostname=hostname,
-        alt_names=tuple(dict.fromkeys(alt_names)),
+        hostname=config.hostname,
+        alt_names=config.altNames,
         port=port("registryPort"),
-        bind_address=r.string("registryBindAddress", is_ip, "must be an IP address such as 0.0.0.0 or 127.0.0.1"),
-        image=r.string("registryImage", _IMAGE.match, "must be an image reference such as registry:3.1.1"),
-        memory_limit_mb=r.integer("registryMemoryLimitMb", 64),
-        tag_concurrency_limit=r.integer("tagConcurrencyLimit", 1, 1000),
-        proxy_ttl=r.string("proxyTtl", _DURATION.match, "must be a Go duration such as 168h or 72h30m, or 0 to never expire"),
-        docker_hub_username=username,
-        docker_hub_password=password,
-        keep_data_on_destroy=r.boolean("keepDataOnDestroy"),
+        bind_address=config.registryBindAddress,
+        image=config.registryImage,
+        memory_limit_mb=config.registryMemoryLimitMb,
+        tag_concurrency_limit=config.tagConcurrencyLimit,
+        proxy_ttl=config.proxyTtl,
+        docker_hub_username=config.dockerHubUsername,
+        docker_hub_password=secret("dockerHubPassword"),
+        keep_data_on_destroy=config.keepDataOnDestroy,
+        users=secret("registryUsers"),
+        require_client_cert=config.requireClientCert,
     )
-
-    algorithm = r.string("pkiKeyAlgorithm").strip().upper()
-    if algorithm not in ("ECDSA", "RSA"):
-        r.fail("pkiKeyAlgorithm", algorithm, "must be ECDSA (P-256) or RSA")
-    rsa_bits = r.integer("pkiRsaBits", 2048, 4096)
-    if rsa_bits not in (2048, 3072, 4096):
-        r.fail("pkiRsaBits", rsa_bits, "must be 2048, 3072 or 4096")
-    country = r.string("pkiCountry", lambda v: v == "" or bool(re.fullmatch(r"[A-Za-z]{2}", v)),
-                       "must be a two-letter country code such as US or DE").upper()
-    organization = r.string("pkiOrganization", lambda v: bool(v.strip()), "must not be empty")
-    hours = {key: r.integer(key, 1) for key in _HOUR_KEYS}
-    early = r.integer("earlyRenewalHours", 0)
-    if hours["intermediateCaValidityHours"] > hours["rootCaValidityHours"]:
-        r.fail("intermediateCaValidityHours", hours["intermediateCaValidityHours"],
-               f"must be at most rootCaValidityHours ({hours['rootCaValidityHours']})")
-    if hours["certValidityHours"] > hours["intermediateCaValidityHours"]:
-        r.fail("certValidityHours", hours["certValidityHours"],
-               f"must be at most intermediateCaValidityHours ({hours['intermediateCaValidityHours']})")
-    if early >= min(hours.values()):
-        r.fail("earlyRenewalHours", early,
-               f"must be less than the shortest certificate lifetime ({min(hours.values())} hours)")
+    _check_client_auth(config, raw, problems)
+    _check_lifetimes(config, problems)
     pki = PkiSettings(
-        organization=organization.strip(),
-        organizational_unit=r.string("pkiOrganizationalUnit").strip(),
-        locality=r.string("pkiLocality").strip(),
-        province=r.string("pkiProvince").strip(),
-        country=country,
-        key_algorithm=algorithm,
-        rsa_bits=rsa_bits,
-        root_ca_validity_hours=hours["rootCaValidityHours"],
-        intermediate_ca_validity_hours=hours["intermediateCaValidityHours"],
-        cert_validity_hours=hours["certValidityHours"],
-        early_renewal_hours=early,
+        organization=config.pkiOrganization,
+        organizational_unit=config.pkiOrganizationalUnit,
+        locality=config.pkiLocality,
+        province=config.pkiProvince,
+        country=config.pkiCountry,
+        key_algorithm=config.pkiKeyAlgorithm,
+        rsa_bits=config.pkiRsaBits,
+        root_ca_validity_hours=config.rootCaValidityHours,
+        intermediate_ca_validity_hours=config.intermediateCaValidityHours,
+        cert_validity_hours=config.certValidityHours,
+        early_renewal_hours=config.earlyRenewalHours,
     )
-
-    absolute = "must be an absolute path (~ is expanded)"
     trust = TrustSettings(
-        install_trust=r.boolean("installTrust"),
-        install_system_trust=r.boolean("installSystemTrust"),
-        configure_docker_mirror=r.boolean("configureDockerMirror"),
-        docker_certs_dir=_expand(r.string("dockerCertsDir", lambda v: _expand(v).startswith("/"), absolute)),
-        docker_daemon_json_path=_expand(r.string("dockerDaemonJsonPath", lambda v: _expand(v).startswith("/"), absolute)),
-        use_sudo=r.boolean("trustUseSudo"),
-        docker_host=_docker_host(docker_host, r),
+        install_trust=config.installTrust,
+        install_system_trust=config.installSystemTrust,
+        configure_docker_mirror=config.configureDockerMirror,
+        docker_certs_dir=config.dockerCertsDir,
+        docker_daemon_json_path=config.dockerDaemonJsonPath,
+        use_sudo=config.trustUseSudo,
+        docker_host=_docker_host(docker_host, problems, docker_host_name),
     )
-    if not trust.install_trust:
+    if not config.installTrust:
         for key in ("installSystemTrust", "configureDockerMirror"):
-            if r.boolean(key):
-                r.fail(key, "true", "needs installTrust: true (the trust step is off)")
-
-    image_rule = "must be an image reference such as name:tag"
-    # Loki's compactor refuses a retention period under 24h
-    retention = r.string("lokiRetention", lambda v: bool(re.fullmatch(r"[0-9]+h", v)) and int(v[:-1]) >= 24,
-                         "must be whole hours of at least 24h, such as 168h")
+            if getattr(config, key) and problems.clear(key, "installTrust"):
+                problems.value(key, "'true'", "needs installTrust: true (the trust step is off)")
     monitoring = MonitoringSettings(
-        enabled=r.boolean("monitoring"),
-        tracing=r.boolean("tracing"),
-        logging=r.boolean("logging"),
-        ui_bind_address=r.string("uiBindAddress", is_ip, "must be an IP address such as 127.0.0.1"),
+        enabled=config.monitoring,
+        tracing=config.tracing,
+        logging=config.logging,
+        ui_bind_address=config.uiBindAddress,
         grafana_port=port("grafanaPort"),
         prometheus_port=port("prometheusPort"),
         jaeger_port=port("jaegerPort"),
         loki_port=port("lokiPort"),
         alloy_port=port("alloyPort"),
-        prometheus_image=r.string("prometheusImage", _IMAGE.match, image_rule),
-        blackbox_image=r.string("blackboxImage", _IMAGE.match, image_rule),
-        jaeger_image=r.string("jaegerImage", _IMAGE.match, image_rule),
-        loki_image=r.string("lokiImage", _IMAGE.match, image_rule),
-        alloy_image=r.string("alloyImage", _IMAGE.match, image_rule),
-        grafana_image=r.string("grafanaImage", _IMAGE.match, image_rule),
-        prometheus_retention=r.string("prometheusRetention", _PROM_DURATION.match,
-                                      "must be a Prometheus duration such as 15d or 720h"),
-        loki_retention_hours=int(retention[:-1]) if re.fullmatch(r"[0-9]+h", retention) else 168,
-        grafana_admin_user=r.string("grafanaAdminUser", lambda v: bool(re.fullmatch(r"[A-Za-z0-9._@-]{1,64}", v)),
-                                    "must be 1-64 letters, digits or ._@-"),
-        grafana_admin_password=secrets.get("grafanaAdminPassword"),
-        grafana_anonymous=r.boolean("grafanaAnonymous"),
+        prometheus_image=config.prometheusImage,
+        blackbox_image=config.blackboxImage,
+        jaeger_image=config.jaegerImage,
+        loki_image=config.lokiImage,
+        alloy_image=config.alloyImage,
+        grafana_image=config.grafanaImage,
+        prometheus_retention=config.prometheusRetention,
+        loki_retention_hours=int(config.lokiRetention.removesuffix("h")),
+        grafana_admin_user=config.grafanaAdminUser,
+        grafana_admin_password=secret("grafanaAdminPassword"),
+        grafana_anonymous=config.grafanaAnonymous,
     )
-    _check_settings_of_services_that_are_off(values, monitoring, r)
+    _check_settings_of_services_that_are_off(config, raw, problems)
 
     settings = Settings(
         naming=Naming(project, stack),
@@ -507,10 +750,89 @@ def parse(
         monitoring=monitoring,
         port_offset=offset,
     )
-    _check_port_collisions(settings, r)
-    if r.errors:
-        raise SettingsError("invalid stack configuration:\n  " + "\n  ".join(r.errors))
+    _check_port_collisions(settings, problems)
+    if problems.lines:
+        raise SettingsError("invalid stack configuration:\n  " + "\n  ".join(problems.lines))
     return settings
+
+
+def _validate(raw: Mapping[str, str], problems: _Problems) -> StackConfig:
+    """The model of every key that is good; a bad key is reported and takes its default."""
+    try:
+        return StackConfig.model_validate(raw)
+    except ValidationError as err:
+        bad: set[str] = set()
+        for error in err.errors():
+            key = str(error["loc"][0]) if error["loc"] else ""
+            ctx = error.get("ctx") or {}
+            shown = ctx.get("shown") or _shown(raw.get(key))
+            problems.value(key, shown, str(ctx.get("allowed", error["msg"])))
+            bad.add(key)
+        # every rule accepts its own default, so this second pass cannot fail
+        return StackConfig.model_validate({k: v for k, v in raw.items() if k not in bad})
+
+
+def _check_client_auth(c: StackConfig, raw: Mapping[str, str], problems: _Problems) -> None:
+    users = "registryUsers" in raw
+    if c.configureDockerMirror and users and problems.clear("configureDockerMirror", "registryUsers"):
+        problems.value(
+            "configureDockerMirror", "'true'",
+            "cannot be used with registryUsers: dockerd sends no credentials to a registry-mirrors "
+            "entry and silently pulls from Docker Hub instead (moby/moby#30880); use requireClientCert "
+            "for the mirror setting, or pull by host:port after docker login")
+    exposed = c.registryBindAddress not in ("127.0.0.1", "::1")
+    if (exposed and c.dockerHubUsername is not None and not users and not c.requireClientCert
+            and problems.clear("registryBindAddress", "dockerHubUsername", "registryUsers", "requireClientCert")):
+        problems.value(
+            "registryBindAddress", _shown(c.registryBindAddress),
+            "with dockerHubUsername set and no client authentication, anyone who reaches the port pulls "
+            "as that Docker Hub account: set registryUsers, set requireClientCert true, or set "
+            "registryBindAddress 127.0.0.1")
+
+
+def _check_lifetimes(c: StackConfig, problems: _Problems) -> None:
+    if c.intermediateCaValidityHours > c.rootCaValidityHours and problems.clear(
+            "intermediateCaValidityHours", "rootCaValidityHours"):
+        problems.value("intermediateCaValidityHours", str(c.intermediateCaValidityHours),
+                       f"must be at most rootCaValidityHours ({c.rootCaValidityHours})")
+    if c.certValidityHours > c.intermediateCaValidityHours and problems.clear(
+            "certValidityHours", "intermediateCaValidityHours"):
+        problems.value("certValidityHours", str(c.certValidityHours),
+                       f"must be at most intermediateCaValidityHours ({c.intermediateCaValidityHours})")
+    hour_keys = ("rootCaValidityHours", "intermediateCaValidityHours", "certValidityHours")
+    shortest = min(hour_keys, key=lambda k: int(getattr(c, k)))
+    hours = getattr(c, shortest)
+    if c.earlyRenewalHours >= hours and problems.clear("earlyRenewalHours", *hour_keys):
+        problems.value("earlyRenewalHours", str(c.earlyRenewalHours),
+                       f"must be less than the shortest certificate lifetime ({shortest}: {hours} hours)")
+
+
+def _docker_host(url: str | None, problems: _Problems, name: str) -> DockerHost:
+    """`name`: where the URL came from, `docker:host` or the DOCKER_HOST variable."""
+    if url is None or not url.strip():
+        return DockerHost()
+    allowed = "must be unix://<socket>, npipe://<pipe>, ssh://[user@]host[:port] or tcp://host[:port]"
+    if len(url) > 2048 or _has_control(url) or not url.isascii():
+        problems.line(name, f"{name} = {_shown(url)} is invalid: {allowed}")
+        return DockerHost()
+    url = url.strip()
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    try:
+        parts = urlsplit(url)
+        usable = parts.port != 0 and bool(parts.hostname)  # .port raises ValueError unless 0-65535
+    except ValueError:
+        usable = False
+    if scheme not in ("unix", "npipe", "ssh", "tcp"):
+        problems.line(name, f"{name} = {_shown(url)} is invalid: {allowed}")
+    elif scheme in ("ssh", "tcp") and (not usable or any(c.isspace() for c in url)):
+        problems.line(name, f"{name} = {_shown(url)} is invalid: an {scheme}:// URL needs a "
+                      f"host and, if given, a port from 1 to 65535 ({scheme}://user@host:22)")
+    elif scheme in ("unix", "npipe") and not url.split("://", 1)[1].strip("/"):
+        problems.line(name, f"{name} = {_shown(url)} is invalid: needs a socket path "
+                      "(unix:///var/run/docker.sock)")
+    else:
+        return DockerHost(url=url)
+    return DockerHost()
 
 
 # keys that only matter while their service runs
@@ -523,56 +845,110 @@ _SERVICE_KEYS = {
 }
 
 
-def _check_settings_of_services_that_are_off(
-    values: Mapping[str, str | None], m: MonitoringSettings, r: _Reader
-) -> None:
+def _check_settings_of_services_that_are_off(c: StackConfig, raw: Mapping[str, str], problems: _Problems) -> None:
     """A key changed from its default for a service that is turned off is a mistake.
 
     Pulumi passes every declared default as config, so "changed" means "differs from the
     default", not "present".
     """
-    enabled = {"monitoring": m.enabled, "tracing": m.enabled and m.tracing, "logging": m.enabled and m.logging}
+    enabled = {"monitoring": c.monitoring, "tracing": c.monitoring and c.tracing,
+               "logging": c.monitoring and c.logging}
     for switch, keys in _SERVICE_KEYS.items():
-        if enabled[switch]:
-            continue
-        if switch != "monitoring" and not m.enabled:
-            continue  # reported once, against monitoring
+        if enabled[switch] or (switch != "monitoring" and not c.monitoring):
+            continue  # a sub-service of monitoring that is off is reported once, against monitoring
         for key in keys:
-            raw = values.get(key)
-            if raw is None:
-                continue
-            default = SPEC_BY_KEY[key].default
-            if default is None or str(raw).strip().lower() != str(default).lower():
-                shown = "<secret>" if SPEC_BY_KEY[key].secret else repr(raw)
-                r.errors.append(f"{PROJECT}:{key} = {shown} is invalid: needs {switch}: true "
-                                f"(that service is off)")
+            if key in raw and problems.clear(key) and getattr(c, key) != StackConfig.model_fields[key].default:
+                problems.value(key, _shown(raw[key]), f"needs {switch}: true (that service is off)")
 
 
-def _check_port_collisions(settings: Settings, r: _Reader) -> None:
+def _check_port_collisions(settings: Settings, problems: _Problems) -> None:
     seen: dict[int, str] = {}
     for key, value in settings.published_ports().items():
         if value in seen:
-            r.fail(key, value - settings.port_offset,
-                   f"publishes host port {value}, which {seen[value]} already uses")
+            if problems.clear(key, seen[value], "portOffset"):
+                problems.value(key, str(value - settings.port_offset),
+                               f"publishes host port {value}, which {seen[value]} already uses")
         else:
             seen[value] = key
 
 
-def load() -> Settings:
-    """Read this stack's config through Pulumi and parse it."""
-    from pulumi.runtime import config as runtime_config
+# --- Pulumi I/O ----------------------------------------------------------------------------
 
+
+def load() -> Settings:
+    """Read this stack's config through Pulumi's public API and parse it.
+
+    The key names come from PULUMI_CONFIG (every key the CLI passes, declared defaults
+    included); the values from `pulumi.Config`; secret values only as secret Outputs.
+    """
     config = pulumi.Config()
     prefix = f"{config.name}:"
-    everything = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    values: dict[str, str | None] = {
-        k[len(prefix):]: v for k, v in everything.items() if k.startswith(prefix)
-    }
-    secrets: dict[str, Any] = {}
-    for key in SECRET_KEYS:
-        if key in values:
-            if runtime_config.is_config_secret(prefix + key):
-                secrets[key] = config.require_secret(key)
-            values[key] = "<set>"  # the plain value is never kept
-    return parse(values, project=pulumi.get_project(), stack=pulumi.get_stack(), secrets=secrets,
-                 docker_host=everything.get("docker:host") or os.environ.get("DOCKER_HOST"))
+    secret_full = set(pulumi.runtime.get_config_secret_keys_env())
+    keys = [k[len(prefix):] for k in pulumi.runtime.get_config_env() if k.startswith(prefix)]
+    secret_keys = {k for k in keys if prefix + k in secret_full or pulumi.runtime.is_config_secret(prefix + k)}
+    values = {k: config.get(k) for k in keys}
+    secrets = {k: config.get_secret(k) for k in secret_keys & set(SECRET_KEYS)}
+    # like the Docker provider: its `docker:host` config first, then the DOCKER_HOST variable
+    docker_host, docker_host_name = pulumi.Config("docker").get("host"), "docker:host"
+    if not docker_host:
+        docker_host, docker_host_name = os.environ.get("DOCKER_HOST"), "DOCKER_HOST"
+    return parse(values, project=pulumi.get_project(), stack=pulumi.get_stack(), secret_keys=secret_keys,
+                 secrets=secrets, docker_host=docker_host, docker_host_name=docker_host_name)
+
+
+# --- Pulumi.yaml ---------------------------------------------------------------------------
+
+_PULUMI_TYPES = {bool: "boolean", int: "integer", str: "string", tuple[str, ...]: "array"}
+
+
+def _yaml_scalar(value: object) -> str:
+    import yaml
+
+    text: str = yaml.safe_dump(value, default_flow_style=True, width=1 << 20, allow_unicode=True)
+    return text.removesuffix("\n").removesuffix("\n...")
+
+
+def _config_value(default: object) -> object:
+    return list(default) if isinstance(default, tuple) else default
+
+
+def pulumi_yaml_config() -> str:
+    """The `config:` block of Pulumi.yaml: every key with a default, from `StackConfig`."""
+    lines = ["config:"]
+    for key, field in StackConfig.model_fields.items():
+        if field.default is None:
+            continue  # optional: Pulumi requires a declared key that has no default
+        kind = _PULUMI_TYPES[field.annotation]  # type: ignore[index]
+        lines += [f"  {key}:", f"    type: {kind}"]
+        if kind == "array":
+            lines.append("    items: {type: string}")
+        lines.append(f"    description: {_yaml_scalar(field.description)}")
+        lines.append(f"    default: {_yaml_scalar(_config_value(field.default))}")
+    return "\n".join(lines) + "\n"
+
+
+def with_generated_config(pulumi_yaml: str) -> str:
+    """Pulumi.yaml's text with its top-level `config:` block replaced by the generated one."""
+    match = re.search(r"^config:\n(?:(?:[ #].*)?\n)*", pulumi_yaml, re.MULTILINE)
+    if match is None:
+        return pulumi_yaml.rstrip("\n") + "\n" + pulumi_yaml_config()
+    block = match.group(0)
+    # comment lines that open the next top-level section belong to it, not to config
+    trailing = re.search(r"(?:^(?:#.*)?\n)*\Z", block, re.MULTILINE)
+    keep = trailing.group(0) if trailing else ""
+    return pulumi_yaml[: match.start()] + pulumi_yaml_config() + keep + pulumi_yaml[match.end():]
+
+
+def _main(argv: list[str]) -> int:
+    if argv != ["--pulumi-yaml"]:
+        print("usage: python -m settings --pulumi-yaml   (rewrites the config: block of Pulumi.yaml)",
+              file=sys.stderr)
+        return 2
+    path = Path(__file__).resolve().parent / "Pulumi.yaml"
+    path.write_text(with_generated_config(path.read_text()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
+

@@ -52,10 +52,19 @@ class Mirror(pulumi.ComponentResource):
                 Secret(pulumi.Output.concat("REGISTRY_PROXY_PASSWORD=", settings.docker_hub_password)),
             ]
         envs += list(telemetry_env)
+        htpasswd = None
+        if settings.users is not None:
+            # the hashes' salts come from this value in state: the file stays byte-stable
+            seed = random.RandomPassword(f"{alias}-htpasswd-salt", length=32, special=False,
+                                         opts=pulumi.ResourceOptions(parent=self))
+            htpasswd = pulumi.Output.all(settings.users, seed.result).apply(
+                lambda args: registry.render_htpasswd(args[0], args[1]))
         spec = registry.container_spec(
             settings, alias=alias, envs=envs, remote_url=remote_url,
             server_chain_pem=pki.server_chain_pem, server_key_pem=pki.server_key_pem,
             volume_name=volume.name,
+            client_ca_pem=pki.root_ca_pem if settings.require_client_cert else None,
+            htpasswd=htpasswd,
         )
         container = service_container(self, naming, network, spec).container
 

@@ -79,6 +79,7 @@ class Monitoring(pulumi.ComponentResource):
         pki: Pki,
         mirrors: Sequence[Mirror],
         keep_data: bool,
+        client_auth: tuple[bool, bool] = (False, False),  # (users, client certificate)
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("registry-mirror:monitoring:Monitoring", name, None, opts)
@@ -105,6 +106,8 @@ class Monitoring(pulumi.ComponentResource):
                 s.SCRAPE_JOB for s in enabled if s.SCRAPE_JOB is not None
             ],
             probe_urls=[f"https://{m.alias}:{Registry.API_PORT}/v2/" for m in mirrors],
+            registry_users=client_auth[0],
+            client_cert=(pki.client_chain_pem, pki.client_key_pem) if client_auth[1] else None,
         )
 
         self.urls: dict[str, str] = {}

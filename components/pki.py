@@ -89,6 +89,10 @@ class Pki(pulumi.ComponentResource):
         )
         self.server_key_pem: pulumi.Output[str] = pulumi.Output.secret(server_key.private_key_pem)
         self.client_cert_pem: pulumi.Output[str] = client.cert_pem
+        # what a client presents: the registry trusts the root, so the intermediate goes along
+        self.client_chain_pem: pulumi.Output[str] = pulumi.Output.concat(
+            client.cert_pem, intermediate.cert_pem
+        )
         self.client_key_pem: pulumi.Output[str] = pulumi.Output.secret(client_key.private_key_pem)
         self.server_cert_expiry: pulumi.Output[str] = server.validity_end_time
         self.register_outputs({

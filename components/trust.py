@@ -16,8 +16,8 @@ import pulumi
 import pulumi_command as command
 
 from configs.clients import docker_ca_path, manual_trust_steps
-from configs.trust import TrustParams, render_install_script, render_remove_script
 from settings import Naming, RegistrySettings, TrustSettings
+from trust.render import TrustParams, render_install_script, render_remove_script
 
 
 class HostTrust(pulumi.ComponentResource):

@@ -31,8 +31,21 @@ def render_blackbox_config(
     *,
     module: str = MODULE,
     timeout: str = "5s",
+    users: bool = False,
+    client_cert: bool = False,
 ) -> str:
-    """Render a blackbox config whose one module checks the registry's TLS endpoint."""
+    """Render a blackbox config whose one module checks the registry's TLS endpoint.
+
+    With `users` the registry answers /v2/ with 401 to a client without credentials: the
+    probe expects exactly that (the chain verified and auth is enforced) and holds no
+    password. With `client_cert` it presents the stack's client certificate."""
+    tls_config: dict[str, object] = {
+        # trust only the root CA: never insecure_skip_verify
+        "ca_file": ca_file,
+        "insecure_skip_verify": False,
+    }
+    if client_cert:
+        tls_config |= {"cert_file": Blackbox.CLIENT_CERT_PATH, "key_file": Blackbox.CLIENT_KEY_PATH}
     config = {
         "modules": {
             module: {
@@ -41,15 +54,11 @@ def render_blackbox_config(
                 "http": {
                     "method": "GET",
                     # distribution answers GET /v2/ with 200 `{}` when no auth is configured
-                    "valid_status_codes": [200],
+                    "valid_status_codes": [401] if users else [200],
                     "fail_if_not_ssl": True,
                     # Docker networks are IPv4 by default; the exporter's default is ip6
                     "preferred_ip_protocol": "ip4",
-                    "tls_config": {
-                        # trust only the root CA: never insecure_skip_verify
-                        "ca_file": ca_file,
-                        "insecure_skip_verify": False,
-                    },
+                    "tls_config": tls_config,
                 },
             }
         }
@@ -70,8 +79,15 @@ def deployment(settings: MonitoringSettings, inputs: MonitoringInputs) -> Deploy
         image=settings.blackbox_image,
         memory_mb=64,
         uploads=[
-            Upload(CONFIG_PATH, render_blackbox_config(CA_PATH)),
+            Upload(CONFIG_PATH, render_blackbox_config(
+                CA_PATH, users=inputs.registry_users, client_cert=inputs.client_cert is not None)),
             Upload(CA_PATH, inputs.root_ca_pem),
+            *([] if inputs.client_cert is None else [
+                Upload(Blackbox.CLIENT_CERT_PATH, inputs.client_cert[0]),
+                # the exporter runs as nobody and uploads are root-owned: readable by all,
+                # inside a container that runs nothing else
+                Upload(Blackbox.CLIENT_KEY_PATH, inputs.client_cert[1], permissions="0644", secret=True),
+            ]),
         ],
         healthcheck=["CMD", "wget", "-q", "-O", "/dev/null",
                      f"http://127.0.0.1:{PORT}{Blackbox.READY_PATH}"],

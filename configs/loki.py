@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from settings import MonitoringSettings
 
 LOKI_HTTP_PORT = Loki.PORT
-DEFAULT_RETENTION_HOURS = 168
 DEFAULT_PATH_PREFIX = Loki.DATA_PATH
 SCRAPE_JOB: tuple[str, str] | None = (Loki.ALIAS, f"{Loki.ALIAS}:{LOKI_HTTP_PORT}")
 # Ingestion limits of the seed. They equal Loki's own defaults (configuration reference:
@@ -48,7 +47,7 @@ def _positive_number(name: str, value: float) -> None:
 
 
 def render_loki_config(
-    retention_hours: int = DEFAULT_RETENTION_HOURS,
+    retention_hours: int,
     *,
     path_prefix: str = DEFAULT_PATH_PREFIX,
     http_port: int = LOKI_HTTP_PORT,

@@ -7,9 +7,14 @@ registry as `REGISTRY_*` environment variables (distribution's env override), as
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import bcrypt
 import yaml
 
 from configs.spec import Input, Mount, Port, Secret, ServiceSpec, Upload
@@ -29,13 +34,14 @@ DOCKER_HUB = Registry.DOCKER_HUB
 
 def render_registry_config(
     *,
-    proxy_ttl: str = "168h",
-    tag_concurrency_limit: int = 5,
+    proxy_ttl: str,
+    tag_concurrency_limit: int,
     remote_url: str = DOCKER_HUB,
     storage_root: str = STORAGE_ROOT,
     cert_path: str = CERT_PATH,
     key_path: str = KEY_PATH,
     client_ca_path: str | None = None,
+    htpasswd_path: str | None = None,
     addr: str = f":{API_PORT}",
     debug_addr: str = f":{DEBUG_PORT}",
     log_level: str = "info",
@@ -80,7 +86,34 @@ def render_registry_config(
             "storagedriver": {"enabled": True, "interval": "10s", "threshold": 3},
         },
     }
+    if htpasswd_path:
+        # Basic auth on every request; the debug server (health, metrics) is not affected
+        config["auth"] = {"htpasswd": {"realm": Registry.HTPASSWD_REALM, "path": htpasswd_path}}
     return yaml.safe_dump(config, sort_keys=True, default_flow_style=False)
+
+
+# bcrypt's base64 alphabet, in the order of the standard one it replaces
+_BCRYPT64 = bytes.maketrans(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+    b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+)
+BCRYPT_COST = 10  # the registry checks the hash on every request: ~50 ms each at this cost
+
+
+def render_htpasswd(users_json: str, seed: str) -> str:
+    """The htpasswd file: one `user:bcrypt-hash` line per user, sorted.
+
+    The salt of each hash is derived from `seed` (a random value kept in the stack's state)
+    and the user name, so the file is byte-stable between evaluations, and a changed
+    password or seed changes it.
+    """
+    users: dict[str, str] = json.loads(users_json)
+    lines = []
+    for user, password in sorted(users.items()):
+        digest = hmac.new(seed.encode(), user.encode(), hashlib.sha256).digest()[:16]
+        salt = b"$2b$%02d$" % BCRYPT_COST + base64.b64encode(digest).rstrip(b"=").translate(_BCRYPT64)
+        lines.append(f"{user}:{bcrypt.hashpw(password.encode(), salt).decode()}")
+    return "\n".join(lines) + "\n"
 
 
 def container_spec(
@@ -92,22 +125,32 @@ def container_spec(
     server_chain_pem: Input,
     server_key_pem: Input,
     volume_name: Input,
+    client_ca_pem: Input = None,
+    htpasswd: Input = None,
 ) -> ServiceSpec:
-    """The mirror's container: config, chain and key uploaded, its cache on `volume_name`."""
+    """The mirror's container: config, chain and key uploaded, its cache on `volume_name`;
+    with `client_ca_pem` clients need a certificate it signed, with `htpasswd` a user."""
     config_text = render_registry_config(
         proxy_ttl=settings.proxy_ttl,
         tag_concurrency_limit=settings.tag_concurrency_limit,
         remote_url=remote_url,
+        client_ca_path=Registry.CLIENT_CA_PATH if client_ca_pem is not None else None,
+        htpasswd_path=Registry.HTPASSWD_PATH if htpasswd is not None else None,
     )
+    uploads = [
+        Upload(CONFIG_PATH, config_text),
+        Upload(CERT_PATH, server_chain_pem),
+        Upload(KEY_PATH, server_key_pem, permissions="0600", secret=True),
+    ]
+    if client_ca_pem is not None:
+        uploads.append(Upload(Registry.CLIENT_CA_PATH, client_ca_pem))
+    if htpasswd is not None:
+        uploads.append(Upload(Registry.HTPASSWD_PATH, htpasswd, permissions="0600", secret=True))
     return ServiceSpec(
         service=alias,
         image=settings.image,
         memory_mb=settings.memory_limit_mb,
-        uploads=[
-            Upload(CONFIG_PATH, config_text),
-            Upload(CERT_PATH, server_chain_pem),
-            Upload(KEY_PATH, server_key_pem, permissions="0600", secret=True),
-        ],
+        uploads=uploads,
         envs=envs,
         ports=[Port(API_PORT, settings.port, settings.bind_address)],
         mounts=[Mount(STORAGE_ROOT, volume_name=volume_name)],

@@ -26,7 +26,9 @@ SNAPSHOT_DIR = Path(__file__).resolve().parent / "snapshots"
 STACKS: dict[str, tuple[dict[str, str], dict[str, str], str]] = {
     "default": ({}, {}, "dev"),
     "alice": (
-        {"hostname": "alice.lan", "portOffset": "1000", "dockerHubUsername": "alice"},
+        # loopback only: credentials on an open port without client auth fail preview
+        {"hostname": "alice.lan", "portOffset": "1000", "dockerHubUsername": "alice",
+         "registryBindAddress": "127.0.0.1"},
         {"dockerHubPassword": "alice-hub-token"},
         "alice",
     ),

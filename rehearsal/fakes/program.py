@@ -1,7 +1,8 @@
 """Run the real Pulumi program (`__main__.py`) under Pulumi's mocks and record everything.
 
 `evaluate(config, stack=...)` sets the stack's config, runs the program exactly as the
-Pulumi CLI would (as `__main__`), and returns every registered resource (type, name,
+Pulumi CLI would (as `__main__`, with the config in PULUMI_CONFIG and the defaults that
+`Pulumi.yaml` declares), and returns every registered resource (type, name,
 inputs with and without secret markers, state, parent and dependencies) and the resolved
 stack outputs with which of them are secret.
 
@@ -16,13 +17,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import runpy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pulumi
+import yaml
 from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
@@ -215,6 +219,37 @@ class Evaluation:
         return dict(e.split("=", 1) for e in self.container(service).inputs.get("envs", []))
 
 
+def declared_defaults(project: str = PROJECT) -> dict[str, str]:
+    """The config defaults of Pulumi.yaml as the CLI passes them: full key -> string (JSON
+    for lists and objects, `true`/`false` for booleans)."""
+    declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text()).get("config") or {}
+    passed: dict[str, str] = {}
+    for key, spec in declared.items():
+        if isinstance(spec, dict) and "default" in spec:
+            value = spec["default"]
+            text = value if isinstance(value, str) else json.dumps(value)
+            passed[key if ":" in key else f"{project}:{key}"] = text
+    return passed
+
+
+@contextmanager
+def cli_config_env(config: dict[str, str], secret_keys: list[str]) -> Iterator[None]:
+    """PULUMI_CONFIG and PULUMI_CONFIG_SECRET_KEYS as the CLI's language host sets them for
+    the program (and as pulumi-language-python-exec reads them), restored afterwards."""
+    names = ("PULUMI_CONFIG", "PULUMI_CONFIG_SECRET_KEYS")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ["PULUMI_CONFIG"] = json.dumps(config)
+    os.environ["PULUMI_CONFIG_SECRET_KEYS"] = json.dumps(secret_keys)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def evaluate(
     config: dict[str, str] | None = None,
     *,
@@ -234,8 +269,10 @@ def evaluate(
     monitor = RecordingMonitor(mocks)
     set_root_resource(None)  # type: ignore[arg-type]
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
-    full = {f"{project}:{k}": str(v) for k, v in (config | secrets).items()} | dict(other_config or {})
-    pulumi.runtime.set_all_config(full, secret_keys=[f"{project}:{k}" for k in secrets])
+    given = {f"{project}:{k}": str(v) for k, v in (config | secrets).items()} | dict(other_config or {})
+    full = declared_defaults(project) | given
+    secret_keys = [f"{project}:{k}" for k in secrets]
+    pulumi.runtime.set_all_config(full, secret_keys=secret_keys)
 
     SETTINGS.rpc_manager.clear()
     SETTINGS.outputs.clear()
@@ -243,7 +280,8 @@ def evaluate(
     def main() -> None:
         runpy.run_path(str(MAIN), run_name="__main__")
 
-    _sync_await(run_pulumi_func(program or main))
+    with cli_config_env(full, secret_keys):
+        _sync_await(run_pulumi_func(program or main))
 
     root = pulumi.runtime.settings.get_root_resource()
     exported: dict[str, Any] = dict(getattr(root, "outputs", {}) or {})

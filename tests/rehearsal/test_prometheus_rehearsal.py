@@ -247,7 +247,7 @@ def tls_mirror(tmp: Path, pki: Pki) -> Iterator[Mirror]:
     with start_upstream(tmp) as upstream:
         api, debug = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
         config = map_registry_config(
-            render_registry_config(),
+            render_registry_config(proxy_ttl="168h", tag_concurrency_limit=5),
             {CERT_PATH: pki.chain_pem, KEY_PATH: pki.key_pem},
             tmp / "mirror",
             addr=api,

@@ -401,7 +401,7 @@ def test_map_registry_config_rewrites_only_paths_addresses_and_upstream(tmp_path
 
 
 def test_map_registry_config_keeps_the_programs_rendered_keys(tmp_path: Path):
-    text = render_registry_config()
+    text = render_registry_config(proxy_ttl="168h", tag_concurrency_limit=5)
     path = map_registry_config(text, {}, tmp_path, "127.0.0.1:1", "127.0.0.1:2", "http://127.0.0.1:3")
     before, after = flatten(yaml.safe_load(text)), flatten(yaml.safe_load(path.read_text()))
     kept = {k for k in before if k not in REWRITTEN}

@@ -1,4 +1,4 @@
-"""Rehearsal of the host trust scripts (configs/trust.py) with the real /bin/sh (dash on Debian).
+"""Rehearsal of the host trust scripts (trust/, rendered) with the real /bin/sh (dash on Debian).
 
 Every script runs as `/bin/sh -c <text>`, exactly as pulumi-command's `local.Command` runs it,
 against temporary roots: Docker's certs.d, daemon.json and the Debian CA directories are
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import pytest
 
-from configs.trust import MACOS_SYSTEM_KEYCHAIN, TrustParams, render_install_script, render_remove_script
 from tests.conftest import require_tool
+from trust.render import MACOS_SYSTEM_KEYCHAIN, TrustParams, render_install_script, render_remove_script
 
 SH = "/bin/sh"
 HOST = "localhost:6000"

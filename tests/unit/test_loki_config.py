@@ -72,7 +72,7 @@ def _get(config: dict[str, Any], path: tuple[str, ...]) -> Any:
 
 @pytest.fixture(scope="module")
 def config() -> dict[str, Any]:
-    parsed = yaml.safe_load(render_loki_config())
+    parsed = yaml.safe_load(render_loki_config(168))
     assert isinstance(parsed, dict)
     return parsed
 
@@ -101,7 +101,7 @@ def test_retention_is_enforced_by_the_compactor_with_a_delete_request_store(conf
 
 
 def test_retention_parameter_sets_the_retention_period_only() -> None:
-    default = yaml.safe_load(render_loki_config())
+    default = yaml.safe_load(render_loki_config(168))
     two_weeks = yaml.safe_load(render_loki_config(retention_hours=336))
     assert two_weeks["limits_config"]["retention_period"] == "336h"
     two_weeks["limits_config"]["retention_period"] = default["limits_config"]["retention_period"]
@@ -123,7 +123,7 @@ def test_retention_must_be_an_integer_number_of_hours() -> None:
 
 
 def test_path_prefix_moves_every_directory_under_it() -> None:
-    config = yaml.safe_load(render_loki_config(path_prefix="/data/loki"))
+    config = yaml.safe_load(render_loki_config(168, path_prefix="/data/loki"))
     assert config["common"]["path_prefix"] == "/data/loki"
     assert config["common"]["storage"]["filesystem"] == {
         "chunks_directory": "/data/loki/chunks",
@@ -131,22 +131,22 @@ def test_path_prefix_moves_every_directory_under_it() -> None:
     }
     assert config["compactor"]["working_directory"] == "/data/loki/compactor"
     with pytest.raises(ValueError):
-        render_loki_config(path_prefix="loki/")
+        render_loki_config(168, path_prefix="loki/")
 
 
 def test_ingestion_limits_and_port_are_parameters() -> None:
-    config = yaml.safe_load(render_loki_config(ingestion_rate_mb=8, ingestion_burst_size_mb=12, http_port=3200))
+    config = yaml.safe_load(render_loki_config(168, ingestion_rate_mb=8, ingestion_burst_size_mb=12, http_port=3200))
     assert config["limits_config"]["ingestion_rate_mb"] == 8
     assert config["limits_config"]["ingestion_burst_size_mb"] == 12
     assert config["server"]["http_listen_port"] == 3200
 
 
 def test_schema_start_date_stays_a_string_date() -> None:
-    text = render_loki_config()
+    text = render_loki_config(168)
     # Quoted, so YAML loaders keep it a string; Loki parses it as a day (LOCAL_CONFIG's value).
     assert "from: '2020-10-24'" in text
     with pytest.raises(ValueError):
-        render_loki_config(schema_from="24/10/2020")
+        render_loki_config(168, schema_from="24/10/2020")
 
 
 def test_rendering_is_deterministic() -> None:

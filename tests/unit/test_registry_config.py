@@ -8,7 +8,11 @@ from configs.registry import render_registry_config
 
 
 def config(**kw):
-    return yaml.safe_load(render_registry_config(**kw))
+    return yaml.safe_load(config_text(**kw))
+
+
+def config_text(**kw):
+    return render_registry_config(**({"proxy_ttl": "168h", "tag_concurrency_limit": 5} | kw))
 
 
 def test_storage_is_filesystem_with_delete_inmemory_descriptor_cache_and_tag_limit():
@@ -54,11 +58,11 @@ def test_storage_health_check_and_json_logs():
 
 
 def test_no_secret_keys_in_the_file():
-    text = render_registry_config()
+    text = render_registry_config(proxy_ttl="168h", tag_concurrency_limit=5)
     c = yaml.safe_load(text)
     assert "secret" not in c["http"]
     assert "username" not in c["proxy"] and "password" not in c["proxy"]
 
 
 def test_rendering_is_deterministic():
-    assert render_registry_config(proxy_ttl="1h") == render_registry_config(proxy_ttl="1h")
+    assert config_text(proxy_ttl="1h") == config_text(proxy_ttl="1h")

@@ -1,26 +1,59 @@
-"""Settings: defaults match Pulumi.yaml, and every bad value fails naming key and value."""
+"""Settings: Pulumi.yaml is generated from the model, and every bad value fails naming key and value."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
 import settings
+from contract import IMAGES
 from settings import SettingsError, parse
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_pulumi_yaml_declares_every_defaulted_key_with_the_settings_default():
+def test_pulumi_yaml_config_block_is_exactly_the_one_generated_from_the_model():
+    text = (ROOT / "Pulumi.yaml").read_text()
+    assert settings.with_generated_config(text) == text, "run: python -m settings --pulumi-yaml"
+
+
+def test_pulumi_yaml_declares_every_defaulted_key_with_the_model_default_and_type():
     declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
-    expected = {s.key: s for s in settings.SPECS if s.default is not None}
+    fields = settings.StackConfig.model_fields
+    expected = {key: f for key, f in fields.items() if f.default is not None}
     assert set(declared) == set(expected)
-    for key, spec in expected.items():
-        assert declared[key]["type"] == spec.type, key
-        assert declared[key]["default"] == spec.default, key
-        assert declared[key]["description"], key
+    types = {bool: "boolean", int: "integer", str: "string", tuple[str, ...]: "array"}
+    for key, field in expected.items():
+        assert declared[key]["type"] == types[field.annotation], key
+        default = list(field.default) if isinstance(field.default, tuple) else field.default
+        assert declared[key]["default"] == default, key
+        assert declared[key]["description"] == field.description, key
+
+
+def test_generator_replaces_only_the_config_block_of_pulumi_yaml():
+    text = (ROOT / "Pulumi.yaml").read_text()
+    stale = text.replace("    default: 6000\n", "    default: 6001\n")
+    stale = stale.replace("config:\n", "config:\n  gone:\n    type: string\n", 1)
+    assert stale != text
+    assert settings.with_generated_config(stale + "# about the next section\nother: 1\n") == (
+        text + "# about the next section\nother: 1\n")
+
+
+def test_defaults_pass_their_own_rules():
+    defaults = {key: f.default for key, f in settings.StackConfig.model_fields.items() if f.default is not None}
+    raw = {k: json.dumps(list(v)) if isinstance(v, tuple) else str(v).lower() if isinstance(v, bool) else str(v)
+           for k, v in defaults.items()}
+    assert settings.StackConfig.model_validate(raw) == settings.StackConfig()
+
+
+def test_image_defaults_are_the_pins_of_contract():
+    fields = settings.StackConfig.model_fields
+    assert fields["registryImage"].default == IMAGES["registry"]
+    for service in ("prometheus", "blackbox", "jaeger", "loki", "alloy", "grafana"):
+        assert fields[f"{service}Image"].default == IMAGES[service]
 
 
 def test_keys_without_default_are_not_declared_because_pulumi_would_require_them():
@@ -97,7 +130,8 @@ def test_port_offset_shifts_every_published_port():
 
 def test_credentials_are_kept_as_given_secret_object():
     marker = object()
-    s = parse({"dockerHubUsername": "alice", "dockerHubPassword": "<set>"}, stack="dev",
+    s = parse({"dockerHubUsername": "alice", "dockerHubPassword": "<set>", "registryBindAddress": "127.0.0.1"},
+              stack="dev",
               secrets={"dockerHubPassword": marker})
     assert s.registry.docker_hub_username == "alice"
     assert s.registry.docker_hub_password is marker
@@ -129,17 +163,82 @@ INVALID = [
     ({"portOffset": "-1"}, "portOffset", "'-1'", "0 to 60000"),
     ({"lokiRetention": "12h"}, "lokiRetention", "'12h'", "at least 24h"),
     ({"prometheusRetention": "two weeks"}, "prometheusRetention", "'two weeks'", "Prometheus duration"),
+    # fullmatch: a trailing newline is not the end of a valid value
+    ({"proxyTtl": "168h\n"}, "proxyTtl", "'168h\\n'", "Go duration"),
+    ({"registryImage": "registry:3.1.1\n"}, "registryImage", "'registry:3.1.1\\n'", "image reference"),
+    ({"altNames": '["a\\n.lan"]'}, "altNames", "'a\\n.lan'", "DNS name"),
+    ({"hostname": "registry.lan\n"}, "hostname", "'registry.lan\\n'", "DNS name"),
+    ({"grafanaAdminUser": "admin\n"}, "grafanaAdminUser", "'admin\\n'", "letters, digits"),
+    # a trailing dot is refused, not normalized: certs.d and the CN would not match the name Docker uses
+    ({"hostname": "registry.lan."}, "hostname", "'registry.lan.'", "no trailing dot"),
+    ({"altNames": "a.lan."}, "altNames", "'a.lan.'", "no trailing dot"),
+    ({"hostname": "a" * 63 + ".lan"}, "hostname", "'aaaa", "at most 64 characters"),
+    ({"dockerDaemonJsonPath": "/etc/docker/"}, "dockerDaemonJsonPath", "'/etc/docker/'", "not ending in /"),
+    ({"dockerCertsDir": "/etc/\x00d"}, "dockerCertsDir", "'/etc/\\x00d'", "no control characters"),
+    ({"pkiOrganization": "Acme\nInc"}, "pkiOrganization", "'Acme\\nInc'", "no control characters"),
+    ({"pkiOrganization": "O" * 49}, "pkiOrganization", "'OOO", "1-48 characters"),
+    ({"pkiLocality": "\ud800"}, "pkiLocality", "'\\ud800'", "no control characters"),
+    ({"registryPort": "9" * 5000}, "registryPort", "(5000 characters)", "whole number"),
+    ({"rootCaValidityHours": "876001"}, "rootCaValidityHours", "'876001'", "1 to 876000"),
+    ({"registryMemoryLimitMb": "1048577"}, "registryMemoryLimitMb", "'1048577'", "64 to 1048576"),
+    ({"proxyTtl": "87601h"}, "proxyTtl", "'87601h'", "up to 87600h"),
+    ({"prometheusRetention": "2d1w"}, "prometheusRetention", "'2d1w'", "in that order"),
+    ({"prometheusRetention": "101y"}, "prometheusRetention", "'101y'", "up to 100y"),
+    ({"prometheusRetention": "0d"}, "prometheusRetention", "'0d'", "Prometheus duration"),
+    ({"altNames": ",".join(f"h{i}.lan" for i in range(101))}, "altNames", "'h0.lan", "at most 100 names"),
+    ({"altNames": "[" * 5000}, "altNames", "'[[[", "list of strings"),
+    ({"altNames": "fe80::1%eth0"}, "altNames", "'fe80::1%eth0'", "IP address"),
+    ({"dockerHubUsername": "al ice", "dockerHubPassword": "<set>"}, "dockerHubUsername", "'al ice'", "without spaces"),
 ]
 
 
 @pytest.mark.parametrize(("values", "key", "shown", "allowed"), INVALID,
-                         ids=[f"{c[1]}={c[0][c[1]]}" for c in INVALID])
+                         ids=[f"{c[1]}={c[0][c[1]][:20]!r}" for c in INVALID])
 def test_invalid_value_fails_naming_key_value_and_what_is_allowed(values, key, shown, allowed):
     with pytest.raises(SettingsError) as err:
-        parse(values, stack="dev")
+        parse(values, stack="dev", secret_keys=["dockerHubPassword"] if "dockerHubPassword" in values else ())
     line = next(ln for ln in str(err.value).splitlines() if f"registry-mirror:{key} " in ln)
     assert shown in line
     assert allowed in line
+
+
+@pytest.mark.parametrize(("url", "allowed"), [
+    ("ssh://u@h:abc", "port from 1 to 65535"), ("ssh://u@h:99999", "port from 1 to 65535"),
+    ("ssh://u@h:0", "port from 1 to 65535"), ("tcp://:2376", "needs a host"), ("unix://", "socket path"),
+    ("http://x", "must be unix://"), ("ssh://h\n", "must be unix://"),
+])
+def test_unusable_docker_host_is_one_line_saying_what_is_allowed(url, allowed):
+    with pytest.raises(SettingsError) as err:
+        parse({}, stack="dev", docker_host=url)
+    assert str(err.value).split("\n")[1:] == [f"  docker:host = {url!r} is invalid: " + str(err.value).split(
+        "is invalid: ", 1)[1]]
+    assert allowed in str(err.value)
+
+
+def test_usable_docker_hosts_are_kept_with_their_kind():
+    for url, kind in (("unix:///var/run/docker.sock", "local"), ("npipe:////./pipe/docker_engine", "local"),
+                      ("ssh://ops@box:2222", "ssh"), ("tcp://10.0.0.5:2376", "tcp")):
+        assert parse({}, stack="dev", docker_host=url).trust.docker_host.kind == kind
+    assert parse({}, stack="dev", docker_host="ssh://ops@box:2222").trust.docker_host.ssh == ("ops", "box", 2222)
+
+
+def test_early_renewal_names_the_shortest_lifetime_it_must_stay_under():
+    with pytest.raises(SettingsError, match="earlyRenewalHours = 720 .*certValidityHours: 700 hours"):
+        parse({"certValidityHours": "700"}, stack="dev")
+
+
+def test_a_key_set_as_secret_shows_no_value_in_its_error():
+    with pytest.raises(SettingsError) as err:
+        parse({"hostname": "bad host"}, stack="dev", secret_keys=["hostname"])
+    assert "registry-mirror:hostname = <secret> is invalid" in str(err.value)
+    assert "bad host" not in str(err.value)
+
+
+def test_a_bad_value_takes_no_part_in_cross_key_checks():
+    # registryPort is refused; its default must not then be reported as colliding with grafana's
+    with pytest.raises(SettingsError) as err:
+        parse({"registryPort": "x", "grafanaPort": "6000"}, stack="dev")
+    assert str(err.value).count("\n") == 1
 
 
 def test_username_without_password_names_both_keys():
@@ -208,5 +307,5 @@ def test_offsets_in_steps_of_1000_keep_three_default_stacks_apart_but_3000_apart
 
 def test_every_config_key_is_documented_for_users():
     docs = (ROOT / "README.md").read_text() + (ROOT / "docs" / "operations.md").read_text()
-    missing = [s.key for s in settings.SPECS if f"`{s.key}`" not in docs]
+    missing = [key for key in settings.KEYS if f"`{key}`" not in docs]
     assert missing == []

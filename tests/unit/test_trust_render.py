@@ -1,4 +1,4 @@
-"""Unit tests of the host trust renderer (configs/trust.py): no binaries run here.
+"""Unit tests of the host trust renderer (trust/render.py): no binaries run here.
 
 What runs, and how, is proven in tests/rehearsal/test_trust_scripts.py with /bin/sh.
 """
@@ -10,10 +10,21 @@ import itertools
 import re
 import shlex
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from configs.trust import TrustParams, render_install_script, render_remove_script
+from settings import KEYS
+from trust import daemon_json
+from trust import render as trust_render
+from trust.render import (
+    TemplateError,
+    TrustParams,
+    package_text,
+    render_install_script,
+    render_remove_script,
+    sh_quote,
+)
 
 PEM = (
     "-----BEGIN CERTIFICATE-----\n"
@@ -148,3 +159,101 @@ def test_without_use_sudo_no_command_runs_through_sudo() -> None:
         assert not [ln for ln in commands if re.match(r"^\s*sudo\b", ln)]
         assert "registry-mirror:trustUseSudo true" in without
 
+
+
+# --------------------------------------------------------------------------- the templates
+
+
+def every_variant() -> list[tuple[str, str]]:
+    out = []
+    for system, mirror, sudo in itertools.product([False, True], repeat=3):
+        p = make(install_system_trust=system, configure_docker_mirror=mirror, use_sudo=sudo)
+        out += [(f"{r.__name__} system={system} mirror={mirror} sudo={sudo}", r(p)) for r in RENDERERS]
+    return out
+
+
+def test_rendered_scripts_keep_no_directive_placeholder_or_shellcheck_comment() -> None:
+    variants = every_variant()
+    assert len(variants) == 16
+    for name, text in variants:
+        assert "#@" not in text, name
+        assert not re.search(r"@T_[A-Z_]+@", text), name
+        assert not re.search(r"^\s*# shellcheck ", text, re.M), name
+        assert text.startswith("# registry-mirror: ") and text.endswith("\n") and not text.endswith("\n\n"), name
+
+
+def test_the_heredoc_holds_exactly_the_merger_module_that_is_tested_directly() -> None:
+    module = Path(daemon_json.__file__).read_text(encoding="utf-8")
+    for render in RENDERERS:
+        text = render(make(configure_docker_mirror=True))
+        body = text.split("<<'TRUST_PY'\n", 1)[1].split("\nTRUST_PY\n", 1)[0] + "\n"
+        assert body == module
+
+
+def test_every_config_key_a_script_names_is_a_setting() -> None:
+    text = "".join(package_text(name) for name in ("common.sh", "install.sh", "remove.sh"))
+    named = set(re.findall(r"registry-mirror:([A-Za-z]+)", text))
+    assert named == {"trustUseSudo", "installSystemTrust", "configureDockerMirror"}
+    assert named <= set(KEYS)
+
+
+@pytest.mark.parametrize(
+    "value", ["", "plain", "/etc/docker/certs.d/h:1", "it's", "a b", "$HOME", "`id`", "b\u00e4r", "'", "\\", '"']
+)
+def test_values_are_shlex_quoted_and_always_inside_single_quotes(value: str) -> None:
+    quoted = sh_quote(value)
+    assert quoted.startswith("'") and quoted.endswith("'")
+    assert shlex.split(f"T_X={quoted}") == [f"T_X={value}"]
+    if shlex.quote(value).startswith("'"):
+        assert quoted == shlex.quote(value)
+
+
+def render_fake(monkeypatch: pytest.MonkeyPatch, template: str, program: str = "x = 1\n", **overrides: object) -> str:
+    files = {"t.sh": template, "daemon_json.py": program}
+    monkeypatch.setattr(trust_render, "package_text", files.__getitem__)
+    return trust_render.render("t.sh", make(**overrides))
+
+
+def test_switch_blocks_keep_one_branch_and_values_blocks_fill_only_their_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    template = (
+        "# for @T_HOST@\n#@ values\nT_HOST=\n#@ if mirror\nT_DAEMON_JSON=\n#@ end\n#@ end\n"
+        "#@ if sudo\nA\n#@ else\nB\n#@ end\n#@ file-only\nC\n#@ end\n"
+    )
+    assert render_fake(monkeypatch, template, configure_docker_mirror=True, use_sudo=True) == (
+        "# for mirror.test:6000\nT_HOST='mirror.test:6000'\nT_DAEMON_JSON='/etc/docker/daemon.json'\nA\n"
+    )
+    assert render_fake(monkeypatch, template, configure_docker_mirror=False, use_sudo=False) == (
+        "# for mirror.test:6000\nT_HOST='mirror.test:6000'\nB\n"
+    )
+    assert render_fake(monkeypatch, "cat <<'END'\n#@ program\nEND\n") == "cat <<'END'\nx = 1\nEND\n"
+
+
+@pytest.mark.parametrize(
+    "template,problem",
+    [
+        ("#@ if nosuch\n#@ end\n", "unknown switch"),
+        ("#@ if sudo\nx\n", "never ended"),
+        ("#@ end\n", "without a block"),
+        ("#@ else\n", "without its #@ if"),
+        ("#@ values\necho hi\n#@ end\n", "only NAME= lines"),
+        ("#@ values\nT_NOPE=\n#@ end\n", "no value is rendered for T_NOPE"),
+        ("echo @T_HOST@\n", "only in comments"),
+        ("# @T_NOPE@\n", "no value is rendered for @T_NOPE@"),
+        ("#@ program\n", "must follow"),
+        ("#@ frobnicate\n", "unknown directive"),
+        ("#@if sudo\n", "not a directive"),
+    ],
+)
+def test_a_malformed_template_is_refused_naming_its_line(
+    monkeypatch: pytest.MonkeyPatch, template: str, problem: str
+) -> None:
+    with pytest.raises(TemplateError, match=re.escape(problem)):
+        render_fake(monkeypatch, template)
+
+
+def test_a_merger_line_equal_to_the_heredoc_word_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # sh would end the heredoc there and run the rest of the program as shell commands
+    with pytest.raises(TemplateError, match="cannot be the body"):
+        render_fake(monkeypatch, "cat <<'END'\n#@ program\nEND\n", program="x = 1\nEND\n")

@@ -151,3 +151,9 @@ def test_the_projects_shell_scripts_pass_shellcheck():
     proc = subprocess.run([shellcheck, "--shell=bash", "-x", *map(str, scripts)], capture_output=True, text=True,
                           timeout=60, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout
+    # the host-trust templates run as /bin/sh -c: checked as POSIX sh, file by file
+    templates = sorted((ROOT / "trust").glob("*.sh"))
+    assert [t.name for t in templates] == ["common.sh", "install.sh", "remove.sh"]
+    proc = subprocess.run([shellcheck, "--shell=sh", "--severity=style", *map(str, templates)], capture_output=True,
+                          text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout
