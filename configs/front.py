@@ -28,22 +28,28 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from configs.nginxconf import Block, Comment, Directive, Node, serialize
+from configs.spec import ServiceSpec, Upload
+from contract import Front
 
-PORT = 8080
-ALIAS = "registry-front"
-CONFIG_PATH = "/etc/nginx/nginx.conf"
+if TYPE_CHECKING:
+    from settings import RegistrySettings
+
+PORT = Front.PORT
+ALIAS = Front.ALIAS
+CONFIG_PATH = Front.CONFIG_PATH
+MEMORY_MB = 128
 DOCKER_HUB = "https://registry-1.docker.io"
 DOCKER_HUB_REALM = "https://auth.docker.io/token"
 DOCKER_HUB_SERVICE = "registry.docker.io"
 DOCKER_DNS = "127.0.0.11"  # Docker's embedded DNS server on user-defined networks
 TOKEN_PATH = "/token"
-HEALTH_PATH = "/_front/health"
-# answers with the upstream's own status for its /v2/ (401 from Docker Hub = reachable): the
-# blackbox exporter probes it, the only reachability figure nginx can give Prometheus
-UPSTREAM_PROBE_PATH = "/_front/upstream"
+HEALTH_PATH = Front.HEALTH_PATH
+# the blackbox exporter probes it: the only reachability figure nginx can give Prometheus
+UPSTREAM_PROBE_PATH = Front.UPSTREAM_PROBE_PATH
 # a blob by digest: content-addressed, so one cached copy is right for every request
 BLOB_LOCATION = r"^/v2/.+/blobs/sha256:[0-9a-f]{64}$"
 ACCESS_LOG_FORMAT = "front"
@@ -187,9 +193,19 @@ def front_nodes(
             *_metadata_timeouts(),
         ]),
         Block("location", "~", BLOB_LOCATION, children=[
+            Comment("a HEAD is the registry's blob stat, a few hundred bytes: the metadata timeout,\n"
+                    "not the blob's (return inside if is one of the safe uses of if)"),
+            Block("if", "($request_method", "=", "HEAD)", children=[Directive("return", 418)]),
+            Directive("error_page", 418, "=", "@blob_head"),
             Directive("proxy_pass", "$front_upstream"),
             *_blob_cache(lock_timeout),
             Comment("Docker Hub answers blob GETs with a 307 to its CDN: followed here"),
+            Directive("proxy_intercept_errors", "on"),
+            Directive("error_page", 301, 302, 303, 307, 308, "=", "@cdn"),
+        ]),
+        Block("location", "@blob_head", children=[
+            Directive("proxy_pass", "$front_upstream"),
+            *_metadata_timeouts(),
             Directive("proxy_intercept_errors", "on"),
             Directive("error_page", 301, 302, 303, 307, 308, "=", "@cdn"),
         ]),
@@ -278,3 +294,52 @@ def _blob_cache(lock_timeout: str) -> list[Node]:
         # finish a fetch that other requests wait for even when its own client went away
         Directive("proxy_ignore_client_abort", "on"),
     ]
+
+
+# the token realm and service each upstream's /v2/ challenge names, for the ones we know
+KNOWN_TOKEN_AUTH = {DOCKER_HUB: (DOCKER_HUB_REALM, DOCKER_HUB_SERVICE)}
+
+
+def token_auth(upstream_url: str, realm: str | None, service: str | None) -> tuple[str | None, str]:
+    """(realm, service) the front forwards token requests to: given, or known for the
+    upstream; realm "" means an upstream without token auth (the front answers /v2/ 200)."""
+    if realm is None:
+        if upstream_url not in KNOWN_TOKEN_AUTH:
+            raise ValueError(
+                f"the upstream front needs {upstream_url}'s token realm and service (its /v2/ "
+                'challenge): pass upstream_realm and upstream_service, or upstream_realm="" without token auth'
+            )
+        return KNOWN_TOKEN_AUTH[upstream_url]
+    if realm == "":
+        return None, service or DOCKER_HUB_SERVICE
+    if not service:
+        raise ValueError(f"upstream_service is required with upstream_realm {realm!r}")
+    return realm, service
+
+
+def front_url(alias: str) -> str:
+    """The registry's `proxy.remoteurl` when this front stands before its upstream."""
+    return f"http://{alias}:{PORT}"
+
+
+def container_spec(
+    settings: RegistrySettings,
+    *,
+    alias: str,
+    upstream_url: str,
+    upstream_realm: str | None,
+    service: str = DOCKER_HUB_SERVICE,
+) -> ServiceSpec:
+    """The front's container: its nginx.conf uploaded, nothing published, no volume (its
+    cache is transient: a few minutes of blobs, bounded by `max_size`)."""
+    config_text = render_front_config(
+        upstream_url=upstream_url, upstream_realm=upstream_realm, service=service, front_url=front_url(alias),
+    )  # fmt: skip
+    return ServiceSpec(
+        service=alias,
+        image=settings.front_image,
+        memory_mb=MEMORY_MB,
+        uploads=[Upload(CONFIG_PATH, config_text)],
+        # the alpine image has busybox wget; /v2/ answers 401 by design, the health path 200
+        healthcheck=["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{PORT}{HEALTH_PATH}"],
+    )

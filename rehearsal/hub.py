@@ -285,16 +285,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD":
             return
-        pause = self.hub.blob_delay * _CHUNK / size if self.hub.blob_delay and size else 0.0
-        sent = 0
+        # the delay is spread before each chunk, so the last byte leaves when the count is done
         with blob.open("rb") as handle:
             for chunk in iter(lambda: handle.read(_CHUNK), b""):
+                if self.hub.blob_delay:
+                    time.sleep(self.hub.blob_delay * len(chunk) / size)
+                with self.hub.lock:
+                    self.hub.cdn_bytes += len(chunk)
                 self.wfile.write(chunk)
-                sent += len(chunk)
-                if pause:
-                    time.sleep(pause)
-        with self.hub.lock:
-            self.hub.cdn_bytes += sent
 
 
 def _split(path: str) -> tuple[str | None, str, str]:

@@ -36,6 +36,8 @@ from rehearsal.upstream_front import RunningFront, upstream_front
 from tests.conftest import require_tool
 
 USER, PASSWORD = "alice", "hub-token-5e1f"
+# loopback: the program refuses Docker Hub credentials on an open port without client auth
+STACK_CONFIG = {"hostname": "mirror.test", "dockerHubUsername": USER, "registryBindAddress": "127.0.0.1"}
 PRIVATE = "acme/secret"
 ONLINE = {REGISTRY_HOST: "127.0.0.1", AUTH_HOST: "127.0.0.1", CDN_HOST: "127.0.0.1"}
 REFUSING = "127.0.0.3"  # nothing listens there
@@ -62,7 +64,7 @@ def nginx() -> str:
 
 @pytest.fixture(scope="module")
 def evaluation() -> Evaluation:
-    return evaluate({"hostname": "mirror.test", "dockerHubUsername": USER}, stack="dev",
+    return evaluate(STACK_CONFIG, stack="dev",
                     secrets={"dockerHubPassword": PASSWORD})  # fmt: skip
 
 
@@ -174,7 +176,7 @@ def test_private_image_pulls_with_the_stacks_credentials_which_never_reach_the_c
 def test_wrong_credentials_fail_private_pulls_with_unauthorized_and_public_ones_still_pull(
     tmp_path: Path, nginx: str, images: Images
 ):
-    wrong = evaluate({"hostname": "mirror.test", "dockerHubUsername": USER}, stack="dev",
+    wrong = evaluate(STACK_CONFIG, stack="dev",
                      secrets={"dockerHubPassword": "not-the-password"})  # fmt: skip
     ca_dir(tmp_path, wrong)
     with hub_and_dns(images) as (hub, dns), mirror_behind_front(tmp_path, "w", hub, dns, nginx, wrong) as (_, mirror):

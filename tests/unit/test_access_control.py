@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from configs.registry import render_htpasswd
+from rehearsal.fakes.program import evaluate
 from settings import SettingsError, parse
-from tests.fakes.program import evaluate
 
 USERS = {"alice": "correct-horse-battery", "ci.bot": "staple-horse-battery-9"}
 BASE = {"hostname": "mirror.test", "installTrust": "false"}
@@ -154,8 +154,9 @@ def test_no_debug_or_metrics_port_is_ever_published():
     never = {5001, 8888, 13133, 4317, 4318, 9115}  # registry debug, Jaeger metrics/health/OTLP, blackbox
     published = {c.name: {p["internal"] for p in c.inputs.get("ports", [])} for c in ev.of_type(
         "docker:index/container:Container")}
-    assert len(published) == 7
+    assert len(published) == 8
     for name, ports in published.items():
         assert not ports & never, name
     assert published["registry"] == {5000}
+    assert published["registry-front"] == set()  # the upstream front: private network only
     assert published["blackbox"] == set()

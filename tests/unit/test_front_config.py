@@ -135,6 +135,11 @@ def test_only_blobs_by_digest_are_cached_with_a_lock_long_enough_for_large_layer
         assert ("proxy_cache_key", "$request_method$uri") in body
         assert ("proxy_no_cache", "$front_is_head") in body
     assert ("error_page", "301", "302", "303", "307", "308", "=", "@cdn") in blob
+    # HEAD (the registry's blob stat) leaves for a location with the short metadata timeout
+    assert ("error_page", "418", "=", "@blob_head") in blob
+    head = location(CONFIG, "location @blob_head")
+    assert ("proxy_read_timeout", front.METADATA_TIMEOUT) in head
+    assert not [d for d in head if d[0] == "proxy_cache"]
     assert ("proxy_set_header", "Authorization", "") in cdn
     for uncached in ("location /", "location = /token", "location = /_front/upstream"):
         assert not [d for d in location(CONFIG, uncached) if d[0] == "proxy_cache"], uncached

@@ -10,8 +10,8 @@ import pulumi
 import pytest
 
 import settings
+from rehearsal.fakes.program import evaluate
 from settings import SettingsError, parse
-from tests.fakes.program import evaluate
 
 # Generated per kind rather than hand-picked for a key: each value is tried on every key.
 HOSTILE: tuple[str, ...] = (
