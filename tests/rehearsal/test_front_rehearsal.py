@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+import shlex
 import threading
 import time
 import urllib.error
@@ -32,6 +34,7 @@ from rehearsal.mirror import ProgramMirror, program_mirror
 from rehearsal.netsim import DnsServer, dns_server, silent_listener
 from rehearsal.oci import ImageInfo, blob_path, make_oci_image
 from rehearsal.registry_proc import SkopeoError, ca_context, http_get, mirror_binary, pull_through, write_ca_dir
+from rehearsal.tools import unavailable
 from rehearsal.upstream_front import RunningFront, upstream_front
 from tests.conftest import require_tool
 
@@ -198,6 +201,47 @@ def test_no_credential_is_written_into_a_file_uploaded_to_any_container(evaluati
             assert PASSWORD not in str(upload.get("content")), (container.name, upload["file"])
 
 
+def registry_resolving(tmp: Path, names: list[str]) -> str:
+    """A `registry` that sees `names` at 127.0.0.1: run in a mount namespace of its own with a
+    hosts file bound over /etc/hosts (the static 3.1.1 build resolves with Go's own resolver,
+    which reads /etc/hosts and has no special case for *.localhost). The host's file is untouched."""
+    if os.geteuid() != 0:
+        unavailable("the front-off rehearsal binds a hosts file in a mount namespace: it needs root")
+    unshare = require_tool("unshare")
+    hosts = tmp / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n" + "".join(f"127.0.0.1 {name}\n" for name in names))
+    wrapper = tmp / "registry-with-hosts"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f"exec {shlex.quote(unshare)} --mount --propagation private /bin/sh -c "
+        f'\'mount --bind "$0" /etc/hosts && binary="$1" && shift && exec "$binary" "$@"\' '
+        f'{shlex.quote(str(hosts))} {shlex.quote(mirror_binary())} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def test_without_the_front_the_stand_ins_realm_on_a_sibling_host_is_accepted_and_credentials_stay_off_the_cdn(
+    tmp_path: Path, images: Images
+):
+    off = evaluate(STACK_CONFIG | {"upstreamFront": "false"}, stack="dev", secrets={"dockerHubPassword": PASSWORD})
+    ca_dir(tmp_path, off)
+    binary = registry_resolving(tmp_path, list(ONLINE))
+    with docker_hub({repo: images.path(repo) for repo in images.info}, private={PRIVATE},
+                    users={USER: PASSWORD}) as hub, \
+            program_mirror(off, tmp_path / "mirror", hub.registry_url, tmp_path / "trust" / "ca.crt",
+                           binary=binary) as mirror:  # fmt: skip
+        pull(mirror, tmp_path, PRIVATE, images.info[PRIVATE])
+        pull(mirror, tmp_path, "library/app", images.info["library/app"])
+    # the registry asked the stand-in itself for its challenge and took the realm on
+    # auth.hub.localhost: it shares the registrable domain hub.localhost with registry.hub.localhost
+    assert "/v2/" in [r.path for r in hub.requests("registry")]
+    assert any("acme%2Fsecret" in r.path for r in hub.requests("auth"))
+    assert all(r.headers.get("authorization", "").startswith("Basic ") for r in hub.requests("auth"))
+    cdn = hub.requests("cdn")
+    assert cdn and all("authorization" not in r.headers for r in cdn)  # Go drops it on the cross-host redirect
+
+
 # ---------------------------------------------------------------------------- outages
 
 
@@ -274,6 +318,18 @@ def test_without_the_front_registry_3_1_1_does_not_start_while_the_upstream_refu
     ):
         pass
     assert "panic" in str(failure.value) and "connection refused" in str(failure.value)
+
+
+def test_without_the_front_registry_3_1_1_hangs_at_start_while_the_upstream_never_answers(
+    tmp_path: Path, evaluation: Evaluation
+):
+    ca_dir(tmp_path, evaluation)
+    with silent_listener(SILENT, [9]), pytest.raises(TimeoutError, match="not ready"):
+        # its start-up ping is a plain http.Get with no timeout: it neither serves nor exits
+        with program_mirror(evaluation, tmp_path / "mirror", f"http://{SILENT}:9", tmp_path / "trust" / "ca.crt",
+                            binary=mirror_binary()):  # fmt: skip
+            pass
+    assert "panic" not in (tmp_path / "mirror" / "registry.log").read_text()
 
 
 # ---------------------------------------------------------------------------- 429 and 5xx
