@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from contract import PROJECT, SERVICES
-from mirrorctl import certs, docker, health, metrics, registry
+from mirrorctl import certs, docker, health, metrics, registry, safe
 from mirrorctl.errors import MirrorctlError
 from mirrorctl.stack import StackContext, parse_endpoints
 from mirrorctl.transport import make_client
@@ -51,20 +51,29 @@ class Session:
         return make_client(ca_pem, self.stack.timeout)
 
     def emit_json(self, document: Any) -> None:
-        sys.stdout.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
+        sys.stdout.write(safe.json_text(document, sort_keys=True) + "\n")
         sys.stdout.flush()
+
+    def say(self, text: object, *, err: bool = False) -> None:
+        """One line of plain text (never rich markup), escaped and redacted."""
+        (self.err if err else self.out).print(safe.clean(text), markup=False)
 
 
 def _console(stderr: bool) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     # Not a terminal and no COLUMNS: wide enough that URLs and digests are not wrapped.
     width = None if stream.isatty() or os.environ.get("COLUMNS") else 200
-    return Console(stderr=stderr, highlight=False, width=width)
+    # No emoji codes either: a repository named ":fire:" is printed as named.
+    return Console(stderr=stderr, highlight=False, emoji=False, width=width)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print `mirrorctl: <message>` as one line on stderr; the Exit to raise."""
-    sys.stderr.write(f"mirrorctl: {' '.join(message.split())}\n")
+    # Line breaks and tabs become spaces before escaping: a multi-line error (Pulumi's,
+    # Docker's) still reads as one line. Only those: str.split() would also swallow
+    # controls such as U+001C or NEL, which must stay visible as escapes.
+    line = safe.clean(re.sub(r"[ \t\r\n]+", " ", message).strip())
+    sys.stderr.write(f"mirrorctl: {line}\n")
     sys.stderr.flush()
     return typer.Exit(code)
 
@@ -90,9 +99,13 @@ def handled(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def cell(value: object, style: str = "") -> Text:
+    """A table cell as plain text (a URL like http://[::1]:3000 is not rich markup), cleaned."""
+    return Text(safe.clean(value), style)
+
+
 def cells(*values: object) -> list[Text]:
-    """Table cells as plain text: a URL like http://[::1]:3000 is not rich markup."""
-    return [Text(str(value)) for value in values]
+    return [cell(value) for value in values]
 
 
 def session(ctx: typer.Context) -> Session:
@@ -239,11 +252,11 @@ def status(
             for t in found:
                 colour = {"up": "green", "down": "red"}.get(t.health, "yellow")
                 t_table.add_row(
-                    *cells(t.job, t.instance), Text(t.health, colour), Text(t.last_error)
+                    *cells(t.job, t.instance), cell(t.health, colour), cell(t.last_error)
                 )
             s.out.print(t_table)
         elif targets_error:
-            s.out.print(f"Prometheus targets: unavailable ({targets_error})", markup=False)
+            s.say(f"Prometheus targets: unavailable ({targets_error})")
     problems = []
     if unhealthy:
         problems.append(f"unhealthy: {', '.join(unhealthy)}")
@@ -272,8 +285,8 @@ def catalog(ctx: typer.Context, as_json: JsonOption = False) -> None:
         s.emit_json({"registry": url, "repositories": repositories})
         return
     for name in repositories:
-        s.out.print(name, markup=False)
-    s.err.print(f"{len(repositories)} repositories in {url}", markup=False)
+        s.say(name)
+    s.say(f"{len(repositories)} repositories in {url}", err=True)
 
 
 @app.command()
@@ -295,8 +308,8 @@ def tags(
         s.emit_json({"repository": name, "tags": found})
         return
     for tag in found:
-        s.out.print(tag, markup=False)
-    s.err.print(f"{len(found)} tags of {name}", markup=False)
+        s.say(tag)
+    s.say(f"{len(found)} tags of {name}", err=True)
 
 
 @app.command()
@@ -316,7 +329,12 @@ def manifest(
     with s.client(ca_pem) as client:
         found = registry.RegistryClient(url, client, ca_source).manifest(repository, reference)
     if raw:
-        sys.stdout.buffer.write(found.body)
+        if sys.stdout.isatty():
+            # The exact bytes are for a pipe (| sha256sum); on a terminal they would be
+            # the registry's bytes driving it, so there they are shown escaped.
+            sys.stdout.write(safe.clean(found.body.decode(errors="replace"), keep_newlines=True))
+        else:
+            sys.stdout.buffer.write(found.body)
         sys.stdout.flush()
         return
     document = found.document()
@@ -332,11 +350,11 @@ def manifest(
             }
         )
         return
-    s.err.print(f"{found.repository}:{found.reference}", markup=False)
-    s.err.print(f"  media type  {found.media_type or '(none)'}", markup=False)
-    s.err.print(f"  digest      {found.digest}", markup=False)
-    s.err.print(f"  size        {found.size} bytes", markup=False)
-    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    s.say(f"{found.repository}:{found.reference}", err=True)
+    s.say(f"  media type  {found.media_type or '(none)'}", err=True)
+    s.say(f"  digest      {found.digest}", err=True)
+    s.say(f"  size        {found.size} bytes", err=True)
+    sys.stdout.write(safe.json_text(document) + "\n")
 
 
 # ------------------------------------------------------------------------------- metrics
@@ -383,17 +401,16 @@ def metrics_command(
         s.emit_json({"prometheus": prometheus_url, **found.as_dict()})
         return
     period = f"last {window}" if window else "since the registry started"
-    s.out.print(f"Registry metrics from {prometheus_url} (job {job!r}, {period})", markup=False)
+    s.say(f"Registry metrics from {prometheus_url} (job {job!r}, {period})")
     proxy_table = Table(
         title="Pull-through cache (registry_proxy_*, registry 3.x)", title_justify="left"
     )
     for column in ("type", "requests", "hits", "misses", "hit ratio", "pulled upstream", "served"):
         proxy_table.add_column(column, justify="left" if column == "type" else "right")
     if found.proxy is None:
-        s.out.print(
+        s.say(
             "Pull-through cache: no data (no registry_proxy_* series: registry 2.8 does not "
-            "export them, or Prometheus has not scraped a 3.x registry yet)",
-            markup=False,
+            "export them, or Prometheus has not scraped a 3.x registry yet)"
         )
     else:
         for kind, values in found.proxy.items():
@@ -410,7 +427,7 @@ def metrics_command(
             )
         s.out.print(proxy_table)
     if found.cache is None:
-        s.out.print("Blob descriptor cache: no data", markup=False)
+        s.say("Blob descriptor cache: no data")
     else:
         cache_table = Table(
             title=f"Blob descriptor cache ({found.cache.series})", title_justify="left"
@@ -445,10 +462,9 @@ def verify_certs(
     if as_json:
         s.emit_json({"url": url, "ca": ca_source, "min_days": min_days, **report.as_dict()})
     else:
-        s.out.print(
+        s.say(
             f"{report.host}:{report.port}: verified against {ca_source} "
-            f"({report.tls_version}, {report.cipher})",
-            markup=False,
+            f"({report.tls_version}, {report.cipher})"
         )
         table = Table(title="Chain (leaf first)", title_justify="left")
         for column in ("#", "subject", "issuer", "not after", "days left", "sent"):
@@ -463,10 +479,9 @@ def verify_certs(
                 Text("yes" if cert.sent_by_server else "no (trusted root)"),
             )
         s.out.print(table)
-        s.out.print(
+        s.say(
             f"SANs: DNS {', '.join(report.leaf.dns_names) or '-'}; "
-            f"IP {', '.join(report.leaf.ip_addresses) or '-'}",
-            markup=False,
+            f"IP {', '.join(report.leaf.ip_addresses) or '-'}"
         )
     earliest = report.earliest
     if earliest.days_left < min_days:
@@ -500,25 +515,24 @@ def gc(
 
     def progress(message: str) -> None:
         if not as_json:
-            s.err.print(f"gc: {message}", markup=False)
+            s.say(f"gc: {message}", err=True)
 
     result = docker.garbage_collect(container, apply=apply, progress=progress)
     if as_json:
         s.emit_json(result.as_dict())
         return
     if verbose:
-        sys.stdout.write(result.output)
+        sys.stdout.write(safe.clean(result.output, keep_newlines=True))
     else:
         for digest in result.eligible:
-            s.out.print(f"eligible for deletion: {digest}", markup=False)
+            s.say(f"eligible for deletion: {digest}")
     verb = "would delete" if result.dry_run else "deleted"
-    s.out.print(
+    s.say(
         f"{result.marked} blobs in use; {verb} {result.eligible_blobs} blobs and "
-        f"{result.eligible_manifests} manifests",
-        markup=False,
+        f"{result.eligible_manifests} manifests"
     )
     if result.dry_run and (result.eligible_blobs or result.eligible_manifests):
-        s.out.print("run `mirrorctl gc --apply` (make gc APPLY=1) to delete them", markup=False)
+        s.say("run `mirrorctl gc --apply` (make gc APPLY=1) to delete them")
 
 
 @app.command()

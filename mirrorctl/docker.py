@@ -36,17 +36,20 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any, TextIO
 
 import yaml
 
 from contract import LABEL_SERVICE as SERVICE_LABEL
 from contract import Registry
 from mirrorctl.errors import MirrorctlError
+from mirrorctl.safe import clean
 
 CONFIG_PATH = Registry.CONFIG_PATH
 REGISTRY_BINARY = Registry.BINARY
@@ -310,6 +313,12 @@ def logs_args(
     return args
 
 
+def _relay(source: IO[bytes], sink: TextIO) -> None:
+    for raw in iter(source.readline, b""):
+        sink.write(clean(raw.decode(errors="replace"), keep_newlines=True))
+        sink.flush()
+
+
 def show_logs(
     container: str,
     *,
@@ -318,11 +327,30 @@ def show_logs(
     since: str | None = None,
     timestamps: bool = False,
 ) -> int:
-    """`docker logs` of one container, its output passed straight through; its exit status."""
+    """`docker logs` of one container, line by line, escaped; its exit status.
+
+    The lines are the container's and Docker's, so they pass through `clean` like any
+    other text from outside: a logged request path cannot drive the operator's terminal.
+    stdout and stderr stay apart, each relayed as it arrives (`--follow` keeps streaming).
+    """
     args = logs_args(
         docker_executable(), container, follow=follow, tail=tail, since=since, timestamps=timestamps
     )
+    process = subprocess.Popen(
+        args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout is not None and process.stderr is not None
+    relays = [
+        threading.Thread(target=_relay, args=(process.stdout, sys.stdout), daemon=True),
+        threading.Thread(target=_relay, args=(process.stderr, sys.stderr), daemon=True),
+    ]
+    for relay in relays:
+        relay.start()
     try:
-        return subprocess.run(args, stdin=subprocess.DEVNULL, check=False).returncode
-    except KeyboardInterrupt:  # Ctrl-C ends --follow
+        for relay in relays:
+            relay.join()
+        return process.wait()
+    except KeyboardInterrupt:  # Ctrl-C ends --follow (docker got the same SIGINT)
+        process.terminate()
+        process.wait()
         return 130

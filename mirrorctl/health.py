@@ -135,15 +135,19 @@ def prometheus_targets(client: httpx.Client, prometheus_url: str) -> list[Target
         active = document["data"]["activeTargets"]
     except (ValueError, KeyError, TypeError) as error:
         raise MirrorctlError(f"{url}: not a Prometheus targets answer") from error
-    targets = [
-        Target(
-            job=str(t.get("labels", {}).get("job", t.get("scrapePool", ""))),
-            instance=str(t.get("labels", {}).get("instance", "")),
-            health=str(t.get("health", "unknown")),
-            last_error=str(t.get("lastError", "")),
-            scrape_url=str(t.get("scrapeUrl", "")),
+    if not isinstance(active, list) or not all(isinstance(t, dict) for t in active):
+        raise MirrorctlError(f"{url}: not a Prometheus targets answer (no list of targets)")
+    targets = []
+    for t in active:
+        labels = t.get("labels")
+        labels = labels if isinstance(labels, dict) else {}
+        targets.append(
+            Target(
+                job=str(labels.get("job", t.get("scrapePool", ""))),
+                instance=str(labels.get("instance", "")),
+                health=str(t.get("health", "unknown")),
+                last_error=str(t.get("lastError", "")),
+                scrape_url=str(t.get("scrapeUrl", "")),
+            )
         )
-        for t in active
-        if isinstance(t, dict)
-    ]
     return sorted(targets, key=lambda t: (t.job, t.instance))

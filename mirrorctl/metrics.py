@@ -19,6 +19,7 @@ started); with `--window 24h` they are `increase(...[24h])`, which survives rest
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -57,30 +58,65 @@ def v2_cache_query(job: str, window: str | None) -> str:
     return f"sum by (type) ({series(V2_CACHE, job, window)})"
 
 
-def instant_query(client: httpx.Client, prometheus_url: str, promql: str) -> list[dict[str, Any]]:
+Sample = tuple[dict[str, str], float]  # (labels, value) of one series
+
+
+def instant_query(client: httpx.Client, prometheus_url: str, promql: str) -> list[Sample]:
+    """The instant vector Prometheus answers to `promql`; anything else is one clear error.
+
+    The answer's shape is Prometheus's HTTP API (docs/querying/api.md): `{"status":
+    "success", "data": {"resultType": "vector", "result": [{"metric": {...}, "value":
+    [<time>, "<number>"]}]}}`, or `{"status": "error", "errorType", "error"}`.
+    """
     url = f"{prometheus_url.rstrip('/')}/api/v1/query"
     response = get(client, url, params={"query": promql})
     try:
         document = response.json()
     except ValueError as error:
         raise MirrorctlError(
-            f"{url}: HTTP {response.status_code}, not a Prometheus answer"
+            f"{url}: HTTP {response.status_code}, not a Prometheus answer (no JSON)"
         ) from error
-    if not isinstance(document, dict) or document.get("status") != "success":
-        error_text = document.get("error", "") if isinstance(document, dict) else ""
-        raise MirrorctlError(f"Prometheus refused {promql!r}: {error_text or response.status_code}")
-    result = document.get("data", {}).get("result", [])
+    status = document.get("status") if isinstance(document, dict) else None
+    if status == "error":
+        kind = document.get("errorType") or f"HTTP {response.status_code}"
+        raise MirrorctlError(f"Prometheus refused {promql!r}: {kind}: {document.get('error')}")
+    if status != "success":
+        raise MirrorctlError(
+            f"{url}: HTTP {response.status_code}, not a Prometheus answer "
+            f"(no \"status\": \"success\" or \"error\")"
+        )
+    data = document.get("data")
+    if not isinstance(data, dict) or data.get("resultType") != "vector":
+        raise MirrorctlError(f"{url}: the answer to {promql!r} is not an instant vector")
+    result = data.get("result")
     if not isinstance(result, list):
-        raise MirrorctlError(f"{url}: the answer to {promql!r} is not a vector")
-    return result
+        raise MirrorctlError(f"{url}: the answer to {promql!r} has no list of series")
+    return [_sample(item, url, promql) for item in result]
 
 
-def _value(sample: dict[str, Any]) -> float:
-    return float(sample["value"][1])
+def _sample(item: Any, url: str, promql: str) -> Sample:
+    labels = item.get("metric") if isinstance(item, dict) else None
+    value = item.get("value") if isinstance(item, dict) else None
+    if not isinstance(labels, dict) or not isinstance(value, list) or len(value) != 2:
+        raise MirrorctlError(f"{url}: a series in the answer to {promql!r} is not a sample")
+    try:
+        number = float(value[1])
+    except (TypeError, ValueError):
+        raise MirrorctlError(
+            f"{url}: the answer to {promql!r} holds {value[1]!r}, not a number"
+        ) from None
+    # Every query sums counters (or their increase), which are finite and never negative:
+    # NaN, Inf or a negative sum means the series are not what this command reads.
+    if not math.isfinite(number) or number < 0:
+        raise MirrorctlError(
+            f"Prometheus answered {value[1]!r} to {promql!r}: not a count "
+            "(are these series counters?)"
+        )
+    return {str(k): str(v) for k, v in labels.items()}, number
 
 
-def _by_label(samples: list[dict[str, Any]], label: str) -> dict[str, float]:
-    return {str(s.get("metric", {}).get(label, "")): _value(s) for s in samples}
+def _by_label(samples: list[Sample], label: str) -> dict[str, float]:
+    return {labels.get(label, ""): value for labels, value in samples}
 
 
 def ratio(hits: float | None, requests: float | None) -> float | None:
@@ -158,8 +194,8 @@ def read_registry_metrics(
     if any(v3.values()):
         cache = CacheStats(
             series="registry_storage_cache_{requests,hits}_total",
-            requests=_value(v3["requests"][0]) if v3["requests"] else None,
-            hits=_value(v3["hits"][0]) if v3["hits"] else None,
+            requests=v3["requests"][0][1] if v3["requests"] else None,
+            hits=v3["hits"][0][1] if v3["hits"] else None,
         )
     else:
         by_type = _by_label(
@@ -171,5 +207,14 @@ def read_registry_metrics(
                 requests=by_type.get(V2_CACHE_TYPES["requests"]),
                 hits=by_type.get(V2_CACHE_TYPES["hits"]),
             )
+    if not proxy and cache is None:
+        # Both generations export the cache series once the registry has served anything,
+        # so no series at all means a wrong job name or a registry Prometheus does not scrape:
+        # printing "no data" for every figure would hide that.
+        raise MirrorctlError(
+            f"Prometheus has no registry series of job {job!r}"
+            f"{f' in the last {window}' if window else ''}: is the job name right "
+            "(--job), and does Prometheus scrape the registry (`mirrorctl status`)?"
+        )
     ordered = {k: proxy[k] for k in sorted(proxy, key=lambda k: (k not in PROXY_TYPES, k))}
     return RegistryMetrics(job=job, window=window, proxy=ordered or None, cache=cache)

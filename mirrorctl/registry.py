@@ -116,13 +116,31 @@ class RegistryClient:
             raise_for_registry(response, what, repository=repository)
             document = _json(response, what)
             page = document.get(key) or []
-            if not isinstance(page, list):
-                raise MirrorctlError(f"{what}: the answer has no list {key!r}")
-            items += [str(item) for item in page]
+            if not isinstance(page, list) or not all(isinstance(item, str) for item in page):
+                raise MirrorctlError(f"{what}: the answer has no list of names {key!r}")
+            items += page
             link = response.links.get("next", {}).get("url")
-            next_url = urllib.parse.urljoin(f"{self.base_url}/", link) if link else None
+            next_url = self._next_page(link, what) if link else None
             params = None  # the Link URL carries n and last
         raise MirrorctlError(f"{what}: more than {MAX_PAGES} pages")
+
+    def _next_page(self, link: str, what: str) -> str:
+        """The URL of a `Link: <...>; rel="next"`, on the registry's own server only.
+
+        The next page is asked with the same client, and with the credentials of the URL
+        the operator gave: never of another server. Only the link's path and query are
+        kept, so an absolute link without those credentials still carries them.
+        """
+        base = urllib.parse.urlsplit(self.base_url)
+        try:
+            target = urllib.parse.urlsplit(urllib.parse.urljoin(f"{self.base_url}/", link))
+            same = _origin(target) == _origin(base)
+        except ValueError:  # e.g. an unclosed "[" or a bad port in the Link header
+            raise MirrorctlError(f"{what}: the Link header is not a URL: {link!r}") from None
+        if not same:
+            raise MirrorctlError(f"{what}: the next page is on another server: {link}")
+        query = f"?{target.query}" if target.query else ""
+        return f"{base.scheme}://{base.netloc}{target.path}{query}"
 
     def catalog(self) -> list[str]:
         """Every repository in the registry's storage: for a mirror, what it has cached."""
@@ -161,6 +179,12 @@ class RegistryClient:
             )
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
         return Manifest(repository, reference, media_type, header or computed, computed, body)
+
+
+def _origin(url: urllib.parse.SplitResult) -> tuple[str, str | None, int | None]:
+    """Scheme, host, port (defaulted): raises ValueError on a port that is not one."""
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, url.hostname, url.port or default
 
 
 def _json(response: httpx.Response, what: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import urllib.parse
@@ -22,6 +23,7 @@ from typing import Any
 
 from contract import PROJECT
 from mirrorctl.errors import MirrorctlError
+from mirrorctl.safe import redact_url
 
 ROOT = Path(__file__).resolve().parents[1]  # the project directory (Pulumi.yaml)
 PULUMI_TIMEOUT = 60.0
@@ -114,25 +116,62 @@ def _parse_outputs(text: str, source: str) -> dict[str, Any]:
 
 def normalize_url(value: str, what: str, *, schemes: tuple[str, ...] = ("http", "https")) -> str:
     """`value` without a trailing slash; refuses anything but scheme://host[:port][/path]."""
-    parts = urllib.parse.urlsplit(value.strip())
-    if parts.scheme not in schemes or not parts.hostname:
-        allowed = " or ".join(f"{s}://" for s in schemes)
-        raise MirrorctlError(f"{what} {value!r} is not a URL ({allowed}host:port)")
+    shown = repr(redact_url(value))
+    allowed = " or ".join(f"{s}://" for s in schemes)
+    stripped = value.strip()
+    # urlsplit keeps spaces and controls inside a host name; httpx would then fail later
+    # with a message about DNS, far from the flag that caused it.
+    if any(ch.isspace() or not ch.isprintable() for ch in stripped):
+        raise MirrorctlError(f"{what} {shown} holds a space or a control character")
     try:
-        parts.port  # noqa: B018 (raises on a bad port)
-    except ValueError as error:
-        raise MirrorctlError(f"{what} {value!r} has an invalid port") from error
-    return value.strip().rstrip("/")
+        parts = urllib.parse.urlsplit(stripped)
+    except ValueError as error:  # e.g. an unclosed "[" of an IPv6 address
+        raise MirrorctlError(f"{what} {shown} is not a valid URL ({error})") from error
+    if parts.scheme not in schemes:
+        raise MirrorctlError(f"{what} {shown} is not a URL ({allowed}host:port)")
+    if not parts.hostname:
+        raise MirrorctlError(f"{what} {shown} has no host ({allowed}host:port)")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:  # port 0 would mean "any port" to connect(): never a service's port
+        raise MirrorctlError(f"{what} {shown} has an invalid port (a number from 1 to 65535)")
+    return stripped.rstrip("/")
 
 
 def read_ca_file(path: Path) -> str:
     try:
-        text = Path(path).read_text()
+        data = Path(path).read_bytes()
     except OSError as error:
         raise MirrorctlError(f"cannot read CA file {path}: {error.strerror or error}") from error
-    if "-----BEGIN CERTIFICATE-----" not in text:
-        raise MirrorctlError(f"CA file {path} holds no PEM certificate")
-    return text
+    try:
+        if b"\0" in data:
+            raise UnicodeDecodeError("utf-8", data, data.index(b"\0"), len(data), "NUL byte")
+        text = data.decode()
+    except UnicodeDecodeError:
+        raise MirrorctlError(
+            f"CA file {path} is not a PEM file (binary data; a DER certificate converts with "
+            "`openssl x509 -inform der -in FILE -out ca.crt`)"
+        ) from None
+    return pem_certificates(text, f"CA file {path}")
+
+
+PEM_CERT_RE = re.compile(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.S)
+
+
+def pem_certificates(text: str, source: str) -> str:
+    """Only the PEM certificate blocks of `text`, one per line group.
+
+    Comments around them (a bundle's "# Issuer: ..." lines) may be any UTF-8, but the ssl
+    module takes only ASCII PEM (it raises TypeError otherwise), so only the blocks are kept.
+    """
+    blocks = PEM_CERT_RE.findall(text)
+    if not blocks:
+        raise MirrorctlError(f"{source} holds no PEM certificate")
+    if not all(block.isascii() for block in blocks):
+        raise MirrorctlError(f"{source} holds a PEM certificate with non-ASCII characters")
+    return "\n".join(blocks) + "\n"
 
 
 @dataclass
@@ -189,10 +228,9 @@ class StackContext:
     def ca_pem(self) -> str:
         if self.ca_file is not None:
             return read_ca_file(self.ca_file)
-        pem = str(self.output("caCertPem", "--ca FILE"))
-        if "-----BEGIN CERTIFICATE-----" not in pem:
-            raise MirrorctlError("the stack output caCertPem holds no PEM certificate")
-        return pem
+        return pem_certificates(
+            str(self.output("caCertPem", "--ca FILE")), "the stack output caCertPem"
+        )
 
     def prometheus_url(self) -> str:
         if self.prometheus is not None:
@@ -238,7 +276,7 @@ def parse_endpoints(values: list[str]) -> dict[str, str]:
         name, sep, url = value.partition("=")
         if not sep or not name.strip() or not url.strip():
             raise MirrorctlError(
-                f"--endpoint {value!r}: expected NAME=URL, e.g. grafana=http://localhost:3000"
+                f"--endpoint {redact_url(value)!r}: expected NAME=URL, e.g. grafana=http://localhost:3000"
             )
         endpoints[name.strip()] = url.strip()
     return endpoints

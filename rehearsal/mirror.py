@@ -26,6 +26,7 @@ from rehearsal.registry_proc import (
     ca_context,
     free_port,
     map_registry_config,
+    refuse_non_loopback_urls,
     registry_env,
     registry_process,
 )
@@ -80,6 +81,7 @@ def program_mirror(
         parent.pop(key_path[-1], None)
     if without:
         mapped.write_text(yaml.safe_dump(config, sort_keys=True))
+    refuse_non_loopback_urls(env, mapped)
     storage = Path(config["storage"]["filesystem"]["rootdirectory"])
     log_path = Path(root) / "registry.log"
     with registry_process(

@@ -152,7 +152,7 @@ def find_source(
 
 
 def download(url: str, into: Path, timeout: float = DOWNLOAD_TIMEOUT) -> Path:
-    """Fetch `url` to a file under `into` (no proxy settings are ignored: a user may need one)."""
+    """Fetch `url` to a file under `into`; the environment's proxy settings apply (a user may need one)."""
     into.mkdir(parents=True, exist_ok=True)
     target = into / "source.tar.gz"
     try:
@@ -243,8 +243,9 @@ def build(tree: Path, output: Path, work: Path, go: Path | None = None, timeout:
 
 
 def binary_version(binary: Path) -> str:
+    """`registry --version` without its first word (the path it was run by)."""
     result = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=30)
-    return (result.stdout + result.stderr).strip()
+    return (result.stdout + result.stderr).strip().split(" ", 1)[-1]
 
 
 # ---------------------------------------------------------------------------- cache

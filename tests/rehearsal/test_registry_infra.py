@@ -44,6 +44,7 @@ from rehearsal.registry_proc import (
     otlp_collector,
     pull_through,
     push,
+    refuse_non_loopback_urls,
     registry_env,
     registry_process,
     start_upstream,
@@ -434,6 +435,18 @@ def test_registry_env_points_tracing_at_a_loopback_stand_in_or_turns_it_off():
         "OTEL_SERVICE_NAME": "r",
     }
     assert registry_env(envs) == {"OTEL_TRACES_EXPORTER": "none", "OTEL_SERVICE_NAME": "r"}
+
+
+def test_a_url_to_anything_but_loopback_stops_a_rehearsal_registry_before_it_starts(tmp_path: Path):
+    program = render_registry_config(proxy_ttl="168h", tag_concurrency_limit=5)
+    assert "https://registry-1.docker.io" in program
+    config = map_registry_config(program, {}, tmp_path, "127.0.0.1:1", "127.0.0.1:2", "http://127.0.0.1:3")
+    refuse_non_loopback_urls({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}, config)
+    with pytest.raises(ValueError, match=r"\['jaeger'\]"):
+        refuse_non_loopback_urls({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318"}, config)
+    # HAND_CONFIG's notification endpoint (http://hook:8080/) stays as rendered: refused
+    with pytest.raises(ValueError, match=r"\['hook'\]"):
+        refuse_non_loopback_urls({}, map_registry_config(HAND_CONFIG, {}, tmp_path / "h", "a:1", "a:2", "http://[::1]:3"))
 
 
 def test_otlp_stand_in_records_what_is_posted_to_it():

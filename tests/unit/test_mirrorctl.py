@@ -7,8 +7,8 @@
   whether the registry was running during the collection) and keeps the containers'
   running state, so the order stop -> collect -> start is proven, also when a step fails.
   The collector's real output format is proven by the rehearsal
-  (tests/rehearsal/test_mirrorctl_rehearsal.py), which runs Debian's docker-registry behind
-  the same fake.
+  (tests/rehearsal/test_mirrorctl_rehearsal.py), which runs registry 3.1.1's collector
+  behind the same fake.
 - `status` against local stand-ins of Grafana, Loki, Alloy and Jaeger (no binaries here):
   the documented health paths are asked and a 503 is reported as unhealthy.
 - The Makefile: `make -n` shows each target's command; `make help` lists them.
@@ -158,7 +158,7 @@ elif command == "run":
     if gc is None:
         sys.stdout.write(state.get("run_stdout", ""))
         sys.exit(0)
-    # Execute the real collector: the image's /bin/registry is Debian's docker-registry,
+    # Execute the real collector: the image's /bin/registry is registry 3.1.1 here,
     # the config (read from stdin, as the container would) mapped onto rehearsal storage.
     sys.path.insert(0, gc["pythonpath"])
     from rehearsal.registry_proc import map_registry_config

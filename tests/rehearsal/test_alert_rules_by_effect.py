@@ -1,0 +1,293 @@
+"""Rehearsal: every rendered alert fires on its condition and stays silent otherwise.
+
+Debian's `promtool test rules` (Prometheus 2.42) evaluates the rules that
+configs/prometheus.py renders against input series written here by hand, and compares the
+firing alerts, with their labels and templated annotations, to the expectations below. The
+expectations are written out literally (not derived from the renderer), so a wrong
+threshold, `for` duration, selector, label or annotation template in the code shows up as a
+promtool failure.
+
+The alert names come from the rendered rules: an alert without a case here, or without both
+a firing and a silent check, fails `test_every_rendered_alert_has_a_firing_and_a_silent_check`.
+
+Time in a promtool test starts at the Unix epoch, so `time()` is the evaluation time in
+seconds and a certificate expiry is written as seconds after 1970-01-01.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from configs.prometheus import render_alert_rules
+from tests.conftest import require_tool
+
+PROMTOOL_TIMEOUT = 60
+DAY = 86400
+
+# Labels the series carry on the stack's network, as the scrape config gives them.
+REGISTRY_UP = 'up{job="registry", instance="registry:5001"}'
+LOKI_UP = 'up{job="loki", instance="loki:3100"}'
+GRAFANA_UP = 'up{job="grafana", instance="grafana:3000"}'
+PROBE = 'job="blackbox", instance="https://registry:5000/v2/"'
+
+
+def requests(code: str, per_minute: int) -> tuple[str, str]:
+    """A registry request counter growing by `per_minute` for 20 minutes."""
+    return (
+        f'registry_http_requests_total{{code="{code}", handler="manifest", method="get"}}',
+        f"0+{per_minute}x20",
+    )
+
+
+@dataclass(frozen=True)
+class Check:
+    eval_time: str
+    alerts: list[dict[str, Any]]  # promtool exp_alerts; [] = nothing firing
+
+    @property
+    def fires(self) -> bool:
+        return bool(self.alerts)
+
+
+@dataclass(frozen=True)
+class Case:
+    why: str
+    series: dict[str, str]  # series -> promtool expanding notation, one sample a minute
+    checks: list[Check]
+
+
+def silent(eval_time: str) -> Check:
+    return Check(eval_time, [])
+
+
+REGISTRY_DOWN = {
+    "exp_labels": {"severity": "critical", "job": "registry", "instance": "registry:5001"},
+    "exp_annotations": {
+        "summary": "Registry metrics endpoint is down",
+        "description": "Prometheus cannot scrape the registry's debug server at registry:5001 for 2 minutes: "
+        "the mirror is down or unreachable.",
+    },
+}
+
+
+def high_5xx(percentage: str) -> dict[str, Any]:
+    return {
+        "exp_labels": {"severity": "warning"},
+        "exp_annotations": {
+            "summary": "Registry answers more than 5% of requests with 5xx",
+            "description": f"{percentage} of the registry's requests failed with a 5xx status over the last "
+            "5 minutes (often the upstream, Docker Hub, failing).",
+        },
+    }
+
+
+def cert_expires(remaining: str) -> dict[str, Any]:
+    return {
+        "exp_labels": {"severity": "warning", "job": "blackbox", "instance": "https://registry:5000/v2/"},
+        "exp_annotations": {
+            "summary": "Registry TLS certificate expires within 14 days",
+            "description": "The earliest certificate of the chain served at https://registry:5000/v2/ expires in "
+            f"{remaining}. Run `pulumi up` to renew it.",
+        },
+    }
+
+
+def target_down(job: str, instance: str) -> dict[str, Any]:
+    return {
+        "exp_labels": {"severity": "warning", "job": job, "instance": instance},
+        "exp_annotations": {
+            "summary": f"Scrape target {job} is down",
+            "description": f"Prometheus has failed to scrape {instance} (job {job}) for 5 minutes.",
+        },
+    }
+
+
+PROBE_FAILING = {
+    "exp_labels": {"severity": "critical", "job": "blackbox", "instance": "https://registry:5000/v2/"},
+    "exp_annotations": {
+        "summary": "Registry TLS endpoint probe is failing",
+        "description": "The blackbox probe of https://registry:5000/v2/ has failed for 5 minutes: the TLS "
+        "handshake, the certificate chain or the GET /v2/ answer is wrong.",
+    },
+}
+
+
+CASES: dict[str, list[Case]] = {
+    "RegistryDown": [
+        Case(
+            "the registry's scrape fails: pending for the first 2 minutes, firing from then on",
+            {REGISTRY_UP: "0x10"},
+            [silent("1m"), Check("2m", [REGISTRY_DOWN]), Check("10m", [REGISTRY_DOWN])],
+        ),
+        Case(
+            "another job down is not the registry",
+            {REGISTRY_UP: "1x10", GRAFANA_UP: "0x10"},
+            [silent("10m")],
+        ),
+        Case(
+            "one successful scrape restarts the 2 minutes",
+            {REGISTRY_UP: "0 0 1 0 0 0"},
+            [silent("4m"), Check("5m", [REGISTRY_DOWN])],
+        ),
+    ],
+    "RegistryHigh5xxRatio": [
+        Case(
+            # 30 + 22 of 1000 requests a minute are 5xx (5.2%); the 404s count in the total only.
+            # The first rate exists at 1m (two samples), so it fires 10 minutes later, at 11m.
+            "5.2% of the requests are 5xx, of two different codes",
+            dict([requests("200", 900), requests("404", 48), requests("503", 30), requests("500", 22)]),
+            [silent("10m"), Check("11m", [high_5xx("5.2%")])],
+        ),
+        Case(
+            "4.9% of the requests are 5xx: just below the threshold, with 5.1% 404s besides",
+            dict([requests("200", 900), requests("404", 51), requests("502", 49)]),
+            [silent("11m"), silent("20m")],
+        ),
+    ],
+    "RegistryCertificateExpiresSoon": [
+        Case(
+            # one minute inside the 14-day window from the start: firing at 15m, when 900 s
+            # less remain: 14 d - 60 s - 900 s = 13d 23h 44m 0s
+            "the chain expires 14 days minus a minute from now",
+            {f"probe_ssl_earliest_cert_expiry{{{PROBE}}}": f"{14 * DAY - 60}x40"},
+            [silent("14m"), Check("15m", [cert_expires("13d 23h 44m 0s")])],
+        ),
+        Case(
+            # 14 d + 16 min: outside the window until 16m (exactly 14 d left is not < 14 d),
+            # inside from 17m, firing 15 minutes later at 32m with 14 d - 16 min left
+            "a chain that enters the window as time passes",
+            {f"probe_ssl_earliest_cert_expiry{{{PROBE}}}": f"{14 * DAY + 16 * 60}x40"},
+            [silent("16m"), silent("31m"), Check("32m", [cert_expires("13d 23h 44m 0s")])],
+        ),
+        Case(
+            "a chain with 30 days left",
+            {f"probe_ssl_earliest_cert_expiry{{{PROBE}}}": f"{30 * DAY}x40"},
+            [silent("40m")],
+        ),
+    ],
+    "TargetDown": [
+        Case(
+            "Loki's and the registry's scrapes fail, Grafana's succeed: one alert per down target",
+            {LOKI_UP: "0x10", REGISTRY_UP: "1 0x9", GRAFANA_UP: "1x10"},
+            [
+                silent("4m"),
+                Check("5m", [target_down("loki", "loki:3100")]),
+                Check("6m", [target_down("loki", "loki:3100"), target_down("registry", "registry:5001")]),
+            ],
+        ),
+        Case(
+            "every target is up",
+            {LOKI_UP: "1x10", REGISTRY_UP: "1x10", GRAFANA_UP: "1x10"},
+            [silent("10m")],
+        ),
+    ],
+    "BlackboxProbeFailing": [
+        Case(
+            "the probe fails: pending for the first 5 minutes",
+            {f"probe_success{{{PROBE}}}": "0x10"},
+            [silent("4m"), Check("5m", [PROBE_FAILING])],
+        ),
+        Case(
+            "the probe succeeds, and a probe of another job failing does not count",
+            {f"probe_success{{{PROBE}}}": "1x10", 'probe_success{job="other", instance="x"}': "0x10"},
+            [silent("10m")],
+        ),
+    ],
+}
+
+
+def rendered_rules() -> dict[str, dict[str, Any]]:
+    [group] = yaml.safe_load(render_alert_rules())["groups"]
+    return {rule["alert"]: rule for rule in group["rules"]}
+
+
+ALERTS = sorted(rendered_rules())
+
+
+def promtool_test_file(alert: str, cases: list[Case], rules_name: str) -> dict[str, Any]:
+    return {
+        "rule_files": [rules_name],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "name": f"{alert}: {case.why}",
+                "interval": "1m",
+                "input_series": [{"series": series, "values": values} for series, values in case.series.items()],
+                "alert_rule_test": [
+                    {"eval_time": check.eval_time, "alertname": alert, "exp_alerts": check.alerts}
+                    for check in case.checks
+                ],
+            }
+            for case in cases
+        ],
+    }
+
+
+def run_promtool_test(
+    tmp_path: Path, rules_text: str, alert: str, cases: list[Case]
+) -> subprocess.CompletedProcess[str]:
+    promtool = require_tool("promtool")
+    (tmp_path / "rules.yml").write_text(rules_text)
+    tests = tmp_path / "tests.yml"
+    tests.write_text(yaml.safe_dump(promtool_test_file(alert, cases, "rules.yml"), sort_keys=False))
+    return subprocess.run(
+        [promtool, "test", "rules", tests.name],
+        capture_output=True,
+        text=True,
+        timeout=PROMTOOL_TIMEOUT,
+        check=False,
+        cwd=tmp_path,
+    )
+
+
+def test_every_rendered_alert_has_a_firing_and_a_silent_check() -> None:
+    assert ALERTS, "no alert rendered"
+    assert sorted(CASES) == ALERTS  # a case list for an alert the code no longer has is stale
+    for alert, cases in CASES.items():
+        checks = [check for case in cases for check in case.checks]
+        assert any(check.fires for check in checks), f"{alert} has no firing check"
+        assert any(not check.fires for check in checks), f"{alert} has no silent check"
+
+
+@pytest.mark.parametrize("alert", ALERTS)
+def test_alert_fires_on_its_condition_and_stays_silent_otherwise(tmp_path: Path, alert: str) -> None:
+    if alert not in CASES:
+        pytest.fail(f"{alert} is rendered but has no cases here", pytrace=False)
+    result = run_promtool_test(tmp_path, render_alert_rules(), alert, CASES[alert])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def _slower(rules_text: str, alert: str) -> str:
+    """The rendered rules with this alert's `for` doubled: it fires later."""
+    document = yaml.safe_load(rules_text)
+    for rule in document["groups"][0]["rules"]:
+        if rule["alert"] == alert:
+            duration = re.fullmatch(r"(\d+)([smh])", rule["for"])
+            assert duration, rule["for"]
+            rule["for"] = f"{int(duration[1]) * 2}{duration[2]}"
+    return yaml.safe_dump(document)
+
+
+@pytest.mark.parametrize("alert", ALERTS)
+def test_the_firing_checks_fail_when_the_alert_waits_twice_as_long(tmp_path: Path, alert: str) -> None:
+    """The firing checks sit right at the `for` duration: promtool notices a slower rule."""
+    result = run_promtool_test(tmp_path, _slower(render_alert_rules(), alert), alert, CASES[alert])
+    assert result.returncode != 0, result.stdout
+    assert alert in result.stderr + result.stdout
+
+
+def test_promtool_reports_a_wrong_annotation(tmp_path: Path) -> None:
+    """promtool compares the templated annotations, not only the alert's presence."""
+    wrong = {**REGISTRY_DOWN, "exp_annotations": {**REGISTRY_DOWN["exp_annotations"], "summary": "wrong"}}
+    case = Case("a wrong expected summary", {REGISTRY_UP: "0x5"}, [Check("2m", [wrong])])
+    result = run_promtool_test(tmp_path, render_alert_rules(), "RegistryDown", [case])
+    assert result.returncode != 0, result.stdout
+    assert "wrong" in result.stderr + result.stdout
