@@ -43,7 +43,8 @@ monitoring = (
 )
 
 trust = (
-    HostTrust("trust", config.trust, config.registry, config.naming, pki.root_ca_pem)
+    HostTrust("trust", config.trust, config.registry, config.naming, pki.root_ca_pem,
+              client=(pki.client_chain_pem, pki.client_key_pem) if config.registry.require_client_cert else None)
     if config.trust.install_trust
     else None
 )

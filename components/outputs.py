@@ -47,6 +47,7 @@ def stack_outputs(
         "trustInstalled": trust is not None,
         "trustInstalledOn": trust.where if trust is not None else "nowhere",
         "trustSteps": clients.manual_trust_steps(settings.trust.docker_certs_dir, registry.host,
-                                                 settings.naming.stack),
+                                                 settings.naming.stack,
+                                                 client_cert=registry.require_client_cert),
         "stack": pulumi.get_stack(),
     }

@@ -38,14 +38,27 @@ def docker_ca_path(certs_dir: str, registry_host: str) -> str:
     return f"{certs_dir.rstrip('/')}/{registry_host}/ca.crt"
 
 
-def manual_trust_steps(certs_dir: str, registry_host: str, stack: str) -> str:
-    """Commands that install the CA by hand on the host whose Docker daemon pulls."""
+def manual_trust_steps(certs_dir: str, registry_host: str, stack: str, *, client_cert: bool = False) -> str:
+    """Commands that install the CA (and, with `client_cert`, the client certificate) by hand
+    on the host whose Docker daemon pulls."""
     ca_path = docker_ca_path(certs_dir, registry_host)
     directory = ca_path.rsplit("/", 1)[0]
+    fetch = [shlex.join(["pulumi", "stack", "output", "--stack", stack, "caCertPem"]) + " > ca.crt"]
+    install = [shlex.join(["sudo", "mkdir", "-p", directory]), shlex.join(["sudo", "cp", "ca.crt", ca_path])]
+    if client_cert:
+        output = ["pulumi", "stack", "output", "--stack", stack]
+        fetch += [
+            "( " + shlex.join([*output, "clientCertPem"]) + " && "
+            + shlex.join([*output, "intermediateCaPem"]) + " ) > client.cert",
+            "( umask 077 && " + shlex.join([*output, "--show-secrets", "clientKeyPem"]) + " > client.key )",
+        ]
+        install += [
+            shlex.join(["sudo", "cp", "client.cert", f"{directory}/client.cert"]),
+            shlex.join(["sudo", "install", "-m", "0600", "client.key", f"{directory}/client.key"]),
+        ]
     return "\n".join([
         "# where Pulumi runs:",
-        shlex.join(["pulumi", "stack", "output", "--stack", stack, "caCertPem"]) + " > ca.crt",
-        "# on the host whose Docker daemon pulls (Docker reads certs.d there; copy ca.crt to it first):",
-        shlex.join(["sudo", "mkdir", "-p", directory]),
-        shlex.join(["sudo", "cp", "ca.crt", ca_path]),
+        *fetch,
+        "# on the host whose Docker daemon pulls (Docker reads certs.d there; copy the files to it first):",
+        *install,
     ]) + "\n"

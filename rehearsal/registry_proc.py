@@ -46,6 +46,7 @@ from typing import Any
 
 import yaml
 
+from contract import Registry
 from rehearsal.http_stub import serve_http
 from rehearsal.registry3 import require_registry3
 from rehearsal.tools import require_tool
@@ -623,6 +624,7 @@ class RehearsalMirror:
         service: str = "registry",
         config_path: str = "/etc/distribution/config.yml",
         extra_env: Mapping[str, str] | None = None,
+        probe_debug: bool = False,
     ) -> Iterator[RehearsalMirror]:
         """Start upstream (with `images` = [(oci_dir, "repo:tag")] pushed), then the mirror.
 
@@ -659,7 +661,10 @@ class RehearsalMirror:
                 mapped,
                 binary=binary,
                 log_path=log_path,
-                probe_url=f"https://127.0.0.1:{port}/v2/",
+                # a registry that requires client certificates answers no TLS client without one:
+                # `probe_debug` waits on the plain debug server's health instead
+                probe_url=(f"http://127.0.0.1:{debug_port}{Registry.HEALTH_PATH}" if probe_debug
+                           else f"https://127.0.0.1:{port}/v2/"),
                 env=env,
                 ssl_context=ca_context(ca_dir / "ca.crt"),
             ) as running:

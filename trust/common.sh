@@ -115,6 +115,31 @@ trust_run() {
 }
 #@ if mirror
 
+# trust_merge PRIV ACTION ARGS...: the daemon.json merger's ACTION (through `sudo -n` when
+# PRIV is 1: it writes the file itself, under its lock); T_DJ_STATE is the word it ended with.
+#@ file-only
+# shellcheck disable=SC2034 # T_DJ_STATE is the result, read by the script that includes this
+#@ end
+trust_merge() {
+  T_MERGE_PRIV=$1
+  shift
+  trust_try "$T_MERGE_PRIV" "$T_PY" "$T_TMP/daemon.py" 'registry-mirror:configureDockerMirror' "$@" \
+    >"$T_TMP/daemon.state"
+  if [ "$T_RC" != 0 ]; then
+    T_LINE=$(trust_first "$T_TMP/err" "$T_RC")
+    case $T_LINE in
+      "registry-mirror: "*)
+        trust_die "${T_LINE#registry-mirror: }"
+        ;;
+      *)
+        trust_die "$T_CMD failed: $T_LINE"
+        ;;
+    esac
+  fi
+  cat "$T_TMP/err" >&2
+  T_DJ_STATE=$(cat "$T_TMP/daemon.state")
+}
+
 #@ file-only
 # shellcheck disable=SC2034 # T_READ is the result, read by the script that includes this
 #@ end

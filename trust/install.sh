@@ -3,12 +3,13 @@
 # The `create` command of host trust, as a template: render.py keeps the #@ if blocks this
 # stack's switches ask for, fills the #@ values, puts common.sh in at its #@ include and
 # drops every #@ line; the result runs as one self-contained /bin/sh -c text.
-# The header below names the renderer these scripts had before they became files. It stays
-# until the text changes for another reason: Pulumi replaces the trust command (remove, then
-# install) of every stack whose command text changes by a single byte.
 #@ end
-# registry-mirror: install host trust for @T_HOST@ (rendered by configs/trust.py).
+# registry-mirror: install host trust for @T_HOST@ (rendered from trust/ by trust/render.py).
+#@ if client
+# stdin carries the root CA, the client certificate chain and its key; none is in this text.
+#@ else
 # The root CA PEM is read from stdin; no certificate is in this text.
+#@ end
 # POSIX sh: run as /bin/sh -c <this text>. Paths are quoted: they may contain spaces.
 set -eu
 umask 022
@@ -17,6 +18,10 @@ umask 022
 T_HOST=
 T_CA_DIR=
 T_CA_FILE=
+#@ if client
+T_CLIENT_CERT=
+T_CLIENT_KEY=
+#@ end
 #@ if system
 T_SYS_CA_DIR=
 T_SYS_CA_FILE=
@@ -25,22 +30,74 @@ T_KEYCHAIN=
 #@ if mirror
 T_MIRROR_URL=
 T_DAEMON_JSON=
-T_DAEMON_DIR=
 T_DAEMON_BAK=
 #@ end
 #@ end
 
 #@ include common.sh
 
-# The root CA arrives on stdin and only there. Root CA only: a chain or a key is refused.
-cat >"$T_TMP/ca.crt"
-T_COUNT=$(grep -c -e '-----BEGIN CERTIFICATE-----' "$T_TMP/ca.crt" || true)
-if [ "$T_COUNT" != 1 ] || ! grep -q -e '-----END CERTIFICATE-----' "$T_TMP/ca.crt"; then
-  trust_die "expected exactly one PEM certificate (the root CA) on stdin, found $T_COUNT"
+# What stdin carries, split into its PEM blocks: block 1 is the root CA (ca.crt), a private
+# key block goes to client.key and every other certificate to client.cert, in order. Files
+# are made 0600 (the key is among them) and stay open: awk would truncate a file it reopens.
+# awk reports the layout, never a byte of the blocks; the checks below decide whether it is
+# the layout this stack expects.
+cat >"$T_TMP/stdin"
+T_PEM=$(umask 077 && awk -v dir="$T_TMP" '
+  { sub(/\r$/, "") }
+  inside {
+    print > out
+    if ($0 == "-----END " label "-----") { inside = 0 }
+    else if ($0 ~ /^-----/) { bad = 1 }
+    next
+  }
+  /^-----BEGIN [A-Z0-9 ]+-----$/ {
+    label = substr($0, 12, length($0) - 16)
+    blocks++
+    if (label == "CERTIFICATE") {
+      certs++
+      kind = (blocks == 1) ? "ca.crt" : "client.cert"
+    } else if (label ~ /^(RSA |EC )?PRIVATE KEY$/) {
+      keys++
+      kind = "client.key"
+    } else {
+      others++
+      kind = "other"
+    }
+    if (kind == "client.key") key_at = blocks
+    out = dir "/" kind
+    inside = 1
+    print > out
+    next
+  }
+  /^[ \t]*$/ { next }
+  { stray++ }
+  END {
+    if (inside) bad = 1
+    printf "%d %d %d %d %d %d\n", certs, keys, others, stray, bad, (key_at == blocks && keys == 1)
+  }' "$T_TMP/stdin")
+read -r T_CERTS T_KEYS T_OTHER T_STRAY T_BROKEN T_KEY_LAST <<EOF
+$T_PEM
+EOF
+if [ "$T_OTHER" != 0 ] || [ "$T_STRAY" != 0 ] || [ "$T_BROKEN" != 0 ]; then
+  trust_die "stdin is not a sequence of complete PEM blocks (other blocks: $T_OTHER, stray lines: $T_STRAY, unterminated or broken: $T_BROKEN)"
 fi
-if grep -q -e 'PRIVATE KEY' "$T_TMP/ca.crt"; then
+if [ "$T_KEYS" -gt 1 ] || { [ "$T_KEYS" = 1 ] && [ "$T_KEY_LAST" != 1 ]; }; then
+  trust_die "stdin holds $T_KEYS private keys, or a key before a certificate: at most one key, last"
+fi
+#@ if client
+# The root CA, the client chain (leaf and intermediate: the registry trusts only the root),
+# then the chain's key, last.
+if [ "$T_CERTS" -lt 3 ] || [ "$T_KEYS" != 1 ]; then
+  trust_die "expected on stdin the root CA, the client certificate chain (leaf, intermediate) and its private key, in that order; found $T_CERTS certificates and $T_KEYS private keys"
+fi
+#@ else
+if [ "$T_KEYS" != 0 ]; then
   trust_die "stdin holds a private key: only the root CA certificate belongs here"
 fi
+if [ "$T_CERTS" != 1 ]; then
+  trust_die "expected exactly one PEM certificate (the root CA) on stdin, found $T_CERTS"
+fi
+#@ end
 
 #@ if system
 # System trust: Debian/Ubuntu (update-ca-certificates) or macOS (security); nothing else.
@@ -85,6 +142,20 @@ else
   trust_privilege "$T_CA_FILE"
   T_CERTS_PRIV=$T_PRIV
 fi
+#@ if client
+# Docker's client certificate beside it: client.cert (the chain) and client.key (0600).
+T_CLIENT_WRITE=0
+T_CLIENT_PRIV=0
+for T_F in "$T_CLIENT_CERT" "$T_CLIENT_KEY"; do
+  if [ ! -f "$T_F" ] || ! cmp -s "$T_TMP/$(basename "$T_F")" "$T_F"; then
+    T_CLIENT_WRITE=1
+    trust_privilege "$T_F"
+    if [ "$T_PRIV" = 1 ]; then
+      T_CLIENT_PRIV=1
+    fi
+  fi
+done
+#@ end
 
 #@ if system
 # update-ca-certificates also writes /etc/ssl/certs: the CA directory's privilege stands for it.
@@ -104,17 +175,20 @@ fi
 
 #@ end
 #@ if mirror
-# daemon.json: the new content is computed as the invoking user, before any change.
+# daemon.json: planned as the invoking user on copies it can read, before any change; the
+# merger then makes the change itself, under its lock (other stacks may edit the same file).
 T_DJ_CURRENT=
 if [ -e "$T_DAEMON_JSON" ]; then
   trust_read "$T_DAEMON_JSON" "$T_TMP/daemon.current"
   T_DJ_CURRENT=$T_READ
 fi
-T_DJ_STATE=$("$T_PY" "$T_TMP/daemon.py" 'registry-mirror:configureDockerMirror' install "$T_MIRROR_URL" \
-  "$T_DAEMON_JSON" "$T_DJ_CURRENT" "$T_TMP/daemon.new")
+"$T_PY" "$T_TMP/daemon.py" 'registry-mirror:configureDockerMirror' plan-install "$T_MIRROR_URL" \
+  "$T_DAEMON_JSON" "$T_DAEMON_BAK" "$T_DJ_CURRENT" >"$T_TMP/daemon.plan"
+T_DJ_STATE=$(sed -n 1p "$T_TMP/daemon.plan")
+T_DJ_BLOCKER=$(sed -n 2p "$T_TMP/daemon.plan")
 T_DJ_PRIV=0
-if [ "$T_DJ_STATE" = changed ]; then
-  trust_privilege "$T_DAEMON_JSON"
+if [ -n "$T_DJ_BLOCKER" ]; then
+  trust_privilege "$T_DJ_BLOCKER"
   T_DJ_PRIV=$T_PRIV
 fi
 
@@ -128,6 +202,16 @@ if [ "$T_CERTS_WRITE" = 1 ]; then
 else
   trust_say "$T_CA_FILE already holds this root CA"
 fi
+#@ if client
+if [ "$T_CLIENT_WRITE" = 1 ]; then
+  trust_run "$T_CLIENT_PRIV" mkdir -p "$T_CA_DIR"
+  trust_run "$T_CLIENT_PRIV" install -m 0644 "$T_TMP/client.cert" "$T_CLIENT_CERT"
+  trust_run "$T_CLIENT_PRIV" install -m 0600 "$T_TMP/client.key" "$T_CLIENT_KEY"
+  trust_say "installed the client certificate for $T_HOST in $T_CLIENT_CERT and its key in $T_CLIENT_KEY (mode 0600)"
+else
+  trust_say "$T_CLIENT_CERT and $T_CLIENT_KEY already hold this client certificate"
+fi
+#@ end
 #@ if system
 
 if [ "$T_SYS_WRITE" = 1 ]; then
@@ -150,21 +234,9 @@ fi
 #@ if mirror
 
 if [ "$T_DJ_STATE" = changed ]; then
-  trust_run "$T_DJ_PRIV" mkdir -p "$T_DAEMON_DIR"
-  if [ ! -e "$T_DAEMON_BAK" ]; then
-    # Backed up once, before the first change. An empty backup: there was no daemon.json.
-    if [ -e "$T_DAEMON_JSON" ]; then
-      trust_run "$T_DJ_PRIV" cp -p "$T_DAEMON_JSON" "$T_DAEMON_BAK"
-    else
-      : >"$T_TMP/empty"
-      trust_run "$T_DJ_PRIV" install -m 0644 "$T_TMP/empty" "$T_DAEMON_BAK"
-    fi
-  fi
-  if [ -e "$T_DAEMON_JSON" ]; then
-    trust_run "$T_DJ_PRIV" cp "$T_TMP/daemon.new" "$T_DAEMON_JSON"
-  else
-    trust_run "$T_DJ_PRIV" install -m 0644 "$T_TMP/daemon.new" "$T_DAEMON_JSON"
-  fi
+  trust_merge "$T_DJ_PRIV" install "$T_MIRROR_URL" "$T_DAEMON_JSON" "$T_DAEMON_BAK"
+fi
+if [ "$T_DJ_STATE" = changed ]; then
   trust_say "added $T_MIRROR_URL to registry-mirrors in $T_DAEMON_JSON (original kept in \
 $T_DAEMON_BAK); Docker must be restarted to use it: sudo systemctl restart docker \
 (Docker Desktop: restart it from its menu)"

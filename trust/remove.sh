@@ -3,11 +3,8 @@
 # The `delete` command of host trust, as a template: render.py keeps the #@ if blocks this
 # stack's switches ask for, fills the #@ values, puts common.sh in at its #@ include and
 # drops every #@ line; the result runs as one self-contained /bin/sh -c text.
-# The header below names the renderer these scripts had before they became files. It stays
-# until the text changes for another reason: Pulumi replaces the trust command (remove, then
-# install) of every stack whose command text changes by a single byte.
 #@ end
-# registry-mirror: remove host trust for @T_HOST@ (rendered by configs/trust.py).
+# registry-mirror: remove host trust for @T_HOST@ (rendered from trust/ by trust/render.py).
 # Never reads stdin. Idempotent: what is already gone is fine.
 # POSIX sh: run as /bin/sh -c <this text>. Paths are quoted: they may contain spaces.
 set -eu
@@ -16,6 +13,10 @@ umask 022
 #@ values
 T_CA_DIR=
 T_CA_FILE=
+#@ if client
+T_CLIENT_CERT=
+T_CLIENT_KEY=
+#@ end
 #@ if system
 T_SYS_CA_FILE=
 T_KEYCHAIN=
@@ -88,24 +89,28 @@ esac
 #@ end
 #@ if mirror
 # daemon.json: only a backup of ours means we changed the file; take out only what we added.
+# Planned as the invoking user on copies it can read; the merger then does it under its lock.
 T_DJ_STATE=none
 T_DJ_PRIV=0
 if [ -e "$T_DAEMON_BAK" ]; then
-  T_DJ_STATE=gone
+  T_PY=$(command -v python3 || true)
+  if [ -z "$T_PY" ]; then
+    trust_die "taking $T_MIRROR_URL out of $T_DAEMON_JSON needs python3 on PATH; install it, or restore $T_DAEMON_BAK by hand"
+  fi
+  T_DJ_CURRENT=
   if [ -e "$T_DAEMON_JSON" ]; then
-    T_PY=$(command -v python3 || true)
-    if [ -z "$T_PY" ]; then
-      trust_die "taking $T_MIRROR_URL out of $T_DAEMON_JSON needs python3 on PATH; install it, or restore $T_DAEMON_BAK by hand"
-    fi
     trust_read "$T_DAEMON_JSON" "$T_TMP/daemon.current"
     T_DJ_CURRENT=$T_READ
-    trust_read "$T_DAEMON_BAK" "$T_TMP/daemon.backup"
-    T_DJ_BACKUP=$T_READ
-    T_DJ_STATE=$("$T_PY" "$T_TMP/daemon.py" 'registry-mirror:configureDockerMirror' remove "$T_MIRROR_URL" \
-      "$T_DAEMON_JSON" "$T_DAEMON_BAK" "$T_DJ_CURRENT" "$T_DJ_BACKUP" "$T_TMP/daemon.new")
   fi
-  trust_privilege "$T_DAEMON_JSON"
-  T_DJ_PRIV=$T_PRIV
+  trust_read "$T_DAEMON_BAK" "$T_TMP/daemon.backup"
+  "$T_PY" "$T_TMP/daemon.py" 'registry-mirror:configureDockerMirror' plan-remove "$T_MIRROR_URL" \
+    "$T_DAEMON_JSON" "$T_DAEMON_BAK" "$T_DJ_CURRENT" "$T_READ" >"$T_TMP/daemon.plan"
+  T_DJ_STATE=$(sed -n 1p "$T_TMP/daemon.plan")
+  T_DJ_BLOCKER=$(sed -n 2p "$T_TMP/daemon.plan")
+  if [ -n "$T_DJ_BLOCKER" ]; then
+    trust_privilege "$T_DJ_BLOCKER"
+    T_DJ_PRIV=$T_PRIV
+  fi
 fi
 
 #@ end
@@ -116,12 +121,29 @@ if [ -e "$T_CA_FILE" ]; then
   T_CA_PRIV=$T_PRIV
   T_CA_REMOVE=1
 fi
-# The <host>:<port> directory goes too when nothing but our ca.crt is in it.
+#@ if client
+T_CLIENT_REMOVE=0
+T_CLIENT_PRIV=0
+for T_F in "$T_CLIENT_CERT" "$T_CLIENT_KEY"; do
+  if [ -e "$T_F" ]; then
+    T_CLIENT_REMOVE=1
+    trust_privilege "$T_F"
+    if [ "$T_PRIV" = 1 ]; then
+      T_CLIENT_PRIV=1
+    fi
+  fi
+done
+#@ end
+# The <host>:<port> directory goes too when nothing but our files is in it.
 T_DIR_REMOVE=0
 T_DIR_PRIV=0
 if [ -d "$T_CA_DIR" ]; then
-  T_LEFT=$(ls -A "$T_CA_DIR" 2>/dev/null || echo '?')
-  if [ -z "$T_LEFT" ] || [ "$T_LEFT" = ca.crt ]; then
+#@ if client
+  T_LEFT=$( (ls -A "$T_CA_DIR" 2>/dev/null || echo '?') | grep -v -x -e ca.crt -e client.cert -e client.key || true)
+#@ else
+  T_LEFT=$( (ls -A "$T_CA_DIR" 2>/dev/null || echo '?') | grep -v -x -e ca.crt || true)
+#@ end
+  if [ -z "$T_LEFT" ]; then
     trust_privilege "$T_CA_DIR"
     T_DIR_PRIV=$T_PRIV
     T_DIR_REMOVE=1
@@ -151,26 +173,16 @@ fi
 
 #@ end
 #@ if mirror
-case $T_DJ_STATE in
-  changed)
-    trust_run "$T_DJ_PRIV" cp "$T_TMP/daemon.new" "$T_DAEMON_JSON"
-    ;;
-  restore)
-    trust_run "$T_DJ_PRIV" cp "$T_DAEMON_BAK" "$T_DAEMON_JSON"
-    ;;
-  delete)
-    trust_run "$T_DJ_PRIV" rm -f "$T_DAEMON_JSON"
-    ;;
-  *)
-    ;;
-esac
 if [ "$T_DJ_STATE" != none ]; then
-  trust_run "$T_DJ_PRIV" rm -f "$T_DAEMON_BAK"
+  trust_merge "$T_DJ_PRIV" remove "$T_MIRROR_URL" "$T_DAEMON_JSON" "$T_DAEMON_BAK"
 fi
 case $T_DJ_STATE in
   changed | restore | delete)
-    trust_say "took $T_MIRROR_URL out of $T_DAEMON_JSON; Docker must be restarted to stop \
-using it: sudo systemctl restart docker (Docker Desktop: restart it from its menu)"
+    trust_say "took $T_MIRROR_URL out of $T_DAEMON_JSON and deleted $T_DAEMON_BAK; Docker must \
+be restarted to stop using it: sudo systemctl restart docker (Docker Desktop: restart it from its menu)"
+    ;;
+  unchanged | gone)
+    trust_say "deleted $T_DAEMON_BAK ($T_DAEMON_JSON needs no change)"
     ;;
   *)
     ;;
@@ -181,6 +193,12 @@ if [ "$T_CA_REMOVE" = 1 ]; then
   trust_run "$T_CA_PRIV" rm -f "$T_CA_FILE"
   trust_say "removed $T_CA_FILE"
 fi
+#@ if client
+if [ "$T_CLIENT_REMOVE" = 1 ]; then
+  trust_run "$T_CLIENT_PRIV" rm -f "$T_CLIENT_CERT" "$T_CLIENT_KEY"
+  trust_say "removed $T_CLIENT_CERT and $T_CLIENT_KEY"
+fi
+#@ end
 if [ "$T_DIR_REMOVE" = 1 ]; then
   trust_run "$T_DIR_PRIV" rmdir "$T_CA_DIR"
 fi

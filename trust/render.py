@@ -7,7 +7,7 @@ The templates `install.sh` and `remove.sh` are POSIX sh that shellcheck reads as
 starting with `#@` are directives, never part of the rendered text:
 
 * `#@ if <switch>` ... [`#@ else` ...] `#@ end`: kept or dropped by a stack switch
-  (`system`, `mirror`, `sudo`), so a script holds only what its stack uses;
+  (`system`, `mirror`, `sudo`, `client`), so a script holds only what its stack uses;
 * `#@ values` ... `#@ end`: each `NAME=` line becomes `NAME='<value>'`, the only way a
   setting reaches the code (always quoted);
 * `#@ include <file>`: another template of this package, rendered with the same switches;
@@ -46,6 +46,7 @@ class TrustParams:
     use_sudo: bool  # use `sudo -n` when a target is not writable
     instance: str  # "<project>-<stack>": keys backup files and the system-trust file name
     system_ca_dir: str = DEFAULT_SYSTEM_CA_DIR  # Debian/Ubuntu
+    client_cert: bool = False  # also install client.cert and client.key (requireClientCert)
 
 
 class TemplateError(Exception):
@@ -92,11 +93,6 @@ def _dir(path: str) -> str:
     return path.rstrip("/") or "/"
 
 
-def _parent(path: str) -> str:
-    head = path.rstrip("/").rsplit("/", 1)[0]
-    return head or "/"
-
-
 def _join(directory: str, name: str) -> str:
     d = _dir(directory)
     return f"{d}{name}" if d == "/" else f"{d}/{name}"
@@ -109,18 +105,20 @@ def _values(p: TrustParams) -> dict[str, str]:
         "T_HOST": p.registry_host,
         "T_CA_DIR": ca_dir,
         "T_CA_FILE": _join(ca_dir, "ca.crt"),
+        "T_CLIENT_CERT": _join(ca_dir, "client.cert"),
+        "T_CLIENT_KEY": _join(ca_dir, "client.key"),
         "T_SYS_CA_DIR": _dir(p.system_ca_dir),
         "T_SYS_CA_FILE": _join(p.system_ca_dir, f"{p.instance}.crt"),
         "T_KEYCHAIN": MACOS_SYSTEM_KEYCHAIN,
         "T_MIRROR_URL": p.mirror_url,
         "T_DAEMON_JSON": p.docker_daemon_json_path,
-        "T_DAEMON_DIR": _parent(p.docker_daemon_json_path),
         "T_DAEMON_BAK": f"{p.docker_daemon_json_path}.{p.instance}.bak",
     }
 
 
 def _switches(p: TrustParams) -> dict[str, bool]:
-    return {"system": p.install_system_trust, "mirror": p.configure_docker_mirror, "sudo": p.use_sudo}
+    return {"system": p.install_system_trust, "mirror": p.configure_docker_mirror, "sudo": p.use_sudo,
+            "client": p.client_cert}
 
 
 @cache
@@ -228,18 +226,22 @@ def render(template: str, p: TrustParams) -> str:
 
 
 def render_install_script(p: TrustParams) -> str:
-    """The `create` command. Reads the root CA PEM from stdin.
+    """The `create` command. Reads the root CA PEM from stdin; with `client_cert`, stdin
+    carries the root CA, then the client chain, then its private key (PEM blocks, in that
+    order; the script refuses any other layout with one line that never quotes the input).
 
-    The CA never appears in the command text, which Pulumi stores in its state and shows in
-    previews. The script
+    Certificates and keys never appear in the command text, which Pulumi stores in its state
+    and shows in previews. The script
 
-    * writes it to Docker's fixed layout `<dockerCertsDir>/<host>:<port>/ca.crt` (mode 0644);
+    * writes the CA to Docker's fixed layout `<dockerCertsDir>/<host>:<port>/ca.crt` (mode
+      0644) and, with `client_cert`, `client.cert` (0644) and `client.key` (0600) beside it;
     * optionally adds it to the OS trust store: Debian/Ubuntu `update-ca-certificates`, macOS
       `security add-trusted-cert` into the System keychain; any other OS fails with one line;
     * optionally merges `"registry-mirrors": [<mirror_url>]` into Docker's `daemon.json`,
       keeping every other key, backing the original up once, never adding a duplicate, and
       printing that Docker must be restarted (it never restarts Docker itself). dockerd
-      rejects unknown keys, so no marker can be stored inside the file.
+      rejects unknown keys, so no marker can be stored inside the file. The merger
+      (`daemon_json.py`) writes the file itself, under a lock shared by every stack.
 
     Privileges: a target this user cannot write (for a path still to be created: its nearest
     existing parent directory) is written through `sudo -n` when `use_sudo` is true. `-n`
@@ -252,7 +254,8 @@ def render_install_script(p: TrustParams) -> str:
 
 
 def render_remove_script(p: TrustParams) -> str:
-    """The `delete` command. Never reads stdin; undoes only what the install added.
+    """The `delete` command. Never reads stdin; undoes only what the install added, and
+    deletes this stack's daemon.json backup once its URL is out.
 
     Privileges work as in `render_install_script`. On macOS a certificate is deleted by its
     SHA-1 (`-Z`), because a name can match more than one certificate.

@@ -28,11 +28,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require_tool
+from trust import daemon_json
 from trust.render import MACOS_SYSTEM_KEYCHAIN, TrustParams, render_install_script, render_remove_script
 
 SH = "/bin/sh"
@@ -57,13 +59,34 @@ def _openssl_cert(directory: Path, name: str, subject: str) -> str:
     return cert.read_text()
 
 
+def _openssl_signed(directory: Path, name: str, subject: str, ca: str) -> str:
+    """A certificate for a new P-256 key NAME.key, signed by CA (CA.crt and CA.key)."""
+    openssl = require_tool("openssl")
+    d = directory
+    for argv in (
+        ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", f"{d}/{name}.key", "-out", f"{d}/{name}.csr", "-subj", subject],
+        ["x509", "-req", "-in", f"{d}/{name}.csr", "-CA", f"{d}/{ca}.crt", "-CAkey", f"{d}/{ca}.key",
+         "-CAcreateserial", "-days", "2", "-out", f"{d}/{name}.crt"],
+    ):
+        subprocess.run([openssl, *argv], check=True, capture_output=True, timeout=TIMEOUT)
+    return (d / f"{name}.crt").read_text()
+
+
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A root CA, an intermediate it signed, and a client leaf the intermediate signed (with
+    its key): what `Pki` hands the trust command when requireClientCert is on."""
     d = tmp_path_factory.mktemp("pki")
+    root = _openssl_cert(d, "root", "/CN=registry-mirror test root CA")
+    intermediate = _openssl_signed(d, "intermediate", "/CN=registry-mirror intermediate", "root")
+    client = _openssl_signed(d, "client", "/CN=registry-mirror client", "intermediate")
     return {
-        "root": _openssl_cert(d, "root", "/CN=registry-mirror test root CA"),
+        "root": root,
         "other": _openssl_cert(d, "other", "/CN=some other CA"),
-        "intermediate": _openssl_cert(d, "intermediate", "/CN=registry-mirror intermediate"),
+        "intermediate": intermediate,
+        "client_chain": client + intermediate,
+        "client_key": (d / "client.key").read_text(),
     }
 
 
@@ -202,8 +225,97 @@ def test_install_takes_only_one_root_certificate_from_stdin(
     assert tree(tmp_path) == before
 
 
+# --------------------------------------------------------------------------- client certificate
+
+
+def client_stdin(pki: dict[str, str]) -> str:
+    return pki["root"] + pki["client_chain"] + pki["client_key"]
+
+
+def key_body(pki: dict[str, str]) -> str:
+    return _body(pki["client_key"])
+
+
+def test_client_certificate_and_0600_key_land_beside_the_ca_and_remove_deletes_them(
+    tmp_path: Path, pki: dict[str, str]
+) -> None:
+    p = params(tmp_path, client_cert=True)
+    Path(p.docker_certs_dir).mkdir(parents=True)  # Docker's; the install makes only <host>:<port>
+    before = tree(tmp_path)
+    install, remove = render_install_script(p), render_remove_script(p)
+    assert key_body(pki) not in install and key_body(pki) not in remove
+    host_dir = Path(p.docker_certs_dir) / HOST
+    env = base_env()
+
+    for _ in range(2):  # twice: idempotent
+        r = run_script(install, pem=client_stdin(pki), env=env)
+        assert r.returncode == 0, r.stderr
+        assert key_body(pki) not in r.stdout + r.stderr and "PRIVATE" not in r.stdout + r.stderr
+        assert (host_dir / "ca.crt").read_text() == pki["root"]
+        assert (host_dir / "client.cert").read_text() == pki["client_chain"]
+        assert (host_dir / "client.key").read_text() == pki["client_key"]
+        modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in host_dir.iterdir()}
+        assert modes == {"ca.crt": 0o644, "client.cert": 0o644, "client.key": 0o600}
+    assert "already hold this client certificate" in r.stdout
+
+    r = run_script(remove, pem=None, env=env)
+    assert r.returncode == 0, r.stderr
+    assert tree(tmp_path) == before
+
+
+def test_a_renewed_client_certificate_replaces_the_old_one(tmp_path: Path, pki: dict[str, str]) -> None:
+    p = params(tmp_path, client_cert=True)
+    host_dir = Path(p.docker_certs_dir) / HOST
+    (host_dir).mkdir(parents=True)
+    (host_dir / "client.cert").write_text(pki["other"])
+    (host_dir / "client.key").write_text("old key\n")
+    r = run_script(render_install_script(p), pem=client_stdin(pki), env=base_env())
+    assert r.returncode == 0, r.stderr
+    assert (host_dir / "client.cert").read_text() == pki["client_chain"]
+    assert (host_dir / "client.key").read_text() == pki["client_key"]
+    assert stat.S_IMODE((host_dir / "client.key").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    "layout",
+    ["root only", "no key", "key first", "two keys", "no chain", "key in the middle",
+     "unterminated key", "stray text", "public key block", "crlf and blank lines fine"],
+)
+def test_client_stdin_of_the_wrong_shape_is_refused_with_one_line_before_any_change(
+    tmp_path: Path, pki: dict[str, str], layout: str
+) -> None:
+    root, chain, key = pki["root"], pki["client_chain"], pki["client_key"]
+    stdin = {
+        "root only": root,
+        "no key": root + chain,
+        "key first": key + root + chain,
+        "two keys": root + chain + key + key,
+        "no chain": root + key,
+        "key in the middle": root + key + chain,
+        "unterminated key": root + chain + key.rsplit("-----END", 1)[0],
+        "stray text": root + "hello\n" + chain + key,
+        "public key block": root + chain + "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n" + key,
+        "crlf and blank lines fine": (root + "\n\n" + chain + "\n" + key).replace("\n", "\r\n"),
+    }[layout]
+    p = params(tmp_path, client_cert=True, configure_docker_mirror=True)
+    before = tree(tmp_path)
+    r = run_script(render_install_script(p), pem=stdin, env=base_env())
+    if layout == "crlf and blank lines fine":
+        assert r.returncode == 0, r.stderr
+        host_dir = Path(p.docker_certs_dir) / HOST
+        assert (host_dir / "client.key").read_text() == key  # line ends normalised
+        return
+    assert r.returncode != 0
+    line = one_line(r.stderr)
+    assert line.startswith("registry-mirror: ")
+    assert "BEGIN" not in line and "MII" not in line and key_body(pki)[:20] not in line
+    assert key_body(pki)[:20] not in r.stdout
+    assert tree(tmp_path) == before
+
+
 # --------------------------------------------------------------------------- daemon.json
 
+LOCK_NAME = "daemon.json.registry-mirror.lock"
 ORIGINAL_DAEMON_JSON = (
     '{\n    "log-driver": "json-file",\n    "registry-mirrors": ["https://mirror.gcr.io"],\n'
     '    "features": {"buildkit": true}\n}\n'
@@ -271,8 +383,9 @@ def test_daemon_json_untouched_since_install_gets_its_original_bytes_back(
     r = run_script(render_remove_script(p), pem=None, env=env)
     assert r.returncode == 0, r.stderr
     assert daemon.read_text() == ORIGINAL_DAEMON_JSON
-    assert stat.S_IMODE(daemon.stat().st_mode) == 0o640  # rewritten in place
-    assert sorted(x.name for x in daemon.parent.iterdir()) == ["daemon.json"]
+    assert stat.S_IMODE(daemon.stat().st_mode) == 0o640  # the user's mode, kept
+    # no backup, no temporary file left; the lock file stays for the next stack (README)
+    assert sorted(x.name for x in daemon.parent.iterdir()) == ["daemon.json", LOCK_NAME]
 
 
 def test_absent_daemon_json_is_created_with_our_mirror_and_removed_again(
@@ -287,7 +400,7 @@ def test_absent_daemon_json_is_created_with_our_mirror_and_removed_again(
     assert stat.S_IMODE(daemon.stat().st_mode) == 0o644
     assert "systemctl restart docker" in r.stdout
     backup = Path(f"{daemon}.{INSTANCE}.bak")
-    assert backup.read_bytes() == b""  # "there was no daemon.json"
+    assert backup.read_bytes() == daemon_json.ABSENT  # "there was no daemon.json"
 
     r = run_script(render_remove_script(p), pem=None, env=env)
     assert r.returncode == 0, r.stderr
@@ -338,6 +451,100 @@ def test_invalid_daemon_json_fails_with_one_line_before_any_change(
     line = one_line(r.stderr)
     assert str(daemon) in line and "not valid JSON" in line
     assert tree(tmp_path) == before  # not even certs.d was written
+
+
+def test_an_empty_daemon_json_is_restored_empty_and_a_dangling_symlink_stays_dangling(
+    tmp_path: Path, pki: dict[str, str]
+) -> None:
+    p = params(tmp_path, configure_docker_mirror=True)
+    daemon = Path(p.docker_daemon_json_path)
+    daemon.parent.mkdir(parents=True)
+    env = base_env()
+    daemon.write_bytes(b"")
+    assert run_script(render_install_script(p), pem=pki["root"], env=env).returncode == 0
+    assert json.loads(daemon.read_text()) == {"registry-mirrors": [URL]}
+    r = run_script(render_remove_script(p), pem=None, env=env)
+    assert r.returncode == 0, r.stderr
+    assert daemon.read_bytes() == b"" and not daemon.is_symlink()
+
+    daemon.unlink()
+    target = tmp_path / "docker-desktop" / "daemon.json"  # its directory exists, the file not
+    target.parent.mkdir()
+    daemon.symlink_to(target)
+    r = run_script(render_install_script(p), pem=pki["root"], env=env)
+    assert r.returncode == 0, r.stderr
+    assert daemon.is_symlink() and json.loads(target.read_text()) == {"registry-mirrors": [URL]}
+    r = run_script(render_remove_script(p), pem=None, env=env)
+    assert r.returncode == 0, r.stderr
+    assert daemon.is_symlink() and os.readlink(daemon) == str(target) and not target.exists()
+    assert sorted(x.name for x in daemon.parent.iterdir()) == ["daemon.json", LOCK_NAME]
+
+
+STRESS_ROUNDS = 50
+
+
+def test_two_stacks_installing_and_removing_at_once_never_lose_a_url_a_key_or_a_backup(
+    tmp_path: Path, pki: dict[str, str]
+) -> None:
+    """Two stacks share one daemon.json (half the rounds through a symlink; half with no
+    registry-mirrors key of the user's) and run their install, then their remove, at the same
+    moment. Measured with the scripts from before the merger took a lock (plain file, 50
+    rounds): 40 lost one of the two URLs in the installs, 28 left a wrong daemon.json after
+    the removes."""
+    env = base_env(tmpdir=tmp_path)
+    losses: list[str] = []
+    for round_ in range(STRESS_ROUNDS):
+        text = ORIGINAL_DAEMON_JSON if (round_ // 2) % 2 == 0 else '{"debug": true}\n'
+        original = json.loads(text)
+        root = tmp_path / f"round{round_}"
+        daemon = root / "etc" / "docker" / "daemon.json"
+        daemon.parent.mkdir(parents=True)
+        stacks = [params(root, registry_host=f"localhost:{port}", mirror_url=f"https://localhost:{port}",
+                         instance=f"registry-mirror-s{port}", configure_docker_mirror=True)
+                  for port in (6000, 7000)]
+        if round_ % 2:
+            real_file = root / "real-daemon.json"
+            real_file.write_text(text)
+            daemon.symlink_to(real_file)
+        else:
+            daemon.write_text(text)
+        backups = [Path(f"{daemon}.{p.instance}.bak") for p in stacks]
+        urls = [p.mirror_url for p in stacks]
+
+        results = _at_once([(render_install_script(p), pki["root"]) for p in stacks], env)
+        failed = [r.stderr for r in results if r.returncode != 0]
+        merged = json.loads(daemon.read_text())
+        if failed:
+            losses.append(f"round {round_}: install failed: {failed}")
+        if sorted(merged.get("registry-mirrors", [])) != sorted([*original.get("registry-mirrors", []), *urls]):
+            losses.append(f"round {round_}: registry-mirrors after both installs: {merged.get('registry-mirrors')}")
+        if {k: v for k, v in merged.items() if k != "registry-mirrors"} != {
+                k: v for k, v in original.items() if k != "registry-mirrors"}:
+            losses.append(f"round {round_}: a key was lost: {merged}")
+        for backup, url in zip(backups, urls, strict=True):
+            saved = json.loads(backup.read_text()) if backup.exists() else None
+            if saved is None or url in saved.get("registry-mirrors", []):
+                losses.append(f"round {round_}: backup {backup.name} is {saved}")
+
+        results = _at_once([(render_remove_script(p), None) for p in stacks], env)
+        failed = [r.stderr for r in results if r.returncode != 0]
+        if failed:
+            losses.append(f"round {round_}: remove failed: {failed}")
+        if json.loads(daemon.read_text()) != original:
+            losses.append(f"round {round_}: after both removes: {daemon.read_text()!r}")
+        if round_ % 2 and not daemon.is_symlink():
+            losses.append(f"round {round_}: the symlink was replaced by a file")
+        left = sorted(x.name for x in daemon.parent.iterdir())
+        if left != ["daemon.json", LOCK_NAME]:
+            losses.append(f"round {round_}: left behind: {left}")
+    assert losses == [], f"{len(losses)} problems in {STRESS_ROUNDS} rounds: {losses[:5]}"
+
+
+def _at_once(runs: list[tuple[str, str | None]], env: dict[str, str]) -> list[subprocess.CompletedProcess[str]]:
+    """Run every script in its own thread, all started together, as two `pulumi up`s would."""
+    with ThreadPoolExecutor(len(runs)) as pool:
+        futures = [pool.submit(run_script, script, pem=stdin, env=env) for script, stdin in runs]
+        return [f.result() for f in futures]
 
 
 # --------------------------------------------------------------------------- system trust
@@ -703,20 +910,59 @@ def test_unprivileged_with_working_sudo_installs_and_removes_through_sudo_n(
     assert not ca.parent.exists()
 
 
+def test_unprivileged_with_working_sudo_merges_daemon_json_and_writes_the_client_key_as_root(
+    nobody_root: Path, pki: dict[str, str]
+) -> None:
+    base = nobody_root
+    broker = SudoBroker(base)
+    write_exe(base / "bin" / "sudo", broker.client())
+    daemon = base / "etc" / "docker" / "daemon.json"
+    daemon.write_text(ORIGINAL_DAEMON_JSON)
+    p = params(base, docker_certs_dir=str(base / "etc" / "docker" / "certs.d"), use_sudo=True,
+               configure_docker_mirror=True, docker_daemon_json_path=str(daemon), client_cert=True)
+    backup = Path(f"{daemon}.{INSTANCE}.bak")
+    key = base / "etc" / "docker" / "certs.d" / HOST / "client.key"
+    broker.start()
+    try:
+        r = run_script(render_install_script(p), pem=client_stdin(pki), env=nobody_env(base),
+                       as_nobody=True, cwd=base / "tmp")
+        assert r.returncode == 0, r.stderr
+        installed = list(broker.calls)
+        assert URL in json.loads(daemon.read_text())["registry-mirrors"]
+        assert backup.read_text() == ORIGINAL_DAEMON_JSON and backup.stat().st_uid == 0
+        assert (key.stat().st_uid, stat.S_IMODE(key.stat().st_mode)) == (0, 0o600)
+        assert key.read_text() == pki["client_key"]
+        assert key_body(pki) not in r.stdout + r.stderr + repr(installed)
+        r = run_script(render_remove_script(p), pem=None, env=nobody_env(base),
+                       as_nobody=True, cwd=base / "tmp")
+        assert r.returncode == 0, r.stderr
+        removed = broker.calls[len(installed):]
+    finally:
+        broker.stop()
+    # the merger itself runs through sudo -n, so it holds the lock while it writes as root
+    merges = [c for c in broker.calls if c[2:3] and c[2].endswith("/daemon.py")]
+    assert [c[4] for c in merges] == ["install", "remove"]
+    assert all(c[0] == "-n" for c in broker.calls)
+    assert merges[0] in installed and merges[1] in removed
+    assert daemon.read_text() == ORIGINAL_DAEMON_JSON and not backup.exists()
+    assert not key.parent.exists()
+
+
 # --------------------------------------------------------------------------- shellcheck
 
 
 def test_shellcheck_passes_on_every_rendered_variant(tmp_path: Path) -> None:
     shellcheck = require_tool("shellcheck")
     files = []
-    for system, mirror, sudo in itertools.product([False, True], repeat=3):
+    for system, mirror, sudo, client in itertools.product([False, True], repeat=4):
         p = params(tmp_path, install_system_trust=system, configure_docker_mirror=mirror,
-                   use_sudo=sudo)
+                   use_sudo=sudo, client_cert=client)
         for action, render in (("install", render_install_script), ("remove", render_remove_script)):
-            path = tmp_path / f"{action}-system{int(system)}-mirror{int(mirror)}-sudo{int(sudo)}.sh"
+            name = f"{action}-system{int(system)}-mirror{int(mirror)}-sudo{int(sudo)}-client{int(client)}.sh"
+            path = tmp_path / name
             path.write_text(render(p))
             files.append(str(path))
-    assert len(files) == 16
+    assert len(files) == 32
     r = subprocess.run([shellcheck, "--shell=sh", "--severity=style", *files],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -73,3 +73,29 @@ def test_every_shell_line_in_the_outputs_splits_into_the_intended_words(tmp_path
     assert json.loads(out["dockerDaemonConfig"]) == {"registry-mirrors": ["https://mirror.lan:6000"]}
     assert tomllib.loads(out["containerdHostsToml"])["host"]["https://mirror.lan:6000"]["ca"] == (
         f"{tmp_path}/a b$(x)/mirror.lan:6000/ca.crt")
+
+
+def test_manual_steps_with_client_certificates_install_chain_and_private_key_as_docker_reads_them(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # `pulumi stack output ... NAME` prints a line naming NAME; --show-secrets must come for the key
+    (bin_dir / "pulumi").write_text(
+        '#!/bin/sh\nlast=""; for a; do last=$a; done\n'
+        'case " $* " in *" clientKeyPem "*) case " $* " in *" --show-secrets "*) ;; *) exit 9;; esac;; esac\n'
+        'printf "%s\\n" "$last"\n')
+    (bin_dir / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    certs_dir = tmp_path / "a dir" / "certs.d"
+    steps = clients.manual_trust_steps(str(certs_dir), "mirror.lan:6000", "dev", client_cert=True)
+    run = subprocess.run(["/bin/sh", "-e", "-c", steps], cwd=work, capture_output=True, text=True, timeout=30,
+                         env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert run.returncode == 0, run.stderr
+    entry = certs_dir / "mirror.lan:6000"
+    assert (entry / "ca.crt").read_text() == "caCertPem\n"
+    assert (entry / "client.cert").read_text() == "clientCertPem\nintermediateCaPem\n"
+    assert (entry / "client.key").read_text() == "clientKeyPem\n"
+    assert (entry / "client.key").stat().st_mode & 0o777 == 0o600
+    assert (work / "client.key").stat().st_mode & 0o077 == 0

@@ -73,6 +73,7 @@ def test_rendering_is_deterministic_and_keyed_by_every_parameter(render: Render)
         ("instance", "registry-mirror-prod"),
         ("use_sudo", False),
         ("system_ca_dir", "/srv/ca"),
+        ("client_cert", True),
     ]:
         changed = dataclasses.replace(p, **{field: other})  # type: ignore[arg-type]
         assert render(changed) != render(p), field
@@ -91,7 +92,7 @@ def test_certificate_material_cannot_reach_the_script_text() -> None:
     assert {f.name for f in dataclasses.fields(TrustParams)} == {
         "registry_host", "mirror_url", "docker_certs_dir", "install_system_trust",
         "configure_docker_mirror", "docker_daemon_json_path", "use_sudo", "instance",
-        "system_ca_dir",
+        "system_ca_dir", "client_cert",
     }
     # ... every string one refuses a PEM (multi-line), so none can carry one into the text ...
     for field in ("registry_host", "mirror_url", "docker_certs_dir",
@@ -101,11 +102,12 @@ def test_certificate_material_cannot_reach_the_script_text() -> None:
     for render in RENDERERS:
         text = render(make())
         assert not re.search(r"^[A-Za-z0-9+/]{40,}={0,2}$", text, re.M)  # no base64 body line
-    # ... and the install takes the CA from stdin (a bare `cat` into its temp dir).
-    assert re.search(r'^cat >"\$T_TMP/ca\.crt"$', render_install_script(make()), re.M)
+    # ... and the install takes the CA (and the client key) from stdin, a bare `cat` into its
+    # temp dir; the remove never reads stdin.
     stdin_cat = re.compile(r'^\s*cat\s*(>\s*"[^"]*")?\s*$', re.M)  # no operand, no heredoc
-    assert stdin_cat.search(render_install_script(make()))
-    assert not stdin_cat.search(render_remove_script(make()))
+    for client in (False, True):
+        assert re.search(r'^cat >"\$T_TMP/stdin"$', render_install_script(make(client_cert=client)), re.M)
+        assert not stdin_cat.search(render_remove_script(make(client_cert=client)))
 
 
 @pytest.mark.parametrize(
@@ -150,6 +152,26 @@ def test_disabled_features_are_absent_from_both_scripts(system: bool, mirror: bo
         assert ("python3" in text) is mirror
 
 
+def test_client_switch_adds_docker_client_files_with_a_0600_key_to_both_scripts() -> None:
+    on, off = make(client_cert=True), make(client_cert=False)
+    for render in RENDERERS:
+        values = assignments(render(on))
+        assert values["T_CLIENT_CERT"] == "/etc/docker/certs.d/mirror.test:6000/client.cert"
+        assert values["T_CLIENT_KEY"] == "/etc/docker/certs.d/mirror.test:6000/client.key"
+        assert "T_CLIENT" not in render(off)  # no client file is written nor removed
+    install = render_install_script(on)
+    assert 'install -m 0600 "$T_TMP/client.key" "$T_CLIENT_KEY"' in install
+    assert 'install -m 0644 "$T_TMP/client.cert" "$T_CLIENT_CERT"' in install
+    assert 'rm -f "$T_CLIENT_CERT" "$T_CLIENT_KEY"' in render_remove_script(on)
+
+
+def test_the_header_names_the_package_the_scripts_are_rendered_from() -> None:
+    for render in RENDERERS:
+        first = render(make()).splitlines()[0]
+        assert first.endswith("for mirror.test:6000 (rendered from trust/ by trust/render.py).")
+        assert "configs/trust.py" not in render(make())
+
+
 def test_without_use_sudo_no_command_runs_through_sudo() -> None:
     for render in RENDERERS:
         with_sudo, without = render(make(use_sudo=True)), render(make(use_sudo=False))
@@ -166,15 +188,16 @@ def test_without_use_sudo_no_command_runs_through_sudo() -> None:
 
 def every_variant() -> list[tuple[str, str]]:
     out = []
-    for system, mirror, sudo in itertools.product([False, True], repeat=3):
-        p = make(install_system_trust=system, configure_docker_mirror=mirror, use_sudo=sudo)
-        out += [(f"{r.__name__} system={system} mirror={mirror} sudo={sudo}", r(p)) for r in RENDERERS]
+    for system, mirror, sudo, client in itertools.product([False, True], repeat=4):
+        p = make(install_system_trust=system, configure_docker_mirror=mirror, use_sudo=sudo, client_cert=client)
+        name = f"system={system} mirror={mirror} sudo={sudo} client={client}"
+        out += [(f"{r.__name__} {name}", r(p)) for r in RENDERERS]
     return out
 
 
 def test_rendered_scripts_keep_no_directive_placeholder_or_shellcheck_comment() -> None:
     variants = every_variant()
-    assert len(variants) == 16
+    assert len(variants) == 32
     for name, text in variants:
         assert "#@" not in text, name
         assert not re.search(r"@T_[A-Z_]+@", text), name
