@@ -1,12 +1,11 @@
 """How Prometheus learns whether the mirror reaches its upstream, with real binaries.
 
-1. Debian's blackbox exporter runs the rendered `upstream_http` module against the front
+Debian's blackbox exporter runs the rendered `upstream_http` module against the front
    (Debian's nginx, the rendered config) standing before the Docker Hub stand-in:
    probe_success is 1 while the stand-in answers (its /v2/ 401 counts), 0 when its name
    does not resolve, when the connection is refused, and when it never answers.
-2. `promtool test rules` on the MirrorUpstreamUnreachable alert, as configs/prometheus.py
-   renders it: it fires after 15 minutes of probe_success 0, and stays silent for a
-   reachable upstream and for a short outage.
+The alert on that series (MirrorUpstreamUnreachable) is tested with promtool among all the
+alerts, in test_alert_rules_by_effect.py.
 """
 
 from __future__ import annotations
@@ -17,12 +16,8 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from configs.blackbox import render_blackbox_config
-from configs.prometheus import UPSTREAM_ALERT, render_alert_rules
 from contract import Blackbox, Front
 from rehearsal.hub import AUTH_HOST, CDN_HOST, REGISTRY_HOST, docker_hub
 from rehearsal.netsim import dns_server, silent_listener
@@ -30,63 +25,6 @@ from rehearsal.oci import make_oci_image
 from rehearsal.registry_proc import free_port, http_get, stop_process
 from rehearsal.upstream_front import upstream_front
 from tests.conftest import require_tool
-
-INSTANCE = f"http://{Front.ALIAS}:{Front.PORT}{Front.UPSTREAM_PROBE_PATH}"
-SERIES = f'probe_success{{job="{Blackbox.UPSTREAM_JOB}",instance="{INSTANCE}"}}'
-
-
-def rule(rules_text: str) -> dict[str, Any]:
-    (found,) = [r for g in yaml.safe_load(rules_text)["groups"] for r in g["rules"] if r.get("alert") == UPSTREAM_ALERT]
-    return dict(found)
-
-
-def promtool_test(tmp_path: Path, values: str, expectations: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
-    promtool = require_tool("promtool")
-    (tmp_path / "rules.yml").write_text(render_alert_rules())
-    tests = {
-        "rule_files": ["rules.yml"],
-        "evaluation_interval": "1m",
-        "tests": [{
-            "interval": "1m",
-            "input_series": [{"series": SERIES, "values": values}],
-            "alert_rule_test": expectations,
-        }],
-    }  # fmt: skip
-    (tmp_path / "test.yml").write_text(yaml.safe_dump(tests, sort_keys=False))
-    return subprocess.run(
-        [promtool, "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
-
-
-def firing() -> list[dict[str, Any]]:
-    found = rule(render_alert_rules())
-    annotations = {k: v.replace("{{ $labels.instance }}", INSTANCE) for k, v in found["annotations"].items()}
-    labels = {"severity": "warning", "job": Blackbox.UPSTREAM_JOB, "instance": INSTANCE}
-    return [{"exp_labels": labels, "exp_annotations": annotations}]
-
-
-def test_the_alert_fires_after_15_minutes_without_the_upstream(tmp_path: Path):
-    result = promtool_test(tmp_path, "0x40", [
-        {"eval_time": "14m", "alertname": UPSTREAM_ALERT, "exp_alerts": []},
-        {"eval_time": "20m", "alertname": UPSTREAM_ALERT, "exp_alerts": firing()},
-    ])  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_the_alert_stays_silent_while_the_upstream_answers_and_after_a_short_outage(tmp_path: Path):
-    result = promtool_test(tmp_path, "1x10 0x10 1x20", [
-        {"eval_time": "5m", "alertname": UPSTREAM_ALERT, "exp_alerts": []},
-        {"eval_time": "20m", "alertname": UPSTREAM_ALERT, "exp_alerts": []},
-        {"eval_time": "40m", "alertname": UPSTREAM_ALERT, "exp_alerts": []},
-    ])  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_a_wrong_expectation_fails_promtool(tmp_path: Path):
-    # control: the harness can fail (a silent expectation where the alert fires)
-    result = promtool_test(tmp_path, "0x40", [{"eval_time": "20m", "alertname": UPSTREAM_ALERT, "exp_alerts": []}])
-    assert result.returncode != 0
-
 
 # ---------------------------------------------------------------------------- the probe
 
