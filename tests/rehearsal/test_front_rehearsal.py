@@ -230,7 +230,7 @@ def test_without_the_front_the_stand_ins_realm_on_a_sibling_host_is_accepted_and
     with docker_hub({repo: images.path(repo) for repo in images.info}, private={PRIVATE},
                     users={USER: PASSWORD}) as hub, \
             program_mirror(off, tmp_path / "mirror", hub.registry_url, tmp_path / "trust" / "ca.crt",
-                           binary=binary) as mirror:  # fmt: skip
+                           binary=binary, loopback_names=list(ONLINE)) as mirror:  # fmt: skip
         pull(mirror, tmp_path, PRIVATE, images.info[PRIVATE])
         pull(mirror, tmp_path, "library/app", images.info["library/app"])
     # the registry asked the stand-in itself for its challenge and took the realm on
