@@ -182,7 +182,10 @@ def test_wrong_credentials_fail_private_pulls_with_unauthorized_and_public_ones_
     wrong = evaluate(STACK_CONFIG, stack="dev",
                      secrets={"dockerHubPassword": "not-the-password"})  # fmt: skip
     ca_dir(tmp_path, wrong)
-    with hub_and_dns(images) as (hub, dns), mirror_behind_front(tmp_path, "w", hub, dns, nginx, wrong) as (_, mirror):
+    with (
+        hub_and_dns(images) as (hub, dns),
+        mirror_behind_front(tmp_path, "w", hub, dns, nginx, wrong) as (front, mirror),
+    ):
         status, codes = mirror_answer(mirror, tmp_path, PRIVATE)
         stderr = skopeo_failure(mirror, tmp_path, PRIVATE)
         public_status, _ = mirror_answer(mirror, tmp_path, "library/app")
@@ -193,6 +196,10 @@ def test_wrong_credentials_fail_private_pulls_with_unauthorized_and_public_ones_
     assert "manifest unknown" in stderr
     # with wrong credentials every token request fails, public repositories included
     assert public_status == 404
+    # 3.1.1 logs nothing about the refused token (it falls back to its cache silently): the
+    # front's access log is where the cause shows, the realm's 401 on /token
+    refused = [e for e in front.entries() if e["uri"] == "/token"]
+    assert refused and {e["status"] for e in refused} == {401}
 
 
 def test_no_credential_is_written_into_a_file_uploaded_to_any_container(evaluation: Evaluation):
