@@ -2,8 +2,9 @@
 
 Debian's blackbox exporter runs the rendered `upstream_http` module against the front
    (Debian's nginx, the rendered config) standing before the Docker Hub stand-in:
-   probe_success is 1 while the stand-in answers (its /v2/ 401 counts), 0 when its name
-   does not resolve, when the connection is refused, and when it never answers.
+   probe_success is 1 while the stand-in answers (its /v2/ 401 counts, also while it
+   rate-limits pulls), 0 when it answers 503, when its name does not resolve, when the
+   connection is refused, and when it never answers.
 The alert on that series (MirrorUpstreamUnreachable) is tested with promtool among all the
 alerts, in test_alert_rules_by_effect.py.
 """
@@ -71,6 +72,11 @@ def test_the_probe_through_the_front_says_whether_the_upstream_answers(tmp_path:
                            resolver=dns.address) as front, blackbox(tmp_path / "blackbox") as exporter:  # fmt: skip
         target = f"{front.url}{Front.UPSTREAM_PROBE_PATH}"
         seen["online"] = probe_success(exporter, target)
+        hub.mode = "ratelimited"  # Docker Hub's /v2/ still answers 401 while it rate-limits pulls
+        seen["ratelimited"] = probe_success(exporter, target)
+        hub.mode = "unavailable"  # its /v2/ answers 503
+        seen["unavailable"] = probe_success(exporter, target)
+        hub.mode = "ok"
         for outage, address in (("does-not-resolve", None), ("connection-refused", "127.0.0.3"),
                                 ("never-answers", "127.0.0.4")):  # fmt: skip
             # a new front per outage: the old one's resolver would keep the address for 10 s
@@ -84,5 +90,6 @@ def test_the_probe_through_the_front_says_whether_the_upstream_answers(tmp_path:
                     tmp_path / f"front-{outage}", nginx=nginx, upstream_url=hub.registry_url,
                     upstream_realm=hub.realm, resolver=dns.address))  # fmt: skip
                 seen[outage] = probe_success(exporter, f"{fresh.url}{Front.UPSTREAM_PROBE_PATH}")
-    assert seen == {"online": 1.0, "does-not-resolve": 0.0, "connection-refused": 0.0, "never-answers": 0.0}
-    assert [r.path for r in hub.requests("registry")] == ["/v2/"]  # the probe asked the upstream itself
+    assert seen == {"online": 1.0, "ratelimited": 1.0, "unavailable": 0.0,
+                    "does-not-resolve": 0.0, "connection-refused": 0.0, "never-answers": 0.0}  # fmt: skip
+    assert [r.path for r in hub.requests("registry")] == ["/v2/"] * 3  # the probe asked the upstream itself
