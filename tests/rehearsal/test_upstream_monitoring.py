@@ -1,10 +1,11 @@
 """How Prometheus learns whether the mirror reaches its upstream, with real binaries.
 
 Debian's blackbox exporter runs the rendered `upstream_http` module against the front
-   (Debian's nginx, the rendered config) standing before the Docker Hub stand-in:
-   probe_success is 1 while the stand-in answers (its /v2/ 401 counts, also while it
-   rate-limits pulls), 0 when it answers 503, when its name does not resolve, when the
-   connection is refused, and when it never answers.
+(Debian's nginx, the rendered config) standing before the Docker Hub stand-in: probe_success
+is 1 while the stand-in answers (its /v2/ 401 counts, also while it rate-limits pulls), 0
+when it answers 503, when its name does not resolve, when the connection is refused, and
+when it never answers.
+
 The alert on that series (MirrorUpstreamUnreachable) is tested with promtool among all the
 alerts, in test_alert_rules_by_effect.py.
 """
