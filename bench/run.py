@@ -109,7 +109,7 @@ class Sample:
 @dataclass
 class Measurement:
     image: str
-    path: str  # "direct", "cold", "warm", "floor", "cold+front", "warm+front"
+    path: str  # "direct", "cold", "warm", "floor", "cold+front", "warm+front", "warm pairs", ...
     samples: list[Sample] = field(default_factory=list)
 
     def median_seconds(self) -> float:
@@ -330,6 +330,31 @@ def measure_image(rig: Rig, image: Image, repeats: int, with_front: bool) -> lis
     return [m for m in (direct, cold, warm, floor, cold_f, warm_f) if m.samples]
 
 
+def warm_pairs(rig: Rig, image: Image, pairs: int) -> list[Measurement]:
+    """Warm pulls alternating between a plain mirror and a mirror behind the front, both warm
+    and running side by side: `pairs` pulls of each, interleaved, so that a slow moment of a
+    shared machine falls on both sides alike."""
+    plain = Measurement(image.label, "warm pairs")
+    fronted = Measurement(image.label, "warm pairs+front")
+    with contextlib.ExitStack() as stack:
+        hosts: dict[bool, str] = {}
+        for front in (False, True):
+            name = f"{image.label}-pairs-{'front' if front else 'plain'}"
+            upstream_url = stack.enter_context(rig.upstream_for(front, name))
+            host, storage = stack.enter_context(rig.mirror(name, upstream_url))
+            dest = rig.dest(f"{name}-cold")
+            rig.skopeo.run(rig.skopeo.from_registry(host, image, dest, ca_dir=rig.ca_dir))
+            wait_cached(storage, image)
+            hosts[front] = host
+        for i in range(pairs):
+            for front, measurement in ((False, plain), (True, fronted)):
+                dest = rig.dest(f"{image.label}-pair-{i}-{front}")
+                measurement.samples.append(rig.measure(lambda d=dest, h=hosts[front]: rig.skopeo.run(
+                    rig.skopeo.from_registry(h, image, d, ca_dir=rig.ca_dir))))  # fmt: skip
+                verify_pull(dest, image)
+    return [plain, fronted]
+
+
 @dataclass
 class Concurrent:
     image: str
@@ -453,19 +478,19 @@ def render_report(
     out("upstream MB / blob GETs / blob MB / conns: what reached the upstream during the pull (bytes through")
     out("the throttle; blob GETs answered 200 and their bytes in the upstream's log; new TCP connections)")
     out("")
-    header = f"{'image':<30} {'path':<12} {'median s':>9}  {'runs s':<24} {'upstream MB':>11} {'x image':>8} " \
+    header = f"{'image':<30} {'path':<16} {'median s':>9}  {'runs s':<24} {'upstream MB':>11} {'x image':>8} " \
              f"{'blob GETs':>9} {'blob MB':>8} {'conns':>5}"  # fmt: skip
     out(header)
     out("-" * len(header))
     by_key = {(m.image, m.path): m for m in measurements}
     for label, image in images.items():
-        for path in ("direct", "cold", "warm", "floor", "cold+front", "warm+front"):
+        for path in ("direct", "cold", "warm", "floor", "cold+front", "warm+front", "warm pairs", "warm pairs+front"):
             m = by_key.get((label, path))
             if m is None:
                 continue
             runs = " ".join(f"{s.seconds:.2f}" for s in m.samples)
             up = m.median_upstream()
-            out(f"{image.describe():<30} {path:<12} {m.median_seconds():9.2f}  {runs:<24} "
+            out(f"{image.describe():<30} {path:<16} {m.median_seconds():9.2f}  {runs:<24} "
                 f"{fmt_mb(up):>11} {up / image.total_bytes:8.2f} {m.median_blob_gets():9.0f} "
                 f"{fmt_mb(m.median_blob_bytes()):>8} {m.median_connections():5.0f}")  # fmt: skip
     out("")
@@ -538,6 +563,18 @@ def render_report(
         out(f"  {label}: warm+front/warm = {median(warm_ratio):.2f}x (pairs {spread(warm_ratio)}; "
             f"{wf.median_seconds():.3f} s vs {w.median_seconds():.3f} s); "
             f"target <= 1.10x: {verdict(median(warm_ratio) <= 1.10)}")  # fmt: skip
+    for label in images:
+        wp, wpf = by_key.get((label, "warm pairs")), by_key.get((label, "warm pairs+front"))
+        if not (wp and wpf):
+            continue
+        ratios = sorted(f.seconds / x.seconds for f, x in zip(wpf.samples, wp.samples, strict=True))
+        quartiles = statistics.quantiles(ratios, n=4) if len(ratios) >= 2 else [ratios[0]] * 3
+        summary[f"{label}_warm_pairs_front_vs_plain"] = median(ratios)
+        out(f"  {label}: {len(ratios)} alternating warm pulls: front/plain median of pairs {median(ratios):.2f}x "
+            f"(quartiles {quartiles[0]:.2f}-{quartiles[2]:.2f}, range {spread(ratios)}); medians "
+            f"{wpf.median_seconds():.3f} s vs {wp.median_seconds():.3f} s = "
+            f"{wpf.median_seconds() / wp.median_seconds():.2f}x; target <= 1.10x: "
+            f"{verdict(median(ratios) <= 1.10)}")  # fmt: skip
     for c in concurrency:
         if c.n == max(x.n for x in concurrency):
             multiple = median([s.upstream_bytes for s in c.samples]) / images[c.image].total_bytes
@@ -579,6 +616,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", default="1,4,8", help="concurrent cold pulls to measure")
     parser.add_argument("--concurrency-image", choices=("small", "large"), default="small")
     parser.add_argument("--no-front", action="store_true", help="skip the upstream front (configs/front.py)")
+    parser.add_argument("--warm-pairs", type=int, default=0,
+                        help="also N warm pulls each on a warm plain mirror and a warm mirror behind the front, "
+                        "alternating (the front's warm-path cost with its spread)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="2 MB and 20 MB images (about 2 minutes)")
     parser.add_argument("--out", type=Path, default=OUT, help="where results and work files go")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (images, logs)")
@@ -663,6 +703,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for label in ("small", "large"):
                     say(f"pulls of {images[label].describe()}")
                     measurements += measure_image(rig, images[label], args.repeats, with_front=nginx is not None)
+                    if nginx is not None and args.warm_pairs:
+                        say(f"  {label}: {args.warm_pairs} warm pulls with and without the front, alternating")
+                        measurements += warm_pairs(rig, images[label], args.warm_pairs)
                 concurrency: list[Concurrent] = []
                 image = images[args.concurrency_image]
                 variants = [False] + ([True] if nginx else [])
