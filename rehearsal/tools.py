@@ -21,6 +21,7 @@ TOOL_PACKAGES = {
     "prometheus-blackbox-exporter": "prometheus-blackbox-exporter",
     "nginx": "nginx",
     "setpriv": "util-linux",
+    "unshare": "util-linux",
     "shellcheck": "shellcheck",
     "update-ca-certificates": "ca-certificates",
     "wget": "wget",
