@@ -34,7 +34,6 @@ TOOL_PACKAGES = {
     "runc": "runc",
     "iptables": "iptables",
     "busybox": "busybox-static",
-    "unshare": "util-linux",
     "nsenter": "util-linux",
     "ip": "iproute2",
 }
