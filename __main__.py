@@ -29,14 +29,17 @@ network = private_network(config.naming)
 telemetry = registry_telemetry_env(config.monitoring)
 hub, *others = config.mirrors
 mirror = Mirror("mirror", config.registry, config.naming, network, pki, telemetry_env=telemetry,
-                remote_url=hub.remote_url, publish=not config.routed)
+                remote_url=hub.remote_url, publish=not config.routed,
+                upstream_realm=hub.token_realm, upstream_service=hub.token_service)
 upstream_mirrors = [(hub.upstream, mirror)] + [
     (m.upstream, Mirror(f"mirror-{m.instance}", config.mirror_registry(m), config.naming, network, pki,
                         telemetry_env=telemetry, instance=m.instance, remote_url=m.remote_url,
-                        upstream=m.upstream))
+                        upstream=m.upstream, upstream_realm=m.token_realm, upstream_service=m.token_service))
     for m in others
 ]
-router = (Router("router", config.registry, config.router_image, config.naming, network, pki, upstream_mirrors)
+# the router runs the front's nginx image: one nginx pin for the stack
+router = (Router("router", config.registry, config.registry.front_image, config.naming, network, pki,
+                 upstream_mirrors)
           if config.routed else None)
 private_registry = (
     Mirror("private-registry", config.private_registry_settings(), config.naming, network, pki,

@@ -19,13 +19,13 @@ LABEL_SERVICE = f"{PROJECT}.service"
 # bumps them. The settings take their image defaults from here.
 IMAGES: dict[str, str] = {
     "registry": "registry:3.1.1",
-    "nginx": "nginx:1.29.3-alpine",
     "prometheus": "prom/prometheus:v3.7.3",
     "blackbox": "prom/blackbox-exporter:v0.27.0",
     "jaeger": "jaegertracing/jaeger:2.11.0",
     "loki": "grafana/loki:3.5.7",
     "alloy": "grafana/alloy:v1.11.3",
     "grafana": "grafana/grafana:12.2.1",
+    "front": "nginx:1.31.5-alpine",
 }
 
 
@@ -69,6 +69,23 @@ class Registry:
     DOCKER_HUB = "https://registry-1.docker.io"
 
 
+class Front:
+    """The upstream front between a mirror and its upstream (configs/front.py): plain HTTP on
+    the private network only, never published."""
+
+    ALIAS = "registry-front"
+    PORT = 8080
+    CONFIG_PATH = "/etc/nginx/nginx.conf"
+    HEALTH_PATH = "/_front/health"
+    # answers with the upstream's own status for /v2/ (Docker Hub: 401 = reachable)
+    UPSTREAM_PROBE_PATH = "/_front/upstream"
+
+
+def front_alias(instance: str = "") -> str:
+    """The front of the mirror `instance`: `registry-front` for Docker Hub, else suffixed."""
+    return f"{Front.ALIAS}-{instance}" if instance else Front.ALIAS
+
+
 def registry_alias(instance: str = "") -> str:
     """The network alias (and service name) of a mirror: the Docker Hub mirror keeps the plain
     alias so existing stacks keep their names; further instances get a suffix."""
@@ -97,6 +114,10 @@ class Blackbox:
     CLIENT_CERT_PATH = "/etc/blackbox/client.crt"
     CLIENT_KEY_PATH = "/etc/blackbox/client.key"
     MODULE = "registry_tls"
+    # the upstream as seen through the front: any HTTP answer of the upstream's /v2/ (Docker
+    # Hub: 401) is "reachable"; the front's own 502/504 is not
+    UPSTREAM_MODULE = "upstream_http"
+    UPSTREAM_JOB = "upstream"
 
 
 class Jaeger:
@@ -151,7 +172,7 @@ def http_url(alias: str, port: int) -> str:
 
 # Every service the stack can run, in the order operators read them (mirrorctl status).
 SERVICES: tuple[str, ...] = (
-    Registry.ALIAS, Prometheus.ALIAS, Grafana.ALIAS, Jaeger.ALIAS, Loki.ALIAS, Alloy.ALIAS,
+    Registry.ALIAS, Front.ALIAS, Prometheus.ALIAS, Grafana.ALIAS, Jaeger.ALIAS, Loki.ALIAS, Alloy.ALIAS,
     Blackbox.ALIAS,
 )
 

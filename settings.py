@@ -393,10 +393,13 @@ class StackConfig(BaseModel):
         512, description="Memory limit of the registry container, in MiB.")
     tagConcurrencyLimit: Annotated[int, whole(1, 1000)] = Field(
         5, description="The registry's storage.tag.concurrencylimit.")
+    upstreamFront: Boolean = Field(
+        True, description="Run the upstream front (nginx) between the mirror and Docker Hub: offline start, "
+        "bounded waits on a failing upstream, one upstream fetch per blob for concurrent pulls.")
+    frontImage: Image = Field(IMAGES["front"], description="Image of the upstream front (nginx, Alpine).")
     mirrors: Annotated[str | None, BeforeValidator(_mirror_list)] = Field(
         None, description="Upstreams to mirror, each {upstream, remoteUrl, port, username, password, ttl}; "
                           "Docker Hub (docker.io) is always one (the keys above describe it).")
-    routerImage: Image = Field(IMAGES["nginx"], description="nginx image of the router (with more than one mirror).")
     privateRegistry: Boolean = Field(
         False, description="Run a private registry for pushes (no proxy) on privateRegistryPort.")
     privateRegistryPort: Port = Field(6100, description="Host port of the private registry (TLS).")
@@ -508,6 +511,8 @@ class RegistrySettings(_Frozen):
     keep_data_on_destroy: bool = True
     users: Any = Field(None, repr=False)  # JSON user -> password: pulumi.Output[str] (secret) or None
     require_client_cert: bool = False
+    upstream_front: bool = True
+    front_image: str = IMAGES["front"]
 
     @property
     def host(self) -> str:
@@ -543,7 +548,16 @@ UPSTREAM_PRESETS: dict[str, tuple[str, str]] = {
     "registry.k8s.io": ("https://registry.k8s.io", "k8s"),
     "gcr.io": ("https://gcr.io", "gcr"),
 }
-MIRROR_FIELDS = ("upstream", "remoteUrl", "port", "username", "password", "ttl")
+MIRROR_FIELDS = ("upstream", "remoteUrl", "port", "username", "password", "ttl", "tokenRealm", "tokenService")
+# The token realm and service of each preset's /v2/ challenge, for the upstream front (which
+# answers /v2/ itself and forwards token requests there). registry.k8s.io redirects to the
+# regional Artifact Registry it serves from, so no fixed realm is known for it here.
+TOKEN_AUTH_PRESETS: dict[str, tuple[str, str]] = {
+    DOCKER_HUB: ("https://auth.docker.io/token", "registry.docker.io"),
+    "ghcr.io": ("https://ghcr.io/token", "ghcr.io"),
+    "quay.io": ("https://quay.io/v2/auth", "quay.io"),
+    "gcr.io": ("https://gcr.io/v2/token", "gcr.io"),
+}
 
 
 def instance_name(upstream: str) -> str:
@@ -563,6 +577,9 @@ class UpstreamSettings(_Frozen):
     username: str | None = None
     password: Any = Field(None, repr=False)  # pulumi.Output[str] (secret) or None
     proxy_ttl: str = "168h"
+    # the upstream's token realm and service ("" realm: no token auth; None: not known)
+    token_realm: str | None = None
+    token_service: str | None = None
 
     @property
     def instance(self) -> str:
@@ -640,7 +657,6 @@ class Settings(_Frozen):
     # Docker Hub first; more than one entry puts the router on Docker Hub's port
     mirrors: tuple[UpstreamSettings, ...] = ()
     private_registry: PrivateRegistrySettings | None = None
-    router_image: str = IMAGES["nginx"]
 
     @property
     def routed(self) -> bool:
@@ -798,6 +814,8 @@ def parse(
         docker_hub_username=config.dockerHubUsername,
         docker_hub_password=secret("dockerHubPassword"),
         keep_data_on_destroy=config.keepDataOnDestroy,
+        upstream_front=config.upstreamFront,
+        front_image=config.frontImage,
         users=secret("registryUsers"),
         require_client_cert=config.requireClientCert,
     )
@@ -859,6 +877,12 @@ def parse(
         "port": mirrors[0].port, "proxy_ttl": mirrors[0].proxy_ttl,
         "docker_hub_username": mirrors[0].username, "docker_hub_password": mirrors[0].password,
     })
+    if config.upstreamFront:
+        for mirror in mirrors:
+            if mirror.token_realm is None and problems.clear("upstreamFront"):
+                problems.line("mirrors", f"{project}:mirrors: the upstream front of {mirror.upstream} needs its token "
+                              "realm: set tokenRealm and tokenService of its entry (from its /v2/ challenge), "
+                              "tokenRealm '' for an upstream without token auth, or upstreamFront false")
     exposed = config.registryBindAddress not in ("127.0.0.1", "::1")
     for mirror in mirrors[1:]:
         if (exposed and mirror.username is not None and "registryUsers" not in raw and not config.requireClientCert
@@ -888,7 +912,6 @@ def parse(
         port_offset=offset,
         mirrors=mirrors,
         private_registry=private,
-        router_image=config.routerImage,
     )
     _check_port_collisions(settings, problems)
     if problems.lines:
@@ -991,6 +1014,22 @@ def _mirrors(c: StackConfig, raw: Mapping[str, str], hub: RegistrySettings, secr
         except PydanticCustomError as err:
             bad(index, "ttl", _shown(ttl), str((err.context or {}).get("allowed", err)))
             ok = False
+        # a preset's realm holds only for the preset's own API URL
+        known = TOKEN_AUTH_PRESETS.get(upstream, (None, None)) if isinstance(remote, str) and \
+            remote == UPSTREAM_PRESETS.get(upstream, ("",))[0] else (None, None)
+        realm = entry.get("tokenRealm", known[0])
+        service = entry.get("tokenService", known[1])
+        if realm is not None and (not isinstance(realm, str) or (realm and not _REMOTE_URL.fullmatch(realm))):
+            bad(index, "tokenRealm", _shown(realm), "must be the https URL of the upstream's token realm "
+                "(its /v2/ challenge), or '' for an upstream without token auth")
+            ok = False
+        if service is not None and (not isinstance(service, str)
+                                    or not re.fullmatch(r"[A-Za-z0-9.:_-]{1,253}", service)):
+            bad(index, "tokenService", _shown(service), "must be the service of the upstream's /v2/ challenge")
+            ok = False
+        if isinstance(realm, str) and realm and service is None:
+            problems.line("mirrors", f"{project}:mirrors[{index}].tokenService must be set with tokenRealm")
+            ok = False
         if not ok:
             continue
         secret_password = password
@@ -998,15 +1037,17 @@ def _mirrors(c: StackConfig, raw: Mapping[str, str], hub: RegistrySettings, secr
             secret_password = secret_list.apply(lambda text, i=index: json.loads(text)[i]["password"])
         if upstream == DOCKER_HUB:
             hub_entry = {"index": index, "entry": entry, "password": secret_password, "remote": remote,
-                         "ttl": ttl}
+                         "ttl": ttl, "realm": realm, "service": service}
             continue
         assert port is not None  # checked above: only docker.io may leave it unset
         others.append(UpstreamSettings(upstream=upstream, remote_url=remote, port=port, username=username,
-                                       password=secret_password, proxy_ttl=ttl))
+                                       password=secret_password, proxy_ttl=ttl, token_realm=realm,
+                                       token_service=service))
 
     hub_mirror = UpstreamSettings(upstream=DOCKER_HUB, remote_url=UPSTREAM_PRESETS[DOCKER_HUB][0], port=hub.port,
                                   username=hub.docker_hub_username, password=hub.docker_hub_password,
-                                  proxy_ttl=hub.proxy_ttl)
+                                  proxy_ttl=hub.proxy_ttl, token_realm=TOKEN_AUTH_PRESETS[DOCKER_HUB][0],
+                                  token_service=TOKEN_AUTH_PRESETS[DOCKER_HUB][1])
     if hub_entry:
         entry, index = hub_entry["entry"], hub_entry["index"]
         for name, key in _LEGACY.items():
@@ -1021,7 +1062,8 @@ def _mirrors(c: StackConfig, raw: Mapping[str, str], hub: RegistrySettings, secr
             hub_mirror = hub_mirror.model_copy(update={"username": entry["username"],
                                                        "password": hub_entry["password"]})
         hub_mirror = hub_mirror.model_copy(update={
-            "remote_url": hub_entry["remote"], "proxy_ttl": hub_entry["ttl"] if "ttl" in entry else hub.proxy_ttl})
+            "remote_url": hub_entry["remote"], "proxy_ttl": hub_entry["ttl"] if "ttl" in entry else hub.proxy_ttl,
+            "token_realm": hub_entry["realm"], "token_service": hub_entry["service"]})
     return (hub_mirror, *others)
 
 

@@ -41,6 +41,9 @@ _HEADER = """\
 """
 
 
+UPSTREAM_ALERT = "MirrorUpstreamUnreachable"
+
+
 def _static_config(targets: list[str], upstream: str | None) -> dict[str, Any]:
     # `upstream` names the registry a mirror serves (docker.io, ghcr.io; `private` for the push
     # registry): the dashboard's selector and the alerts' text come from it
@@ -65,10 +68,12 @@ def render_prometheus_config(
     evaluation_interval: str = "15s",
     blackbox_module: str = Blackbox.MODULE,
     upstreams: Mapping[str, str] | None = None,
+    upstream_probe_urls: Sequence[str] = (),
 ) -> str:
-    """Render prometheus.yml: one job per (job, host:port) of the running services, and the
-    blackbox job probing each of `probe_urls`; `upstreams` labels a target (host:port or probe
-    URL) with the upstream its mirror serves."""
+    """Render prometheus.yml: one job per (job, host:port) of the running services, the
+    blackbox job probing each of `probe_urls`, and with fronts the `upstream` job probing
+    each front's view of its upstream (nginx has no metrics of its own). `upstreams` labels a
+    target (host:port or URL) with the upstream its mirror serves."""
     upstreams = upstreams or {}
     jobs: list[dict[str, Any]] = [_static_job(job, target, upstreams.get(target)) for job, target in scrape_jobs]
     if any(url in upstreams for url in probe_urls):
@@ -91,6 +96,8 @@ def render_prometheus_config(
             ],
         }
     )
+    if upstream_probe_urls:
+        jobs.append(_probe_job(Blackbox.UPSTREAM_JOB, Blackbox.UPSTREAM_MODULE, upstream_probe_urls, upstreams))
     config = {
         "global": {
             "scrape_interval": scrape_interval,
@@ -101,6 +108,23 @@ def render_prometheus_config(
     }
     body = yaml.safe_dump(config, sort_keys=True, default_flow_style=False, width=4096)
     return _HEADER + body
+
+
+def _probe_job(job: str, module: str, urls: Sequence[str], upstreams: Mapping[str, str]) -> dict[str, Any]:
+    labelled = any(url in upstreams for url in urls)
+    return {
+        "job_name": job,
+        "metrics_path": "/probe",
+        "scheme": "http",
+        "params": {"module": [module]},
+        "static_configs": [_static_config([url], upstreams.get(url)) for url in urls] if labelled
+        else [{"targets": list(urls)}],
+        "relabel_configs": [
+            {"source_labels": ["__address__"], "target_label": "__param_target"},
+            {"source_labels": ["__param_target"], "target_label": "instance"},
+            {"target_label": "__address__", "replacement": BLACKBOX_ADDRESS},
+        ],
+    }
 
 
 def _alert(name: str, expr: str, duration: str, severity: str, summary: str, description: str) -> dict[str, Any]:
@@ -120,8 +144,9 @@ def render_alert_rules(cert_expiry_days: int = 14) -> str:
     rules = [
         _alert(
             "RegistryDown",
-            # every mirror's debug target carries `upstream`; the blackbox job's own `up` does not count
-            'up{upstream!="", job!="blackbox"} == 0',
+            # the registries' debug targets (registry, registry-<instance>); the probe jobs'
+            # targets carry `upstream` too, but their `up` is the exporter's own scrape
+            'up{job=~"registry|registry-.+"} == 0',
             "2m",
             "critical",
             "Registry of {{ $labels.upstream }} is down",
@@ -165,6 +190,16 @@ def render_alert_rules(cert_expiry_days: int = 14) -> str:
             "The blackbox probe of {{ $labels.instance }} ({{ $labels.upstream }}) has failed for 5 minutes: the TLS "
             "handshake, the certificate chain or the GET /v2/ answer is wrong.",
         ),
+        _alert(
+            UPSTREAM_ALERT,
+            f'probe_success{{job="{Blackbox.UPSTREAM_JOB}"}} == 0',
+            "15m",
+            "warning",
+            "The mirror of {{ $labels.upstream }} has been serving without its upstream for 15 minutes",
+            "The front {{ $labels.instance }} has not reached its upstream ({{ $labels.upstream }}) for 15 "
+            "minutes: cached images still pull, new images and tags do not. Check the host's "
+            "network and DNS, or that upstream's status.",
+        ),
     ]
     document = {"groups": [{"name": RULE_GROUP, "rules": rules}]}
     return yaml.safe_dump(document, sort_keys=True, default_flow_style=False, width=4096)
@@ -181,7 +216,8 @@ def deployment(settings: MonitoringSettings, inputs: MonitoringInputs) -> Deploy
         memory_mb=512,
         uploads=[
             Upload(CONFIG_PATH, render_prometheus_config(inputs.scrape_jobs, inputs.probe_urls,
-                                                                upstreams=inputs.upstreams)),
+                                                          upstreams=inputs.upstreams,
+                                                          upstream_probe_urls=inputs.upstream_probe_urls)),
             Upload(RULES_PATH, render_alert_rules()),
         ],
         ports=[Port(PORT, settings.prometheus_port, settings.ui_bind_address)],

@@ -39,6 +39,9 @@ BLACKBOX_UP = 'up{job="blackbox", instance="https://registry:5000/v2/", upstream
 LOKI_UP = 'up{job="loki", instance="loki:3100"}'
 GRAFANA_UP = 'up{job="grafana", instance="grafana:3000"}'
 PROBE = 'job="blackbox", instance="https://registry:5000/v2/", upstream="docker.io"'
+UPSTREAM = 'job="upstream", instance="http://registry-front:8080/_front/upstream", upstream="docker.io"'
+# the front probe's own scrape: labelled with its upstream too, and not a registry either
+UPSTREAM_UP = 'up{job="upstream", instance="http://registry-front:8080/_front/upstream", upstream="docker.io"}'
 
 
 def requests(code: str, per_minute: int, upstream: str = "docker.io") -> tuple[str, str]:
@@ -128,6 +131,18 @@ PROBE_FAILING = {
 }
 
 
+UPSTREAM_UNREACHABLE = {
+    "exp_labels": {"severity": "warning", "job": "upstream", "instance": "http://registry-front:8080/_front/upstream",
+                   "upstream": "docker.io"},
+    "exp_annotations": {
+        "summary": "The mirror of docker.io has been serving without its upstream for 15 minutes",
+        "description": "The front http://registry-front:8080/_front/upstream has not reached its upstream "
+        "(docker.io) for 15 minutes: cached images still pull, new images and tags do not. Check the "
+        "host's network and DNS, or that upstream's status.",
+    },
+}
+
+
 CASES: dict[str, list[Case]] = {
     "RegistryDown": [
         Case(
@@ -136,8 +151,8 @@ CASES: dict[str, list[Case]] = {
             [silent("1m"), Check("2m", [REGISTRY_DOWN]), Check("10m", [REGISTRY_DOWN])],
         ),
         Case(
-            "another job down is not the registry, nor is the blackbox exporter's own scrape",
-            {REGISTRY_UP: "1x10", GRAFANA_UP: "0x10", BLACKBOX_UP: "0x10"},
+            "another job down is not the registry, nor are the blackbox exporter's own scrapes",
+            {REGISTRY_UP: "1x10", GRAFANA_UP: "0x10", BLACKBOX_UP: "0x10", UPSTREAM_UP: "0x10"},
             [silent("10m")],
         ),
         Case(
@@ -219,6 +234,18 @@ CASES: dict[str, list[Case]] = {
             "the probe succeeds, and a probe of another job failing does not count",
             {f"probe_success{{{PROBE}}}": "1x10", 'probe_success{job="other", instance="x"}': "0x10"},
             [silent("10m")],
+        ),
+    ],
+    "MirrorUpstreamUnreachable": [
+        Case(
+            "the front has not reached Docker Hub: pending for 15 minutes, firing from then on",
+            {f"probe_success{{{UPSTREAM}}}": "0x40"},
+            [silent("14m"), Check("15m", [UPSTREAM_UNREACHABLE]), Check("30m", [UPSTREAM_UNREACHABLE])],
+        ),
+        Case(
+            "a 10-minute outage, then Docker Hub answers again; the registry's TLS probe failing is not this",
+            {f"probe_success{{{UPSTREAM}}}": "1x10 0x10 1x20", f"probe_success{{{PROBE}}}": "0x40"},
+            [silent("5m"), silent("20m"), silent("40m")],
         ),
     ],
 }

@@ -34,7 +34,7 @@ def test_without_mirrors_docker_hub_is_the_only_mirror_and_there_is_no_router():
 def test_presets_default_their_remote_url_and_any_other_host_is_https_to_itself():
     entries = [{"upstream": u, "port": 6001 + i} for i, u in
                enumerate(["ghcr.io", "quay.io", "registry.k8s.io", "gcr.io", "registry.example.com:5000"])]
-    s = settings.parse(BASE | {"mirrors": json.dumps(entries)}, stack="dev")
+    s = settings.parse(BASE | {"mirrors": json.dumps(entries), "upstreamFront": "false"}, stack="dev")
     assert {m.upstream: (m.remote_url, m.instance) for m in s.mirrors[1:]} == {
         "ghcr.io": ("https://ghcr.io", "ghcr"), "quay.io": ("https://quay.io", "quay"),
         "registry.k8s.io": ("https://registry.k8s.io", "k8s"), "gcr.io": ("https://gcr.io", "gcr"),
@@ -87,7 +87,8 @@ def test_entry_problems_are_one_line_each_and_passwords_are_never_shown():
         {"upstream": "gcr.io"},
     ])})
     assert lines == [
-        "registry-mirror:mirrors[0].bogus is not a known field: use upstream, remoteUrl, port, username, password, ttl",
+        "registry-mirror:mirrors[0].bogus is not a known field: use upstream, remoteUrl, port, username, password, "
+        "ttl, tokenRealm, tokenService",
         "registry-mirror:mirrors[0].port = 70000 is invalid: must be a whole number from 1 to 65535",
         "registry-mirror:mirrors[1].password must be set as a secret: pulumi config set --path --secret "
         "'mirrors[1].password' <value>",
@@ -96,6 +97,25 @@ def test_entry_problems_are_one_line_each_and_passwords_are_never_shown():
         "registry-mirror:mirrors[3].port = unset is invalid: every upstream but docker.io needs its own host port",
     ]
     assert not any("hunter2" in line for line in lines)
+
+
+def test_with_the_upstream_front_an_upstream_of_unknown_token_realm_is_refused_in_one_line():
+    entries = json.dumps([{"upstream": "registry.k8s.io", "port": 6001},
+                          {"upstream": "registry.example.com", "port": 6002, "tokenRealm": ""},
+                          {"upstream": "ghcr.io", "port": 6003}])
+    assert problems({"mirrors": entries}) == [
+        "registry-mirror:mirrors: the upstream front of registry.k8s.io needs its token realm: set tokenRealm and "
+        "tokenService of its entry (from its /v2/ challenge), tokenRealm '' for an upstream without token auth, "
+        "or upstreamFront false"]
+    ok = settings.parse(BASE | {"mirrors": entries, "upstreamFront": "false"}, stack="dev")
+    assert [m.token_realm for m in ok.mirrors] == [
+        "https://auth.docker.io/token", None, "", "https://ghcr.io/token"]
+
+
+def test_a_docker_io_entry_with_another_remote_url_does_not_inherit_docker_hubs_realm():
+    entries = json.dumps([{"upstream": "docker.io", "remoteUrl": "https://mirror.gcr.io"}])
+    assert problems({"mirrors": entries})[0].startswith(
+        "registry-mirror:mirrors: the upstream front of docker.io needs its token realm")
 
 
 def test_a_private_registry_open_to_the_network_needs_client_authentication():
@@ -164,9 +184,16 @@ def test_a_stack_with_three_upstreams_and_a_private_registry_has_a_mirror_each_a
             "registry-mirror-dev-registry-quay-data", "registry-mirror-dev-registry-private-data"} <= volumes
     configs = {name: yaml.safe_load(ev.uploads(name)["/etc/distribution/config.yml"])
                for name in ("registry", "registry-ghcr", "registry-quay", "registry-private")}
+    # each mirror's upstream is its front, which forwards to that upstream; the private
+    # registry has neither proxy nor front
     assert {n: c.get("proxy", {}).get("remoteurl") for n, c in configs.items()} == {
-        "registry": "https://registry-1.docker.io", "registry-ghcr": "https://ghcr.io",
-        "registry-quay": "https://quay.io", "registry-private": None}
+        "registry": "http://registry-front:8080", "registry-ghcr": "http://registry-front-ghcr:8080",
+        "registry-quay": "http://registry-front-quay:8080", "registry-private": None}
+    for front, upstream, realm in (("registry-front-ghcr", "https://ghcr.io", "https://ghcr.io/token"),
+                                   ("registry-front-quay", "https://quay.io", "https://quay.io/v2/auth")):
+        conf = ev.uploads(front)["/etc/nginx/nginx.conf"]
+        assert upstream in conf and realm in conf, front
+    assert "registry-front-private" not in containers
     conf = ev.uploads("registry-router")["/etc/nginx/nginx.conf"]
     for backend in ("registry:5000", "registry-ghcr:5000", "registry-quay:5000"):
         assert f"set $mirror {backend};" in conf
@@ -283,7 +310,8 @@ def test_with_every_upstream_and_the_private_registry_only_tls_apis_and_uis_are_
     assert all(not ports & never for ports in published.values()), published
     assert {n: p for n, p in published.items() if n.startswith("registry")} == {
         "registry": set(), "registry-router": {5000}, "registry-ghcr": {5000}, "registry-quay": {5000},
-        "registry-private": {5000}}
+        "registry-private": {5000}, "registry-front": set(), "registry-front-ghcr": set(),
+        "registry-front-quay": set()}
     # every registry, the private one included, asks for a user and a client certificate
     for name in ("registry", "registry-ghcr", "registry-quay", "registry-private"):
         config = yaml.safe_load(ev.uploads(name)["/etc/distribution/config.yml"])
