@@ -398,7 +398,8 @@ class StackConfig(BaseModel):
         "bounded waits on a failing upstream, one upstream fetch per blob for concurrent pulls.")
     frontImage: Image = Field(IMAGES["front"], description="Image of the upstream front (nginx, Alpine).")
     mirrors: Annotated[str | None, BeforeValidator(_mirror_list)] = Field(
-        None, description="Upstreams to mirror, each {upstream, remoteUrl, port, username, password, ttl}; "
+        None, description="Upstreams to mirror, each {upstream, remoteUrl, port, username, password, ttl, "
+                          "tokenRealm, tokenService}; "
                           "Docker Hub (docker.io) is always one (the keys above describe it).")
     privateRegistry: Boolean = Field(
         False, description="Run a private registry for pushes (no proxy) on privateRegistryPort.")
