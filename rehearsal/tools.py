@@ -27,6 +27,15 @@ TOOL_PACKAGES = {
     "wget": "wget",
     "curl": "curl",
     "make": "make",
+    "dockerd": "docker.io",
+    "docker": "docker.io",
+    "containerd": "containerd",
+    "ctr": "containerd",
+    "runc": "runc",
+    "iptables": "iptables",
+    "busybox": "busybox-static",
+    "nsenter": "util-linux",
+    "ip": "iproute2",
 }
 
 

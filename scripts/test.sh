@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 ensure_dev_venv
 ensure_debian_tools \
-  "docker-registry promtool prometheus prometheus-blackbox-exporter skopeo openssl nginx shellcheck setpriv make wget curl" \
+  "docker-registry promtool prometheus prometheus-blackbox-exporter skopeo openssl nginx shellcheck setpriv make wget curl dockerd containerd ctr runc iptables ip busybox" \
   "$(grep -v '^#' tests/debian-packages.txt | xargs)"
 ensure_npm_tools tools/renovate
 ensure_registry3
