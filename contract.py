@@ -25,6 +25,7 @@ IMAGES: dict[str, str] = {
     "loki": "grafana/loki:3.5.7",
     "alloy": "grafana/alloy:v1.11.3",
     "grafana": "grafana/grafana:12.2.1",
+    "front": "nginx:1.31.5-alpine",
 }
 
 
@@ -68,6 +69,23 @@ class Registry:
     DOCKER_HUB = "https://registry-1.docker.io"
 
 
+class Front:
+    """The upstream front between a mirror and its upstream (configs/front.py): plain HTTP on
+    the private network only, never published."""
+
+    ALIAS = "registry-front"
+    PORT = 8080
+    CONFIG_PATH = "/etc/nginx/nginx.conf"
+    HEALTH_PATH = "/_front/health"
+    # answers with the upstream's own status for /v2/ (Docker Hub: 401 = reachable)
+    UPSTREAM_PROBE_PATH = "/_front/upstream"
+
+
+def front_alias(instance: str = "") -> str:
+    """The front of the mirror `instance`: `registry-front` for Docker Hub, else suffixed."""
+    return f"{Front.ALIAS}-{instance}" if instance else Front.ALIAS
+
+
 def registry_alias(instance: str = "") -> str:
     """The network alias (and service name) of a mirror: the Docker Hub mirror keeps the plain
     alias so existing stacks keep their names; further instances get a suffix."""
@@ -92,6 +110,10 @@ class Blackbox:
     CLIENT_CERT_PATH = "/etc/blackbox/client.crt"
     CLIENT_KEY_PATH = "/etc/blackbox/client.key"
     MODULE = "registry_tls"
+    # the upstream as seen through the front: any HTTP answer of the upstream's /v2/ (Docker
+    # Hub: 401) is "reachable"; the front's own 502/504 is not
+    UPSTREAM_MODULE = "upstream_http"
+    UPSTREAM_JOB = "upstream"
 
 
 class Jaeger:
@@ -138,7 +160,7 @@ def http_url(alias: str, port: int) -> str:
 
 # Every service the stack can run, in the order operators read them (mirrorctl status).
 SERVICES: tuple[str, ...] = (
-    Registry.ALIAS, Prometheus.ALIAS, Grafana.ALIAS, Jaeger.ALIAS, Loki.ALIAS, Alloy.ALIAS,
+    Registry.ALIAS, Front.ALIAS, Prometheus.ALIAS, Grafana.ALIAS, Jaeger.ALIAS, Loki.ALIAS, Alloy.ALIAS,
     Blackbox.ALIAS,
 )
 

@@ -372,6 +372,10 @@ class StackConfig(BaseModel):
         512, description="Memory limit of the registry container, in MiB.")
     tagConcurrencyLimit: Annotated[int, whole(1, 1000)] = Field(
         5, description="The registry's storage.tag.concurrencylimit.")
+    upstreamFront: Boolean = Field(
+        True, description="Run the upstream front (nginx) between the mirror and Docker Hub: offline start, "
+        "bounded waits on a failing upstream, one upstream fetch per blob for concurrent pulls.")
+    frontImage: Image = Field(IMAGES["front"], description="Image of the upstream front (nginx, Alpine).")
     keepDataOnDestroy: Boolean = Field(
         True, description="Keep the cache and monitoring volumes when the stack is destroyed.")
     portOffset: Annotated[int, whole(0, 60000)] = Field(
@@ -478,6 +482,8 @@ class RegistrySettings(_Frozen):
     keep_data_on_destroy: bool = True
     users: Any = Field(None, repr=False)  # JSON user -> password: pulumi.Output[str] (secret) or None
     require_client_cert: bool = False
+    upstream_front: bool = True
+    front_image: str = IMAGES["front"]
 
     @property
     def host(self) -> str:
@@ -687,6 +693,8 @@ def parse(
         docker_hub_username=config.dockerHubUsername,
         docker_hub_password=secret("dockerHubPassword"),
         keep_data_on_destroy=config.keepDataOnDestroy,
+        upstream_front=config.upstreamFront,
+        front_image=config.frontImage,
         users=secret("registryUsers"),
         require_client_cert=config.requireClientCert,
     )

@@ -11,7 +11,7 @@ Everything runs on 127.0.0.1 and stops at exit:
                  |       image's binary, built once by rehearsal/registry3.py)
                  |  proxy.remoteurl
                  v
-           [nginx front, bench/collapse.py]   (only in the "+front" rows)
+           [nginx front, configs/front.py]   (only in the "+front" rows)
                  v
            throttle (rehearsal/throttle.py: --rate-mbit, --rtt-ms; counts bytes) --> upstream
                                                                  (a local docker-registry)
@@ -47,10 +47,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.front import Front, collapse_front, find_nginx
 from rehearsal import registry3
 from rehearsal.mirror import program_mirror
+from rehearsal.netsim import DnsServer, dns_server
 from rehearsal.throttle import ThrottleProxy
+from rehearsal.tools import find_tool
+from rehearsal.upstream_front import RunningFront, upstream_front
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
@@ -107,7 +109,7 @@ class Sample:
 @dataclass
 class Measurement:
     image: str
-    path: str  # "direct", "cold", "warm", "floor", "cold+front", "warm+front"
+    path: str  # "direct", "cold", "warm", "floor", "cold+front", "warm+front", "warm pairs", ...
     samples: list[Sample] = field(default_factory=list)
 
     def median_seconds(self) -> float:
@@ -226,7 +228,7 @@ class Rig:
     upstream_log: UpstreamLog
     nginx: str | None
     ca_dir: Path
-    lock_timeout: str
+    dns: DnsServer  # the front's resolver (the upstream is an address: nothing to resolve)
     mirror_binary: str
     mirror_without: tuple[tuple[str, ...], ...]  # config keys the 2.8 comparison run drops
 
@@ -242,13 +244,14 @@ class Rig:
             shutil.rmtree(root, ignore_errors=True)
 
     @contextlib.contextmanager
-    def front(self, name: str) -> Iterator[Front]:
+    def front(self, name: str) -> Iterator[RunningFront]:
+        """The stack's front, rendered as the stack renders it; the local upstream has no token
+        auth, so the front answers /v2/ with 200 instead of Docker Hub's challenge."""
         assert self.nginx is not None
         root = self.work / "fronts" / name
         try:
-            with collapse_front(
-                root, f"http://{self.throttle.address}", nginx=self.nginx, lock_timeout=self.lock_timeout
-            ) as front:
+            with upstream_front(root, nginx=self.nginx, upstream_url=f"http://{self.throttle.address}",
+                                upstream_realm=None, resolver=self.dns.address) as front:  # fmt: skip
                 yield front
         finally:
             shutil.rmtree(root, ignore_errors=True)
@@ -325,6 +328,31 @@ def measure_image(rig: Rig, image: Image, repeats: int, with_front: bool) -> lis
                     rig.skopeo.from_registry(h, image, d, ca_dir=rig.ca_dir))))  # fmt: skip
                 verify_pull(dest, image)
     return [m for m in (direct, cold, warm, floor, cold_f, warm_f) if m.samples]
+
+
+def warm_pairs(rig: Rig, image: Image, pairs: int) -> list[Measurement]:
+    """Warm pulls alternating between a plain mirror and a mirror behind the front, both warm
+    and running side by side: `pairs` pulls of each, interleaved, so that a slow moment of a
+    shared machine falls on both sides alike."""
+    plain = Measurement(image.label, "warm pairs")
+    fronted = Measurement(image.label, "warm pairs+front")
+    with contextlib.ExitStack() as stack:
+        hosts: dict[bool, str] = {}
+        for front in (False, True):
+            name = f"{image.label}-pairs-{'front' if front else 'plain'}"
+            upstream_url = stack.enter_context(rig.upstream_for(front, name))
+            host, storage = stack.enter_context(rig.mirror(name, upstream_url))
+            dest = rig.dest(f"{name}-cold")
+            rig.skopeo.run(rig.skopeo.from_registry(host, image, dest, ca_dir=rig.ca_dir))
+            wait_cached(storage, image)
+            hosts[front] = host
+        for i in range(pairs):
+            for front, measurement in ((False, plain), (True, fronted)):
+                dest = rig.dest(f"{image.label}-pair-{i}-{front}")
+                measurement.samples.append(rig.measure(lambda d=dest, h=hosts[front]: rig.skopeo.run(
+                    rig.skopeo.from_registry(h, image, d, ca_dir=rig.ca_dir))))  # fmt: skip
+                verify_pull(dest, image)
+    return [plain, fronted]
 
 
 @dataclass
@@ -409,7 +437,7 @@ def machine(mirror_binary: str) -> dict[str, str]:
             return "absent"
         return (result.stdout + result.stderr).strip().splitlines()[0]
 
-    nginx = find_nginx()
+    nginx = find_tool("nginx")
     return {
         "cpu": f"{model}, {os.cpu_count()} cores",
         "memory": mem,
@@ -420,6 +448,14 @@ def machine(mirror_binary: str) -> dict[str, str]:
         "skopeo": version([which("skopeo") or "skopeo", "--version"]),
         "nginx": version([nginx, "-v"]) if nginx else "absent",
     }
+
+
+def spread(values: Sequence[float]) -> str:
+    return f"{min(values):.2f}-{max(values):.2f}" if values else "-"
+
+
+def verdict(met: bool) -> str:
+    return "MET" if met else "NOT MET"
 
 
 def fmt_mb(value: float) -> str:
@@ -442,19 +478,19 @@ def render_report(
     out("upstream MB / blob GETs / blob MB / conns: what reached the upstream during the pull (bytes through")
     out("the throttle; blob GETs answered 200 and their bytes in the upstream's log; new TCP connections)")
     out("")
-    header = f"{'image':<30} {'path':<12} {'median s':>9}  {'runs s':<24} {'upstream MB':>11} {'x image':>8} " \
+    header = f"{'image':<30} {'path':<16} {'median s':>9}  {'runs s':<24} {'upstream MB':>11} {'x image':>8} " \
              f"{'blob GETs':>9} {'blob MB':>8} {'conns':>5}"  # fmt: skip
     out(header)
     out("-" * len(header))
     by_key = {(m.image, m.path): m for m in measurements}
     for label, image in images.items():
-        for path in ("direct", "cold", "warm", "floor", "cold+front", "warm+front"):
+        for path in ("direct", "cold", "warm", "floor", "cold+front", "warm+front", "warm pairs", "warm pairs+front"):
             m = by_key.get((label, path))
             if m is None:
                 continue
             runs = " ".join(f"{s.seconds:.2f}" for s in m.samples)
             up = m.median_upstream()
-            out(f"{image.describe():<30} {path:<12} {m.median_seconds():9.2f}  {runs:<24} "
+            out(f"{image.describe():<30} {path:<16} {m.median_seconds():9.2f}  {runs:<24} "
                 f"{fmt_mb(up):>11} {up / image.total_bytes:8.2f} {m.median_blob_gets():9.0f} "
                 f"{fmt_mb(m.median_blob_bytes()):>8} {m.median_connections():5.0f}")  # fmt: skip
     out("")
@@ -505,22 +541,52 @@ def render_report(
                 f"{cold.median_upstream() / image.total_bytes:.2f}x image bytes upstream (3.1.1: one fetch per "
                 f"cold blob, ~1.0x; 2.8.2: every cold blob fetched twice, ~2x)")  # fmt: skip
         if cold_f and warm_f:
-            wf = warm_f.median_seconds() / warm.median_seconds()
-            summary.update(front_warm_cost=wf, front_cold_seconds=cold_f.median_seconds())
-            out(
-                f"  {large}: with the front: cold {cold_f.median_seconds():.2f} s, "
-                f"{cold_f.median_upstream() / image.total_bytes:.2f}x image bytes upstream; "
-                f"warm+front/warm = {wf:.2f}x ({warm_f.median_seconds():.2f} s vs {warm.median_seconds():.2f} s)"
-            )
+            summary.update(front_cold_seconds=cold_f.median_seconds())
+            out(f"  {large}: with the front: cold {cold_f.median_seconds():.2f} s, "
+                f"{cold_f.median_upstream() / image.total_bytes:.2f}x image bytes upstream")  # fmt: skip
+    # the front's targets (issue 12), from interleaved runs: each front run is paired with the
+    # plain run of the same repetition, and the spread of those pairs is shown beside the median
+    for label in images:
+        pairs = {p: by_key.get((label, p)) for p in ("direct", "cold", "warm", "cold+front", "warm+front")}
+        d, c0, w, cf, wf = pairs.values()
+        if not (d and c0 and w and cf and wf):
+            continue
+        cold_vs_direct = [f.seconds / x.seconds for f, x in zip(cf.samples, d.samples, strict=True)]
+        plain_vs_direct = [f.seconds / x.seconds for f, x in zip(c0.samples, d.samples, strict=True)]
+        warm_ratio = [f.seconds / x.seconds for f, x in zip(wf.samples, w.samples, strict=True)]
+        summary[f"{label}_front_cold_vs_direct"] = median(cold_vs_direct)
+        summary[f"{label}_plain_cold_vs_direct"] = median(plain_vs_direct)
+        summary[f"{label}_front_warm_vs_plain"] = median(warm_ratio)
+        out(f"  {label}: cold+front/direct = {median(cold_vs_direct):.2f}x (pairs {spread(cold_vs_direct)}); "
+            f"cold/direct without the front {median(plain_vs_direct):.2f}x (pairs {spread(plain_vs_direct)}); "
+            f"target <= 1.05x: {verdict(median(cold_vs_direct) <= 1.05)}")  # fmt: skip
+        out(f"  {label}: warm+front/warm = {median(warm_ratio):.2f}x (pairs {spread(warm_ratio)}; "
+            f"{wf.median_seconds():.3f} s vs {w.median_seconds():.3f} s); "
+            f"target <= 1.10x: {verdict(median(warm_ratio) <= 1.10)}")  # fmt: skip
+    for label in images:
+        wp, wpf = by_key.get((label, "warm pairs")), by_key.get((label, "warm pairs+front"))
+        if not (wp and wpf):
+            continue
+        ratios = sorted(f.seconds / x.seconds for f, x in zip(wpf.samples, wp.samples, strict=True))
+        quartiles = statistics.quantiles(ratios, n=4) if len(ratios) >= 2 else [ratios[0]] * 3
+        summary[f"{label}_warm_pairs_front_vs_plain"] = median(ratios)
+        out(f"  {label}: {len(ratios)} alternating warm pulls: front/plain median of pairs {median(ratios):.2f}x "
+            f"(quartiles {quartiles[0]:.2f}-{quartiles[2]:.2f}, range {spread(ratios)}); medians "
+            f"{wpf.median_seconds():.3f} s vs {wp.median_seconds():.3f} s = "
+            f"{wpf.median_seconds() / wp.median_seconds():.2f}x; target <= 1.10x: "
+            f"{verdict(median(ratios) <= 1.10)}")  # fmt: skip
     for c in concurrency:
         if c.n == max(x.n for x in concurrency):
             multiple = median([s.upstream_bytes for s in c.samples]) / images[c.image].total_bytes
+            walls = [s.seconds for s in c.samples]
             key = "front" if c.front else "plain"
             summary[f"concurrent_{c.n}_{key}_multiple"] = multiple
-            verdict = f"target <= 1.25x: {'MET' if multiple <= 1.25 else 'NOT MET'}" if c.front else \
+            summary[f"concurrent_{c.n}_{key}_seconds"] = median(walls)
+            target = f"target <= 1.1x: {verdict(multiple <= 1.1)}" if c.front else \
                 f"(3.1.1: one fetch per in-flight request, ~{c.n}x)"  # fmt: skip
             out(f"  {c.n} concurrent cold pulls, {'mirror+front' if c.front else 'mirror'}: "
-                f"{multiple:.2f}x image bytes upstream {verdict}")  # fmt: skip
+                f"{multiple:.2f}x image bytes upstream, wall {median(walls):.2f} s ({spread(walls)}) "
+                f"{target}")  # fmt: skip
     out("")
     fresh, again = cost["fresh_seconds"], cost["again_seconds"]
     out(f"program: evaluating __main__.py under mocks: median {median(fresh):.3f} s with new keys "
@@ -549,8 +615,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement (median; >= 3)")
     parser.add_argument("--concurrency", default="1,4,8", help="concurrent cold pulls to measure")
     parser.add_argument("--concurrency-image", choices=("small", "large"), default="small")
-    parser.add_argument("--no-front", action="store_true", help="skip the nginx collapsing front")
-    parser.add_argument("--lock-timeout", default="10m", help="front's proxy_cache_lock_timeout/_age")
+    parser.add_argument("--no-front", action="store_true", help="skip the upstream front (configs/front.py)")
+    parser.add_argument("--warm-pairs", type=int, default=0,
+                        help="also N warm pulls each on a warm plain mirror and a warm mirror behind the front, "
+                        "alternating (the front's warm-path cost with its spread)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="2 MB and 20 MB images (about 2 minutes)")
     parser.add_argument("--out", type=Path, default=OUT, help="where results and work files go")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (images, logs)")
@@ -599,7 +667,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         mirror_binary = which("docker-registry") or "docker-registry"
         mirror_without = (("storage", "tag"),)  # 2.8.2: "must provide exactly one storage type"
-    nginx = None if args.no_front else find_nginx()
+    nginx = None if args.no_front else find_tool("nginx")
     if not args.no_front and nginx is None:
         say("nginx is missing (apt-get install -y nginx): the front rows are skipped")
 
@@ -627,22 +695,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             for image in images.values():
                 skopeo.push(image, upstream.host_port)
             upstream_port = int(upstream.host_port.rsplit(":", 1)[1])
-            with ThrottleProxy(("127.0.0.1", upstream_port), rate_mbit=args.rate_mbit, rtt_ms=args.rtt_ms) as throttle:
+            link = ThrottleProxy(("127.0.0.1", upstream_port), rate_mbit=args.rate_mbit, rtt_ms=args.rtt_ms)
+            with link as throttle, dns_server({}) as dns:
                 rig = Rig(work, evaluation, skopeo, throttle, UpstreamLog(upstream.log_path), nginx, ca_dir,
-                          args.lock_timeout, mirror_binary, mirror_without)  # fmt: skip
+                          dns, mirror_binary, mirror_without)  # fmt: skip
                 measurements: list[Measurement] = []
                 for label in ("small", "large"):
                     say(f"pulls of {images[label].describe()}")
                     measurements += measure_image(rig, images[label], args.repeats, with_front=nginx is not None)
+                    if nginx is not None and args.warm_pairs:
+                        say(f"  {label}: {args.warm_pairs} warm pulls with and without the front, alternating")
+                        measurements += warm_pairs(rig, images[label], args.warm_pairs)
                 concurrency: list[Concurrent] = []
                 image = images[args.concurrency_image]
-                for front in [False] + ([True] if nginx else []):
-                    for n in args.concurrency_levels:
-                        say(f"{n} concurrent cold pulls of {image.label}{' via the front' if front else ''}")
-                        entry = Concurrent(image.label, n, front)
-                        for rep in range(args.repeats):
-                            entry.samples.append(concurrent_pulls(rig, image, n, front, rep))
-                        concurrency.append(entry)
+                variants = [False] + ([True] if nginx else [])
+                for n in args.concurrency_levels:
+                    say(f"{n} concurrent cold pulls of {image.label}, interleaved with and without the front")
+                    entries = {front: Concurrent(image.label, n, front) for front in variants}
+                    for rep in range(args.repeats):  # interleaved: no front, front, no front, ...
+                        for front in variants:
+                            entries[front].samples.append(concurrent_pulls(rig, image, n, front, rep))
+                    concurrency += [entries[front] for front in variants]
         report, summary = render_report(args, info, images, measurements, concurrency, cost)
         elapsed = time.perf_counter() - started
         entry_point = os.environ.get("BENCH_ENTRY", "python -m bench.run")

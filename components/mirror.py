@@ -10,9 +10,9 @@ import pulumi_random as random
 
 from components.container import named_volume, service_container
 from components.pki import Pki
-from configs import registry
+from configs import front, registry
 from configs.spec import Secret
-from contract import Naming, registry_alias
+from contract import Naming, front_alias, registry_alias
 from settings import RegistrySettings
 
 
@@ -21,7 +21,12 @@ class Mirror(pulumi.ComponentResource):
     keep the names of the first release, so existing stacks see no replacement); every
     further instance gets its own alias, children, Docker names and volume.
 
-    Outputs: `url`, `container_name`, `volume_name`.
+    With `settings.upstream_front` the mirror's upstream is its front (configs/front.py),
+    which stands before `remote_url`; `upstream_realm` and `upstream_service` are that
+    upstream's token realm and service (known for Docker Hub; "" for an upstream without
+    token auth).
+
+    Outputs: `url`, `container_name`, `volume_name`, `front_alias` (None without a front).
     """
 
     def __init__(
@@ -35,10 +40,21 @@ class Mirror(pulumi.ComponentResource):
         *,
         instance: str = "",
         remote_url: str = registry.DOCKER_HUB,
+        upstream_realm: str | None = None,
+        upstream_service: str | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("registry-mirror:registry:Mirror", name, None, opts)
         alias = registry_alias(instance)
+        front_container = None
+        self.front_alias: str | None = None
+        if settings.upstream_front:
+            self.front_alias = front_alias(instance)
+            realm, service = front.token_auth(remote_url, upstream_realm, upstream_service)
+            front_spec = front.container_spec(settings, alias=self.front_alias, upstream_url=remote_url,
+                                              upstream_realm=realm, service=service)
+            front_container = service_container(self, naming, network, front_spec).container
+            remote_url = front.front_url(self.front_alias)
         volume = named_volume(self, naming, alias, "data", settings.keep_data_on_destroy)
         # http.secret signs upload state; stable across runs because it lives in state
         http_secret = random.RandomPassword(f"{alias}-http-secret", length=48, special=False,
@@ -65,8 +81,11 @@ class Mirror(pulumi.ComponentResource):
             volume_name=volume.name,
             client_ca_pem=pki.root_ca_pem if settings.require_client_cert else None,
             htpasswd=htpasswd,
+            cache_write_timeout=front.LOCK_TIMEOUT if front_container is not None else None,
         )
-        container = service_container(self, naming, network, spec).container
+        # the registry asks its upstream for a token realm once, at start: the front first
+        after = [front_container] if front_container is not None else []
+        container = service_container(self, naming, network, spec, depends_on=after).container
 
         self.alias = alias
         self.url: str = settings.url
@@ -76,4 +95,5 @@ class Mirror(pulumi.ComponentResource):
             "url": self.url,
             "containerName": self.container_name,
             "volumeName": self.volume_name,
+            "frontAlias": self.front_alias,
         })

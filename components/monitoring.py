@@ -16,7 +16,7 @@ from components.mirror import Mirror
 from components.pki import Pki
 from configs import alloy, blackbox, grafana, jaeger, loki, prometheus
 from configs.spec import Deployment, MonitoringInputs, Mount, Secret, ServiceSpec
-from contract import Naming, Registry
+from contract import Front, Naming, Registry
 from settings import MonitoringSettings
 
 
@@ -106,6 +106,8 @@ class Monitoring(pulumi.ComponentResource):
                 s.SCRAPE_JOB for s in enabled if s.SCRAPE_JOB is not None
             ],
             probe_urls=[f"https://{m.alias}:{Registry.API_PORT}/v2/" for m in mirrors],
+            upstream_probe_urls=[f"http://{m.front_alias}:{Front.PORT}{Front.UPSTREAM_PROBE_PATH}"
+                                 for m in mirrors if m.front_alias is not None],
             registry_users=client_auth[0],
             client_cert=(pki.client_chain_pem, pki.client_key_pem) if client_auth[1] else None,
         )

@@ -48,6 +48,16 @@ def render_blackbox_config(
         tls_config |= {"cert_file": Blackbox.CLIENT_CERT_PATH, "key_file": Blackbox.CLIENT_KEY_PATH}
     config = {
         "modules": {
+            Blackbox.UPSTREAM_MODULE: {
+                "prober": "http",
+                # under the front's 10 s upstream timeout: a silent upstream fails the probe
+                "timeout": "8s",
+                "http": {
+                    "method": "GET",
+                    "valid_status_codes": [200, 401],
+                    "preferred_ip_protocol": "ip4",
+                },
+            },
             module: {
                 "prober": "http",
                 "timeout": timeout,

@@ -41,6 +41,9 @@ _HEADER = """\
 """
 
 
+UPSTREAM_ALERT = "MirrorUpstreamUnreachable"
+
+
 def _static_job(job: str, target: str) -> dict[str, Any]:
     return {
         "job_name": job,
@@ -58,9 +61,11 @@ def render_prometheus_config(
     scrape_interval: str = "15s",
     evaluation_interval: str = "15s",
     blackbox_module: str = Blackbox.MODULE,
+    upstream_probe_urls: Sequence[str] = (),
 ) -> str:
-    """Render prometheus.yml: one job per (job, host:port) of the running services, and the
-    blackbox job probing each of `probe_urls`."""
+    """Render prometheus.yml: one job per (job, host:port) of the running services, the
+    blackbox job probing each of `probe_urls`, and with fronts the `upstream` job probing
+    each front's view of its upstream (nginx has no metrics of its own)."""
     jobs: list[dict[str, Any]] = [_static_job(job, target) for job, target in scrape_jobs]
     jobs.append(
         {
@@ -78,6 +83,8 @@ def render_prometheus_config(
             ],
         }
     )
+    if upstream_probe_urls:
+        jobs.append(_probe_job(Blackbox.UPSTREAM_JOB, Blackbox.UPSTREAM_MODULE, upstream_probe_urls))
     config = {
         "global": {
             "scrape_interval": scrape_interval,
@@ -88,6 +95,21 @@ def render_prometheus_config(
     }
     body = yaml.safe_dump(config, sort_keys=True, default_flow_style=False, width=4096)
     return _HEADER + body
+
+
+def _probe_job(job: str, module: str, urls: Sequence[str]) -> dict[str, Any]:
+    return {
+        "job_name": job,
+        "metrics_path": "/probe",
+        "scheme": "http",
+        "params": {"module": [module]},
+        "static_configs": [{"targets": list(urls)}],
+        "relabel_configs": [
+            {"source_labels": ["__address__"], "target_label": "__param_target"},
+            {"source_labels": ["__param_target"], "target_label": "instance"},
+            {"target_label": "__address__", "replacement": BLACKBOX_ADDRESS},
+        ],
+    }
 
 
 def _alert(name: str, expr: str, duration: str, severity: str, summary: str, description: str) -> dict[str, Any]:
@@ -150,6 +172,16 @@ def render_alert_rules(cert_expiry_days: int = 14) -> str:
             "The blackbox probe of {{ $labels.instance }} has failed for 5 minutes: the TLS "
             "handshake, the certificate chain or the GET /v2/ answer is wrong.",
         ),
+        _alert(
+            UPSTREAM_ALERT,
+            f'probe_success{{job="{Blackbox.UPSTREAM_JOB}"}} == 0',
+            "15m",
+            "warning",
+            "The mirror has been serving without its upstream for 15 minutes",
+            "The front {{ $labels.instance }} has not reached its upstream (Docker Hub) for 15 "
+            "minutes: cached images still pull, new images and tags do not. Check the host's "
+            "network and DNS, or Docker Hub's status.",
+        ),
     ]
     document = {"groups": [{"name": RULE_GROUP, "rules": rules}]}
     return yaml.safe_dump(document, sort_keys=True, default_flow_style=False, width=4096)
@@ -165,7 +197,8 @@ def deployment(settings: MonitoringSettings, inputs: MonitoringInputs) -> Deploy
         image=settings.prometheus_image,
         memory_mb=512,
         uploads=[
-            Upload(CONFIG_PATH, render_prometheus_config(inputs.scrape_jobs, inputs.probe_urls)),
+            Upload(CONFIG_PATH, render_prometheus_config(inputs.scrape_jobs, inputs.probe_urls,
+                                                          upstream_probe_urls=inputs.upstream_probe_urls)),
             Upload(RULES_PATH, render_alert_rules()),
         ],
         ports=[Port(PORT, settings.prometheus_port, settings.ui_bind_address)],

@@ -45,8 +45,14 @@ def render_registry_config(
     addr: str = f":{API_PORT}",
     debug_addr: str = f":{DEBUG_PORT}",
     log_level: str = "info",
+    cache_write_timeout: str | None = None,
 ) -> str:
-    """Render the registry configuration for a TLS Docker Hub pull-through cache."""
+    """Render the registry configuration for a TLS Docker Hub pull-through cache.
+
+    `cache_write_timeout` is 3.1.1's `proxy.cachewritetimeout` (default 5m): how long the
+    first request for a cold blob may take to copy it into the cache. Behind the upstream
+    front it must be at least the front's lock timeout, or the copy other requests wait for
+    is cut first."""
     tls: dict[str, object] = {
         # leaf + intermediate: clients trust only the root CA
         "certificate": cert_path,
@@ -81,7 +87,11 @@ def render_registry_config(
                 "prometheus": {"enabled": True, "path": Registry.METRICS_PATH},
             },
         },
-        "proxy": {"remoteurl": remote_url, "ttl": proxy_ttl},
+        "proxy": {
+            "remoteurl": remote_url,
+            "ttl": proxy_ttl,
+            **({"cachewritetimeout": cache_write_timeout} if cache_write_timeout else {}),
+        },
         "health": {
             "storagedriver": {"enabled": True, "interval": "10s", "threshold": 3},
         },
@@ -127,6 +137,7 @@ def container_spec(
     volume_name: Input,
     client_ca_pem: Input = None,
     htpasswd: Input = None,
+    cache_write_timeout: str | None = None,
 ) -> ServiceSpec:
     """The mirror's container: config, chain and key uploaded, its cache on `volume_name`;
     with `client_ca_pem` clients need a certificate it signed, with `htpasswd` a user."""
@@ -136,6 +147,7 @@ def container_spec(
         remote_url=remote_url,
         client_ca_path=Registry.CLIENT_CA_PATH if client_ca_pem is not None else None,
         htpasswd_path=Registry.HTPASSWD_PATH if htpasswd is not None else None,
+        cache_write_timeout=cache_write_timeout,
     )
     uploads = [
         Upload(CONFIG_PATH, config_text),

@@ -85,5 +85,6 @@ class MonitoringInputs:
     grafana_password_env: Secret  # "GF_SECURITY_ADMIN_PASSWORD=<password>"
     scrape_jobs: Sequence[tuple[str, str]]  # (job, host:port) of every running service
     probe_urls: Sequence[str]  # the mirrors' TLS endpoints, probed through blackbox
+    upstream_probe_urls: Sequence[str] = ()  # each front's view of its upstream (/_front/upstream)
     registry_users: bool = False  # the mirrors ask for a user (htpasswd)
     client_cert: tuple[Input, Input] | None = None  # (chain, key) when the mirrors require one

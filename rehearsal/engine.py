@@ -51,24 +51,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rehearsal.tools import TOOL_PACKAGES
+
 ADDRESS = "192.0.2.10"  # TEST-NET-1 (RFC 5737): never routed, only inside our namespace
 API_VERSION = "1.41"  # dockerd 20.10 (Debian 12's docker.io)
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
 COMMAND_TIMEOUT = 120.0
 
-# binary -> the Debian package that ships it
-ENGINE_TOOLS = {
-    "dockerd": "docker.io",
-    "docker": "docker.io",
-    "containerd": "containerd",
-    "ctr": "containerd",
-    "runc": "runc",
-    "iptables": "iptables",
-    "unshare": "util-linux",
-    "nsenter": "util-linux",
-    "ip": "iproute2",
-}
+# binary -> the Debian package that ships it (the packages are written once, in tools.py)
+ENGINE_TOOLS = {tool: TOOL_PACKAGES[tool] for tool in (
+    "dockerd", "docker", "containerd", "ctr", "runc", "iptables", "unshare", "nsenter", "ip")}
 
 _HOLDER = r"""
 set -eu

@@ -14,7 +14,7 @@ benchmark's `--mirror 2.8` runs Debian's docker-registry for comparison.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,11 +54,13 @@ def program_mirror(
     *,
     binary: str,
     without: Sequence[tuple[str, ...]] = (),
+    loopback_names: Collection[str] = (),
 ) -> Iterator[ProgramMirror]:
     """Run the program's registry (`binary serve`) under `root` until the block exits.
 
     `without`: config keys to remove first, only for the benchmark's 2.8 comparison run
-    (2.8.2 refuses to start with `storage.tag`).
+    (2.8.2 refuses to start with `storage.tag`). `loopback_names`: upstream host names the
+    caller's `binary` resolves to loopback itself (see refuse_non_loopback_urls).
     """
     container = evaluation.container("registry")
     uploads = {u["file"]: u["content"] for u in container.inputs.get("uploads", [])}
@@ -81,7 +83,7 @@ def program_mirror(
         parent.pop(key_path[-1], None)
     if without:
         mapped.write_text(yaml.safe_dump(config, sort_keys=True))
-    refuse_non_loopback_urls(env, mapped)
+    refuse_non_loopback_urls(env, mapped, loopback_names)
     storage = Path(config["storage"]["filesystem"]["rootdirectory"])
     log_path = Path(root) / "registry.log"
     with registry_process(

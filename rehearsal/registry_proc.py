@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import http.server
+import ipaddress
 import json
 import os
 import re
@@ -39,7 +40,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -328,13 +329,25 @@ _URL = re.compile(r"\b[a-z][a-z0-9+.-]*://(?:[^/@\s]*@)?(\[[^\]]+\]|[^/:\s]+)")
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
-def refuse_non_loopback_urls(env: Mapping[str, str], config_path: Path) -> None:
+def _is_loopback(host: str) -> bool:
+    if host in _LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback  # all of 127.0.0.0/8
+    except ValueError:
+        return False
+
+
+def refuse_non_loopback_urls(
+    env: Mapping[str, str], config_path: Path, loopback_names: Collection[str] = ()
+) -> None:
     """Fail before a rehearsal binary starts with a URL to anything but loopback in its env
     or config: a stack name (`jaeger`, `registry-1.docker.io`) would go to the host's
-    resolver and maybe out of the machine."""
+    resolver and maybe out of the machine. `loopback_names` are names the caller itself
+    resolves to loopback for that process (a hosts file in its own mount namespace)."""
     texts = [f"{name}={value}" for name, value in env.items()] + [config_path.read_text()]
     hosts = {match.group(1) for text in texts for match in _URL.finditer(text)}
-    outside = sorted(host for host in hosts if host not in _LOOPBACK_HOSTS)
+    outside = sorted(host for host in hosts if not _is_loopback(host) and host not in loopback_names)
     if outside:
         raise ValueError(f"rehearsal registry would contact non-loopback hosts: {outside}")
 

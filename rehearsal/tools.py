@@ -21,6 +21,7 @@ TOOL_PACKAGES = {
     "prometheus-blackbox-exporter": "prometheus-blackbox-exporter",
     "nginx": "nginx",
     "setpriv": "util-linux",
+    "unshare": "util-linux",
     "shellcheck": "shellcheck",
     "update-ca-certificates": "ca-certificates",
     "wget": "wget",
@@ -33,6 +34,8 @@ TOOL_PACKAGES = {
     "runc": "runc",
     "iptables": "iptables",
     "busybox": "busybox-static",
+    "nsenter": "util-linux",
+    "ip": "iproute2",
 }
 
 

@@ -36,6 +36,7 @@ REGISTRY_UP = 'up{job="registry", instance="registry:5001"}'
 LOKI_UP = 'up{job="loki", instance="loki:3100"}'
 GRAFANA_UP = 'up{job="grafana", instance="grafana:3000"}'
 PROBE = 'job="blackbox", instance="https://registry:5000/v2/"'
+UPSTREAM = 'job="upstream", instance="http://registry-front:8080/_front/upstream"'
 
 
 def requests(code: str, per_minute: int) -> tuple[str, str]:
@@ -119,6 +120,17 @@ PROBE_FAILING = {
 }
 
 
+UPSTREAM_UNREACHABLE = {
+    "exp_labels": {"severity": "warning", "job": "upstream", "instance": "http://registry-front:8080/_front/upstream"},
+    "exp_annotations": {
+        "summary": "The mirror has been serving without its upstream for 15 minutes",
+        "description": "The front http://registry-front:8080/_front/upstream has not reached its upstream "
+        "(Docker Hub) for 15 minutes: cached images still pull, new images and tags do not. Check the "
+        "host's network and DNS, or Docker Hub's status.",
+    },
+}
+
+
 CASES: dict[str, list[Case]] = {
     "RegistryDown": [
         Case(
@@ -198,6 +210,18 @@ CASES: dict[str, list[Case]] = {
             "the probe succeeds, and a probe of another job failing does not count",
             {f"probe_success{{{PROBE}}}": "1x10", 'probe_success{job="other", instance="x"}': "0x10"},
             [silent("10m")],
+        ),
+    ],
+    "MirrorUpstreamUnreachable": [
+        Case(
+            "the front has not reached Docker Hub: pending for 15 minutes, firing from then on",
+            {f"probe_success{{{UPSTREAM}}}": "0x40"},
+            [silent("14m"), Check("15m", [UPSTREAM_UNREACHABLE]), Check("30m", [UPSTREAM_UNREACHABLE])],
+        ),
+        Case(
+            "a 10-minute outage, then Docker Hub answers again; the registry's TLS probe failing is not this",
+            {f"probe_success{{{UPSTREAM}}}": "1x10 0x10 1x20", f"probe_success{{{PROBE}}}": "0x40"},
+            [silent("5m"), silent("20m"), silent("40m")],
         ),
     ],
 }

@@ -76,6 +76,7 @@ from tests.rehearsal.test_prometheus_rehearsal import (
     PROMETHEUS_TARGET,
     REGISTRY_METRICS_TARGET,
     REGISTRY_PROBE_URL,
+    UPSTREAM_PROBE_TARGET,
     _process,
     loopback_config,
     wait_query,
@@ -298,6 +299,8 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
             REGISTRY_METRICS_TARGET: mirror.debug_host_port,
             REGISTRY_PROBE_URL: f"https://localhost:{mirror.port}/v2/",
             PROMETHEUS_TARGET: address,
+            # the front's probe goes through the blackbox exporter, which does not run here
+            UPSTREAM_PROBE_TARGET: f"http://127.0.0.1:{free_port()}/_front/upstream",
             **{
                 t: f"127.0.0.1:{free_port()}"
                 for t in (JAEGER_METRICS_TARGET, LOKI_TARGET, ALLOY_TARGET, GRAFANA_TARGET)
@@ -378,7 +381,8 @@ def test_status_reads_the_outputs_and_reports_every_service_and_prometheus_targe
 ) -> None:
     wait_query(rehearsal.prometheus, 'up{job="registry"} == 1')
     wait_query(rehearsal.prometheus, f'up{{job="{V3_JOB}"}} == 1')
-    wait_query(rehearsal.prometheus, "count(up == 0) == 5")  # 4 absent services + blackbox
+    # 4 absent services, blackbox and the front's upstream probe (through the absent blackbox)
+    wait_query(rehearsal.prometheus, "count(up == 0) == 6")
     result = rehearsal.cli("status", "--json")
     assert_one_line_error(
         result,
@@ -388,6 +392,7 @@ def test_status_reads_the_outputs_and_reports_every_service_and_prometheus_targe
         "grafana",
         "jaeger",
         "loki",
+        "upstream",
     )
     document = json.loads(result.stdout)
     services = {s["service"]: s for s in document["services"]}
@@ -403,7 +408,7 @@ def test_status_reads_the_outputs_and_reports_every_service_and_prometheus_targe
     health = {(t["job"], t["instance"]): t["health"] for t in document["targets"]}
     assert health[("registry", rehearsal.mirror.debug_host_port)] == "up"
     assert health[(V3_JOB, rehearsal.v3_target)] == "up"
-    assert {job for (job, _), state in health.items() if state == "down"} == {*ABSENT, "blackbox"}
+    assert {job for (job, _), state in health.items() if state == "down"} == {*ABSENT, "blackbox", "upstream"}
     assert (
         pulumi_calls(rehearsal.pulumi_calls)[-1][1]
         == "stack output --json --non-interactive --stack dev"

@@ -77,6 +77,9 @@ LOKI_TARGET = "loki:3100"
 ALLOY_TARGET = "alloy:12345"
 GRAFANA_TARGET = "grafana:3000"
 BLACKBOX_ADDRESS = "blackbox:9115"
+# the upstream front's probe target; no front runs in this stack (its probe is rehearsed in
+# test_upstream_monitoring.py), so it points at a closed port: the upstream reads as down
+UPSTREAM_PROBE_TARGET = "http://registry-front:8080/_front/upstream"
 
 
 @functools.cache
@@ -118,7 +121,7 @@ def test_promtool_checks_the_config_with_its_rules_file_laid_next_to_it(tmp_path
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "SUCCESS: 1 rule files found" in output
-    assert "SUCCESS: 5 rules found" in output
+    assert "SUCCESS: 6 rules found" in output
 
 
 def test_promtool_full_config_check_fails_when_the_rules_file_is_missing(tmp_path: Path) -> None:
@@ -138,7 +141,7 @@ def test_promtool_accepts_the_alert_rules(tmp_path: Path, days: int) -> None:
     path.write_text(render_alert_rules(cert_expiry_days=days))
     result = _run([promtool, "check", "rules", str(path)])
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 5 rules found" in result.stdout
+    assert "SUCCESS: 6 rules found" in result.stdout
 
 
 # ---------------------------------------------------------------------------------------
@@ -414,6 +417,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             REGISTRY_PROBE_URL: mirror.probe_url,
             PROMETHEUS_TARGET: address,
             **{target: f"127.0.0.1:{free_port()}" for target in ABSENT_TARGETS},
+            UPSTREAM_PROBE_TARGET: f"http://127.0.0.1:{free_port()}/_front/upstream",
         }
         faster = yaml.safe_load(render_prometheus_config())
         faster["global"]["scrape_interval"] = faster["global"]["evaluation_interval"] = "1s"

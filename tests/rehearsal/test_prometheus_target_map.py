@@ -1,8 +1,8 @@
 """The Prometheus rehearsal maps only the scrape targets it knows by their documented names.
 
 test_prometheus_rehearsal.py writes the service aliases and ports out itself (registry debug
-5001, blackbox 9115, jaeger 8888, loki 3100, alloy 12345, grafana 3000, prometheus 9090)
-instead of taking them from the code under test; these tests prove that a rendered target
+5001, blackbox 9115, the upstream front's probe 8080, jaeger 8888, loki 3100, alloy 12345,
+grafana 3000, prometheus 9090) instead of taking them from the code under test; these tests prove that a rendered target
 which differs from that map stops the rehearsal instead of being mapped to loopback anyway.
 """
 
@@ -15,6 +15,7 @@ from tests.rehearsal.test_prometheus_rehearsal import (
     PROMETHEUS_TARGET,
     REGISTRY_METRICS_TARGET,
     REGISTRY_PROBE_URL,
+    UPSTREAM_PROBE_TARGET,
     loopback_config,
     render_prometheus_config,
 )
@@ -22,7 +23,8 @@ from tests.rehearsal.test_prometheus_rehearsal import (
 LOOPBACK = {
     target: f"127.0.0.1:{port}"
     for port, target in enumerate(
-        (REGISTRY_METRICS_TARGET, REGISTRY_PROBE_URL, PROMETHEUS_TARGET, *ABSENT_TARGETS), start=20001
+        (REGISTRY_METRICS_TARGET, REGISTRY_PROBE_URL, PROMETHEUS_TARGET, UPSTREAM_PROBE_TARGET, *ABSENT_TARGETS),
+        start=20001,
     )
 }
 

@@ -447,6 +447,12 @@ def test_a_url_to_anything_but_loopback_stops_a_rehearsal_registry_before_it_sta
     # HAND_CONFIG's notification endpoint (http://hook:8080/) stays as rendered: refused
     with pytest.raises(ValueError, match=r"\['hook'\]"):
         refuse_non_loopback_urls({}, map_registry_config(HAND_CONFIG, {}, tmp_path / "h", "a:1", "a:2", "http://[::1]:3"))
+    # all of 127.0.0.0/8 is loopback; a name is accepted only when the caller resolves it itself
+    refuse_non_loopback_urls({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.4:9"}, config)
+    named = map_registry_config(program, {}, tmp_path / "n", "127.0.0.1:1", "127.0.0.1:2", "http://registry.hub.localhost:3")
+    with pytest.raises(ValueError, match=r"\['registry.hub.localhost'\]"):
+        refuse_non_loopback_urls({}, named)
+    refuse_non_loopback_urls({}, named, loopback_names=["registry.hub.localhost"])
 
 
 def test_otlp_stand_in_records_what_is_posted_to_it():

@@ -154,8 +154,9 @@ def test_no_debug_or_metrics_port_is_ever_published():
     never = {5001, 8888, 13133, 4317, 4318, 9115}  # registry debug, Jaeger metrics/health/OTLP, blackbox
     published = {c.name: {p["internal"] for p in c.inputs.get("ports", [])} for c in ev.of_type(
         "docker:index/container:Container")}
-    assert len(published) == 7
+    assert len(published) == 8
     for name, ports in published.items():
         assert not ports & never, name
     assert published["registry"] == {5000}
+    assert published["registry-front"] == set()  # the upstream front: private network only
     assert published["blackbox"] == set()

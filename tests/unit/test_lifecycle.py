@@ -18,7 +18,7 @@ def ev():
 
 def test_every_container_gets_a_stop_grace_period_instead_of_a_sigkill(ev):
     containers = ev.of_type(CONTAINER)
-    assert len(containers) == 7
+    assert len(containers) == 8  # 7 services and the upstream front
     assert STOP_GRACE_SECONDS >= 10  # Docker's own default for `docker stop`
     for c in containers:
         assert c.inputs["destroyGraceSeconds"] == STOP_GRACE_SECONDS, c.name

@@ -135,7 +135,7 @@ def test_logging_off_drops_loki_and_alloy():
 
 def test_monitoring_off_leaves_the_registry_alone():
     ev = evaluate(BASE | {"monitoring": "false"})
-    assert names(ev) == {"registry"}
+    assert names(ev) == {"registry", "registry-front"}
     assert ev.envs("registry")["OTEL_TRACES_EXPORTER"] == "none"
     assert set(ev.outputs["urls"]) == {"registry"}
     assert "grafanaAdminPassword" not in ev.outputs

@@ -65,6 +65,8 @@ def test_resource_graph_types_and_parents(ev):
         ("random:index/randomPassword:RandomPassword", "registry-http-secret", mirror),
         ("docker:index/remoteImage:RemoteImage", "registry-image", mirror),
         (CONTAINER, "registry", mirror),
+        ("docker:index/remoteImage:RemoteImage", "registry-front-image", mirror),
+        (CONTAINER, "registry-front", mirror),
         ("command:local:Command", "install-ca", "registry-mirror:trust:HostTrust"),
     ])
     assert got == expected
@@ -147,10 +149,13 @@ def test_client_certificate_is_for_client_auth_only(ev):
 def test_registry_config_upload_is_the_rendered_file_for_these_settings(ev):
     uploads = ev.uploads("registry")
     rendered = yaml.safe_load(uploads["/etc/distribution/config.yml"])
-    assert rendered["proxy"] == {"remoteurl": "https://registry-1.docker.io", "ttl": "72h"}
+    # the upstream front (on by default) stands before Docker Hub; the registry's cold-blob
+    # copy may take as long as the front lets concurrent pulls wait for it
+    assert rendered["proxy"] == {"remoteurl": "http://registry-front:8080", "ttl": "72h", "cachewritetimeout": "30m"}
     assert rendered["storage"]["tag"]["concurrencylimit"] == 9
     assert rendered["http"]["tls"]["certificate"] == "/etc/distribution/certs/registry.crt"
-    assert rendered == yaml.safe_load(render_registry_config(proxy_ttl="72h", tag_concurrency_limit=9))
+    assert rendered == yaml.safe_load(render_registry_config(
+        proxy_ttl="72h", tag_concurrency_limit=9, remote_url="http://registry-front:8080", cache_write_timeout="30m"))
 
 
 def test_registry_uploads_the_chain_leaf_first_then_intermediate_and_its_key(ev):

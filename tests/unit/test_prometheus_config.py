@@ -128,10 +128,11 @@ def test_blackbox_job_asks_for_the_module_the_blackbox_config_defines() -> None:
 @pytest.mark.parametrize(
     ("tracing", "logging", "expected"),
     [
-        (True, True, {"registry", "jaeger", "loki", "alloy", "grafana", "prometheus", "blackbox"}),
-        (False, True, {"registry", "loki", "alloy", "grafana", "prometheus", "blackbox"}),
-        (True, False, {"registry", "jaeger", "grafana", "prometheus", "blackbox"}),
-        (False, False, {"registry", "grafana", "prometheus", "blackbox"}),
+        # `upstream`: the blackbox probe of the upstream through the front (on by default)
+        (True, True, {"registry", "jaeger", "loki", "alloy", "grafana", "prometheus", "blackbox", "upstream"}),
+        (False, True, {"registry", "loki", "alloy", "grafana", "prometheus", "blackbox", "upstream"}),
+        (True, False, {"registry", "jaeger", "grafana", "prometheus", "blackbox", "upstream"}),
+        (False, False, {"registry", "grafana", "prometheus", "blackbox", "upstream"}),
     ],
 )
 def test_jobs_of_services_turned_off_are_omitted(tracing: bool, logging: bool, expected: set[str]) -> None:
@@ -170,6 +171,7 @@ def test_every_alert_has_severity_summary_description_and_a_for_duration() -> No
         "RegistryCertificateExpiresSoon",
         "TargetDown",
         "BlackboxProbeFailing",
+        "MirrorUpstreamUnreachable",
     }
     for name, rule in rules.items():
         assert rule["labels"]["severity"] in {"critical", "warning"}, name
@@ -300,7 +302,7 @@ def test_cache_panels_use_descriptor_cache_and_proxy_counters() -> None:
 
 
 def test_bandwidth_panels_compare_pulled_and_served_bytes() -> None:
-    for title in ("Bytes pulled from Docker Hub", "Bandwidth saved"):
+    for title in ("Bytes fetched upstream", "Bandwidth saved"):
         joined = " ".join(t["expr"] for t in _panel(title)["targets"])
         assert "registry_proxy_pulled_bytes_total" in joined, title
         assert "registry_proxy_pushed_bytes_total" in joined, title

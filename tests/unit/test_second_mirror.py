@@ -29,7 +29,8 @@ def two_mirrors() -> None:
     hub = Mirror("mirror", config.registry, config.naming, network, pki, telemetry)
     ghcr_settings = settings.parse(CONFIG | {"registryPort": "6001"}, stack="dev").registry
     ghcr = Mirror("mirror-ghcr", ghcr_settings, config.naming, network, pki, telemetry,
-                  instance="ghcr", remote_url="https://ghcr.io")
+                  instance="ghcr", remote_url="https://ghcr.io",
+                  upstream_realm="https://ghcr.io/token", upstream_service="ghcr.io")
     Monitoring("monitoring", config.monitoring, config.naming, network, pki, [hub, ghcr],
                keep_data=True)
 
@@ -47,7 +48,12 @@ def test_two_mirrors_have_their_own_alias_container_volume_port_and_upstream():
         name: yaml.safe_load(ev.uploads(name)["/etc/distribution/config.yml"])["proxy"]["remoteurl"]
         for name in ("registry", "registry-ghcr")
     }
-    assert upstreams == {"registry": "https://registry-1.docker.io", "registry-ghcr": "https://ghcr.io"}
+    # each mirror goes through its own upstream front, which stands before its upstream
+    assert upstreams == {"registry": "http://registry-front:8080", "registry-ghcr": "http://registry-front-ghcr:8080"}
+    fronts = {name: ev.uploads(name)["/etc/nginx/nginx.conf"] for name in ("registry-front", "registry-front-ghcr")}
+    assert "set $front_upstream https://registry-1.docker.io;" in fronts["registry-front"]
+    assert "set $front_upstream https://ghcr.io;" in fronts["registry-front-ghcr"]
+    assert "set $front_realm https://ghcr.io/token;" in fronts["registry-front-ghcr"]
     secrets = ev.of_type("random:index/randomPassword:RandomPassword")
     assert {"registry-http-secret", "registry-ghcr-http-secret"} <= {r.name for r in secrets}
 
@@ -66,7 +72,8 @@ def test_the_docker_hub_mirror_keeps_the_urns_and_inputs_it_has_in_the_default_s
     ev = evaluate(CONFIG, program=two_mirrors)
     alone = evaluate(CONFIG)
     hub_urns = {r.urn for r in alone.resources if "registry:Mirror" in r.urn}
-    assert len(hub_urns) == 5  # the component, its image, container, volume and http secret
+    # the component, its image, container, volume and http secret, its front's image and container
+    assert len(hub_urns) == 7
     both = {r.urn: r for r in ev.resources}
     for r in alone.resources:
         if r.urn in hub_urns:

@@ -1,0 +1,338 @@
+"""A stand-in for Docker Hub on loopback: three hosts, token auth, CDN redirects, rate limits.
+
+    with docker_hub(images={"library/app:1.0": oci_dir, ...}, private={"acme/secret"},
+                    users={"alice": "s3cret"}) as hub:
+        hub.registry_url   # http://registry.hub.localhost:PORT (answers /v2/ with a challenge)
+        hub.realm          # http://auth.hub.localhost:PORT/token
+        hub.mode = "ratelimited"   # or "ok", "unavailable"
+
+What it does as Docker Hub does (docs/upstream-references.md, "Docker Hub stand-in"):
+
+- `GET /v2/` on the registry host: 401 with `WWW-Authenticate: Bearer realm="<auth host>/token",
+  service="registry.docker.io"` on another host of the same registrable domain.
+- The auth host issues a bearer token for `scope=repository:<name>:pull`: anonymous
+  callers get pull on public repositories only; Basic credentials are checked (wrong ones:
+  401 and `{"details":"incorrect username or password"}`); a private repository needs the
+  right ones.
+- Manifests (GET/HEAD by tag or digest) need a token with pull on the repository; a missing
+  or insufficient token gets 401 with a challenge naming the scope. Answers carry
+  `Docker-Content-Digest` and the media type.
+- Blob HEAD: 200 with the size and `Docker-Content-Digest`. Blob GET: 307 to the CDN host
+  (a signed-looking URL); the CDN host serves the bytes and needs no credentials.
+- `mode = "ratelimited"`: manifest GETs answer 429 with Docker Hub's body
+  (`TOOMANYREQUESTS`) and headers (`ratelimit-limit`, `ratelimit-remaining`,
+  `docker-ratelimit-source`); HEADs still answer, as on Docker Hub (they do not count).
+- `mode = "unavailable"`: every request on the registry and auth hosts answers 503.
+
+Every request is recorded per host (method, path, headers) and the CDN counts the blob bytes
+it sent, so a test can count upstream fetches and check where credentials went.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.server
+import json
+import secrets
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from rehearsal.oci import REF_NAME, blob_path
+
+SERVICE = "registry.docker.io"
+DOMAIN = "hub.localhost"
+REGISTRY_HOST = f"registry.{DOMAIN}"
+AUTH_HOST = f"auth.{DOMAIN}"
+CDN_HOST = f"cdn.{DOMAIN}"
+RATE_LIMIT_BODY = {
+    "errors": [{
+        "code": "TOOMANYREQUESTS",
+        "message": "You have reached your unauthenticated pull rate limit. "
+                   "https://www.docker.com/increase-rate-limit",
+    }]
+}  # fmt: skip
+_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class Seen:
+    host: str  # "registry", "auth" or "cdn"
+    method: str
+    path: str
+    headers: Mapping[str, str]
+
+
+@dataclass
+class Repo:
+    manifests: dict[str, tuple[str, bytes, str]]  # tag or digest -> (digest, bytes, media type)
+    blobs: dict[str, Path]  # digest -> file
+
+
+@dataclass
+class DockerHub:
+    repos: dict[str, Repo]
+    private: frozenset[str]
+    users: Mapping[str, str]
+    ports: dict[str, int] = field(default_factory=dict)
+    mode: str = "ok"
+    seen: list[Seen] = field(default_factory=list)
+    cdn_bytes: int = 0
+    tokens: dict[str, frozenset[str]] = field(default_factory=dict)  # token -> repos it may pull
+    blob_delay: float = 0.0  # seconds the CDN spreads each blob over (overlapping pulls)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def registry_url(self) -> str:
+        return f"http://{REGISTRY_HOST}:{self.ports['registry']}"
+
+    @property
+    def realm(self) -> str:
+        return f"http://{AUTH_HOST}:{self.ports['auth']}/token"
+
+    @property
+    def cdn_url(self) -> str:
+        return f"http://{CDN_HOST}:{self.ports['cdn']}"
+
+    def requests(self, host: str, method: str | None = None) -> list[Seen]:
+        with self.lock:
+            return [s for s in self.seen if s.host == host and (method is None or s.method == method)]
+
+    def blob_fetches(self, digest: str) -> int:
+        """Blob bodies the CDN sent for `digest` (each one is an upstream download)."""
+        return sum(1 for s in self.requests("cdn", "GET") if s.path.startswith(f"/blobs/{digest}"))
+
+    def record(self, seen: Seen) -> None:
+        with self.lock:
+            self.seen.append(seen)
+
+
+def load_repo(oci_dir: Path) -> Repo:
+    """Every tag of an OCI layout, its manifests by tag and digest, and its blob files."""
+    index = json.loads((Path(oci_dir) / "index.json").read_text())
+    manifests: dict[str, tuple[str, bytes, str]] = {}
+    blobs: dict[str, Path] = {}
+    for entry in index["manifests"]:
+        digest = entry["digest"]
+        body = blob_path(oci_dir, digest).read_bytes()
+        media_type = entry["mediaType"]
+        manifests[digest] = (digest, body, media_type)
+        tag = entry.get("annotations", {}).get(REF_NAME)
+        if tag:
+            manifests[tag] = (digest, body, media_type)
+        document = json.loads(body)
+        for descriptor in [document["config"], *document["layers"]]:
+            blobs[descriptor["digest"]] = blob_path(oci_dir, descriptor["digest"])
+    return Repo(manifests, blobs)
+
+
+def _challenge(hub: DockerHub, scope: str | None = None, error: str | None = None) -> str:
+    value = f'Bearer realm="{hub.realm}",service="{SERVICE}"'
+    if scope:
+        value += f',scope="{scope}"'
+    if error:
+        value += f',error="{error}"'
+    return value
+
+
+def _errors(code: str, message: str) -> bytes:
+    return json.dumps({"errors": [{"code": code, "message": message, "detail": None}]}).encode()
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    hub: DockerHub
+    role: str
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _send(self, status: int, body: bytes = b"", headers: Mapping[str, str] | None = None) -> None:
+        self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD" and body:
+            self.wfile.write(body)
+
+    def _serve(self) -> None:
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.hub.record(Seen(self.role, self.command, self.path, headers))
+        if self.role != "cdn" and self.hub.mode == "unavailable":
+            self._send(503, b"<html><body>503 Service Unavailable</body></html>", {"Content-Type": "text/html"})
+            return
+        getattr(self, f"_{self.role}")(urlsplit(self.path), headers)
+
+    do_GET = _serve  # noqa: N815 (http.server's method names)
+    do_HEAD = _serve  # noqa: N815
+
+    # ------------------------------------------------------------------ auth host
+
+    def _auth(self, url: object, headers: Mapping[str, str]) -> None:
+        parts = urlsplit(self.path)
+        if parts.path != "/token":
+            self._send(404)
+            return
+        query = parse_qs(parts.query)
+        if query.get("service") != [SERVICE]:
+            self._send(400, json.dumps({"details": "invalid service"}).encode())
+            return
+        user = None
+        authorization = headers.get("authorization", "")
+        if authorization.startswith("Basic "):
+            name, _, password = base64.b64decode(authorization[6:]).decode().partition(":")
+            if self.hub.users.get(name) != password:
+                self._send(401, json.dumps({"details": "incorrect username or password"}).encode(),
+                           {"Content-Type": "application/json"})  # fmt: skip
+                return
+            user = name
+        granted = set()
+        for scope in query.get("scope", []):
+            kind, _, rest = scope.partition(":")
+            name, _, actions = rest.rpartition(":")
+            if kind == "repository" and "pull" in actions.split(",") and name in self.hub.repos:
+                if name not in self.hub.private or user is not None:
+                    granted.add(name)
+        token = secrets.token_urlsafe(24)
+        with self.hub.lock:
+            self.hub.tokens[token] = frozenset(granted)
+        body = json.dumps({"token": token, "access_token": token, "expires_in": 300,
+                           "issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})  # fmt: skip
+        self._send(200, body.encode(), {"Content-Type": "application/json"})
+
+    # ------------------------------------------------------------------ registry host
+
+    def _registry(self, url: object, headers: Mapping[str, str]) -> None:
+        path = urlsplit(self.path).path
+        base = {"Docker-Distribution-Api-Version": "registry/2.0"}
+        if path == "/v2/":
+            challenge = {**base, "Content-Type": "application/json", "WWW-Authenticate": _challenge(self.hub)}
+            self._send(401, _errors("UNAUTHORIZED", "authentication required"), challenge)
+            return
+        name, kind, reference = _split(path)
+        if name is None or name not in self.hub.repos:
+            scope = f"repository:{name}:pull" if name else None
+            self._send(401, _errors("UNAUTHORIZED", "authentication required"),
+                       {**base, "WWW-Authenticate": _challenge(self.hub, scope, "insufficient_scope")})  # fmt: skip
+            return
+        scope = f"repository:{name}:pull"
+        token = headers.get("authorization", "").removeprefix("Bearer ")
+        with self.hub.lock:
+            allowed = self.hub.tokens.get(token, frozenset())
+        if name not in allowed:
+            self._send(401, _errors("UNAUTHORIZED", "authentication required"),
+                       {**base, "Content-Type": "application/json",
+                        "WWW-Authenticate": _challenge(self.hub, scope, "insufficient_scope")})  # fmt: skip
+            return
+        repo = self.hub.repos[name]
+        if kind == "manifests":
+            if self.hub.mode == "ratelimited" and self.command == "GET":
+                self._send(429, json.dumps(RATE_LIMIT_BODY).encode(), {
+                    **base, "Content-Type": "application/json",
+                    "ratelimit-limit": "100;w=21600", "ratelimit-remaining": "0;w=21600",
+                    "docker-ratelimit-source": "127.0.0.1",
+                })  # fmt: skip
+                return
+            found = repo.manifests.get(reference)
+            if found is None:
+                self._send(
+                    404, _errors("MANIFEST_UNKNOWN", "manifest unknown"), {**base, "Content-Type": "application/json"}
+                )
+                return
+            digest, body, media_type = found
+            self._send(200, body, {**base, "Content-Type": media_type, "Docker-Content-Digest": digest,
+                                   "ratelimit-limit": "100;w=21600", "ratelimit-remaining": "99;w=21600",
+                                   "docker-ratelimit-source": "127.0.0.1"})  # fmt: skip
+            return
+        blob = repo.blobs.get(reference)
+        if blob is None:
+            self._send(
+                404, _errors("BLOB_UNKNOWN", "blob unknown to registry"), {**base, "Content-Type": "application/json"}
+            )
+            return
+        if self.command == "HEAD":
+            self.send_response(200)
+            for key, value in {
+                **base,
+                "Content-Type": "application/octet-stream",
+                "Docker-Content-Digest": reference,
+                "Content-Length": str(blob.stat().st_size),
+            }.items():
+                self.send_header(key, value)
+            self.end_headers()
+            return
+        signature = secrets.token_hex(8)
+        self._send(307, b"", {**base, "Location": f"{self.hub.cdn_url}/blobs/{reference}?expires=3600&sig={signature}"})
+
+    # ------------------------------------------------------------------ CDN host
+
+    def _cdn(self, url: object, headers: Mapping[str, str]) -> None:
+        path = urlsplit(self.path).path
+        digest = path.removeprefix("/blobs/")
+        blob = next((r.blobs[digest] for r in self.hub.repos.values() if digest in r.blobs), None)
+        if blob is None or not path.startswith("/blobs/"):
+            self._send(404, b"<Error><Code>NoSuchKey</Code></Error>", {"Content-Type": "application/xml"})
+            return
+        size = blob.stat().st_size
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        # the delay is spread before each chunk, so the last byte leaves when the count is done
+        with blob.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(_CHUNK), b""):
+                if self.hub.blob_delay:
+                    time.sleep(self.hub.blob_delay * len(chunk) / size)
+                with self.hub.lock:
+                    self.hub.cdn_bytes += len(chunk)
+                self.wfile.write(chunk)
+
+
+def _split(path: str) -> tuple[str | None, str, str]:
+    """`/v2/<name>/(manifests|blobs)/<reference>` -> (name, kind, reference)."""
+    if not path.startswith("/v2/"):
+        return None, "", ""
+    for kind in ("manifests", "blobs"):
+        marker = f"/{kind}/"
+        if marker in path:
+            name, _, reference = path[4:].rpartition(marker)
+            return (name or None), kind, reference
+    return None, "", ""
+
+
+@contextlib.contextmanager
+def docker_hub(
+    images: Mapping[str, Path],
+    *,
+    private: frozenset[str] | set[str] = frozenset(),
+    users: Mapping[str, str] | None = None,
+    bind: str = "127.0.0.1",
+) -> Iterator[DockerHub]:
+    """Serve the stand-in's three hosts on `bind` (free ports) until the block exits.
+
+    `images`: repository name -> OCI layout directory (every tag in it is served).
+    """
+    hub = DockerHub({name: load_repo(path) for name, path in images.items()}, frozenset(private), dict(users or {}))
+    servers: list[tuple[http.server.ThreadingHTTPServer, threading.Thread]] = []
+    try:
+        for role in ("registry", "auth", "cdn"):
+            handler = type(f"{role.title()}Handler", (_Handler,), {"hub": hub, "role": role})
+            server = http.server.ThreadingHTTPServer((bind, 0), handler)
+            server.daemon_threads = True
+            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+            thread.start()
+            servers.append((server, thread))
+            hub.ports[role] = server.server_address[1]
+        yield hub
+    finally:
+        for server, thread in servers:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)

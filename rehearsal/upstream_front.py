@@ -1,0 +1,130 @@
+"""Run the stack's upstream front (`configs/front.py`) with Debian's nginx on loopback.
+
+The config is the one the stack uploads, rendered by the same function with the same
+timeouts, lock and cache settings; only what names a place differs: the listen address,
+the front's own URL (in its challenge), the upstream URL and realm, the resolver (a
+loopback DNS stand-in instead of Docker's 127.0.0.11), the file paths (under `root`) and the
+worker user (root, who can enter pytest's 0700 directories).
+`tests/unit/test_front_config.py` checks that nothing else differs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from configs.front import DOCKER_HUB_REALM, FrontPaths, render_front_config
+
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 10.0
+
+
+def rehearsal_paths(root: Path) -> FrontPaths:
+    return FrontPaths(
+        cache_dir=str(root / "cache"),
+        temp_dir=str(root / "temp"),
+        pid=str(root / "nginx.pid"),
+        access_log=str(root / "access.log"),
+        error_log=str(root / "error.log"),
+        ca_bundle="/etc/ssl/certs/ca-certificates.crt",
+    )
+
+
+def rehearsal_config(root: Path, *, port: int, upstream_url: str, upstream_realm: str | None, resolver: str) -> str:
+    return render_front_config(
+        upstream_url=upstream_url,
+        upstream_realm=upstream_realm,
+        front_url=f"http://127.0.0.1:{port}",
+        listen=f"127.0.0.1:{port}",
+        resolver=resolver,
+        user="root" if os.geteuid() == 0 else None,
+        paths=rehearsal_paths(root),
+    )
+
+
+@dataclass
+class RunningFront:
+    url: str  # http://127.0.0.1:PORT: the registry's proxy.remoteurl
+    root: Path
+    config_path: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def access_log(self) -> Path:
+        return self.root / "access.log"
+
+    def entries(self) -> list[dict[str, Any]]:
+        """The access log (the `front` JSON format), one dict per request."""
+        if not self.access_log.exists():
+            return []
+        found = []
+        for line in self.access_log.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                found.append(json.loads(line))
+        return found
+
+    def error_log(self) -> str:
+        path = self.root / "error.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def upstream_front(
+    root: Path,
+    *,
+    nginx: str,
+    upstream_url: str,
+    resolver: str,
+    upstream_realm: str | None = DOCKER_HUB_REALM,
+    port: int | None = None,
+) -> Iterator[RunningFront]:
+    """The front on 127.0.0.1 (a free port unless `port`), stopped at exit."""
+    root = Path(root)
+    (root / "temp").mkdir(parents=True, exist_ok=True)
+    port = port or _free_port()
+    config_path = root / "nginx.conf"
+    config_path.write_text(
+        rehearsal_config(root, port=port, upstream_url=upstream_url, upstream_realm=upstream_realm, resolver=resolver)
+    )
+    with (root / "nginx.out").open("ab") as out:
+        process = subprocess.Popen(
+            [nginx, "-p", str(root), "-c", str(config_path), "-e", str(root / "error.log"), "-g", "daemon off;"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    front = RunningFront(f"http://127.0.0.1:{port}", root, config_path, process)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"nginx exited with {process.returncode}:\n{front.error_log()[-3000:]}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nginx not listening at {front.url} after {START_TIMEOUT}s")
+            time.sleep(0.05)
+        yield front
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(STOP_TIMEOUT)
