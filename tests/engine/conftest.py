@@ -5,9 +5,9 @@ One engine and one stack for the whole session (bringing the stack to healthy ta
 
 * `engine`: rehearsal.engine's dockerd + containerd; `/etc/docker` there is a private
   temp dir, `mirror.test` resolves to 192.0.2.10 and nothing else resolves.
-* `program`: the program evaluated under mocks for hostname `mirror.test` with tracing and
-  logging off (so the monitoring stack is Prometheus, blackbox and Grafana; Grafana has no
-  stand-in image and is not run), host trust on (its rendered scripts are what a user's
+* `program`: the program evaluated under mocks for hostname `mirror.test` with tracing,
+  logging and the upstream front off (so the monitoring stack is Prometheus, blackbox and
+  Grafana; Grafana has no stand-in image and is not run), host trust on (its rendered scripts are what a user's
   `pulumi up` runs), `configureDockerMirror` false; `program_with_docker_mirror` the same
   with `configureDockerMirror` true.
 * `upstream`: Debian's docker-registry 2.8 on 192.0.2.10:5500 in the namespace, holding a
@@ -65,6 +65,9 @@ CONFIG = {
     "configureDockerMirror": "false",
     "tracing": "false",
     "logging": "false",
+    # the upstream front (nginx) has no stand-in image here: without it the registry's
+    # proxy.remoteurl is Docker Hub itself, which `with_upstream` points at the local upstream
+    "upstreamFront": "false",
 }
 
 
