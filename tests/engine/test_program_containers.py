@@ -8,6 +8,10 @@ uploaded config.yml has `proxy.remoteurl` pointed at a local upstream (Debian's
 docker-registry 2.8 on 192.0.2.10:5500 inside the namespace), because Docker Hub cannot
 be reached here. Ports are published exactly as recorded (0.0.0.0:6000 and
 127.0.0.1:9090: the namespace's own addresses).
+
+Issue 11 item 1 (the last tests): on the provider's delete (ContainerStop with
+`destroyGraceSeconds`), the registry and Prometheus are inspected between the stop and the
+removal: exit code, OOM kill, stop time, Prometheus's clean-shutdown line.
 """
 
 from __future__ import annotations
