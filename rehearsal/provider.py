@@ -277,15 +277,26 @@ def wait_healthy(engine: Engine, container: str, timeout: float = 120.0) -> floa
     raise TimeoutError(f"{container} not healthy after {time.monotonic() - began:.0f}s: {state}")
 
 
-def remove_container(engine: Engine, container: str, inputs: Mapping[str, Any]) -> float:
-    """The provider's delete (`resourceDockerContainerDelete`): with destroy_grace_seconds,
-    ContainerStop with that timeout, then a forced ContainerRemove (volumes kept unless
-    remove_volumes). Returns the seconds the stop took."""
+def stop_container(engine: Engine, container: str, inputs: Mapping[str, Any]) -> float:
+    """The first half of the provider's delete: with destroy_grace_seconds, ContainerStop
+    with that timeout (Docker sends the stop signal, then SIGKILL when the grace runs out).
+    Returns the seconds the stop took (0 without a grace: the removal then kills)."""
     began = time.monotonic()
     grace = int(inputs.get("destroyGraceSeconds") or 0)
     if grace > 0:
         engine.api("POST", f"/containers/{container}/stop?t={grace}", timeout=grace + 30)
-    stopped = time.monotonic() - began
+    return time.monotonic() - began
+
+
+def delete_container(engine: Engine, container: str, inputs: Mapping[str, Any]) -> None:
+    """The second half: a forced ContainerRemove (volumes kept unless remove_volumes)."""
     remove_volumes = 1 if inputs.get("removeVolumes") else 0
     engine.api("DELETE", f"/containers/{container}?force=1&v={remove_volumes}")
+
+
+def remove_container(engine: Engine, container: str, inputs: Mapping[str, Any]) -> float:
+    """The provider's delete (`resourceDockerContainerDelete`): `stop_container`, then
+    `delete_container`. Returns the seconds the stop took."""
+    stopped = stop_container(engine, container, inputs)
+    delete_container(engine, container, inputs)
     return stopped

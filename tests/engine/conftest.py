@@ -5,9 +5,9 @@ One engine and one stack for the whole session (bringing the stack to healthy ta
 
 * `engine`: rehearsal.engine's dockerd + containerd; `/etc/docker` there is a private
   temp dir, `mirror.test` resolves to 192.0.2.10 and nothing else resolves.
-* `program`: the program evaluated under mocks for hostname `mirror.test` with tracing and
-  logging off (so the monitoring stack is Prometheus, blackbox and Grafana; Grafana has no
-  stand-in image and is not run), host trust on (its rendered scripts are what a user's
+* `program`: the program evaluated under mocks for hostname `mirror.test` with tracing,
+  logging and the upstream front off (so the monitoring stack is Prometheus, blackbox and
+  Grafana; Grafana has no stand-in image and is not run), host trust on (its rendered scripts are what a user's
   `pulumi up` runs), `configureDockerMirror` false; `program_with_docker_mirror` the same
   with `configureDockerMirror` true.
 * `upstream`: Debian's docker-registry 2.8 on 192.0.2.10:5500 in the namespace, holding a
@@ -15,6 +15,11 @@ One engine and one stack for the whole session (bringing the stack to healthy ta
 * `stack`: the network, volumes and the registry, Prometheus and blackbox containers made
   from the recorded inputs by rehearsal.provider (the provider's create path), every one
   healthy by its own health check before the first test.
+* `users_stack` and `client_cert_stack`: the same program evaluated for stacks `users`
+  (`registryUsers` given as a secret) and `mtls` (`requireClientCert: true`), each with a
+  `portOffset` of its own (registry ports 6100 and 6200, other names, network and volumes):
+  their registry containers made from the recorded inputs the same way, both brought up
+  together (`access_stacks`).
 
 Under CI=true an engine that cannot start FAILS the tests; elsewhere they skip with why.
 """
@@ -22,6 +27,7 @@ Under CI=true an engine that cannot start FAILS the tests; elsewhere they skip w
 from __future__ import annotations
 
 import copy
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -49,12 +55,19 @@ SERVICES = ("registry", "prometheus", "blackbox")
 CONTAINER = "docker:index/container:Container"
 HEALTHY_TIMEOUT = 120.0  # the provider's wait_timeout for these containers
 
+USERS = {"alice": "correct-horse-battery", "bob": "staple-horse-battery-9"}
+USERS_PORT_OFFSET = 100
+CLIENT_CERT_PORT_OFFSET = 200
+
 CONFIG = {
     "hostname": HOSTNAME,
     "installTrust": "true",
     "configureDockerMirror": "false",
     "tracing": "false",
     "logging": "false",
+    # the upstream front (nginx) has no stand-in image here: without it the registry's
+    # proxy.remoteurl is Docker Hub itself, which `with_upstream` points at the local upstream
+    "upstreamFront": "false",
 }
 
 
@@ -90,6 +103,20 @@ def program() -> Evaluation:
 @pytest.fixture(scope="session")
 def program_with_docker_mirror() -> Evaluation:
     return evaluate(CONFIG | {"configureDockerMirror": "true"})
+
+
+@pytest.fixture(scope="session")
+def program_with_users() -> Evaluation:
+    """Stack `users`: `registryUsers` set with --secret, as `pulumi config set --path --secret` does."""
+    return evaluate(CONFIG | {"portOffset": str(USERS_PORT_OFFSET)}, stack="users",
+                    secrets={"registryUsers": json.dumps(USERS)})
+
+
+@pytest.fixture(scope="session")
+def program_with_client_cert() -> Evaluation:
+    """Stack `mtls`: `requireClientCert: true`."""
+    return evaluate(CONFIG | {"portOffset": str(CLIENT_CERT_PORT_OFFSET), "requireClientCert": "true"},
+                    stack="mtls")
 
 
 def pinned_images(evaluation: Evaluation) -> dict[str, str]:
@@ -195,6 +222,14 @@ class Stack:
         self.containers[service] = created
         return created
 
+    def bring_up(self, services: tuple[str, ...]) -> None:
+        """The stack's network and volumes, then `services`' containers, as `pulumi up` orders them."""
+        create_network(self.engine, self.program.find("docker:index/network:Network", "network").inputs)
+        for volume in self.program.of_type("docker:index/volume:Volume"):
+            create_volume(self.engine, volume.inputs)
+        for service in services:
+            self.create(service)
+
     def wait_all_healthy(self) -> None:
         """Wait for every container; note each one's seconds from start to healthy."""
         for service, created in self.containers.items():
@@ -236,10 +271,30 @@ def stand_ins(engine: Engine, tmp_path_factory: pytest.TempPathFactory, program:
 @pytest.fixture(scope="session")
 def stack(engine: Engine, program: Evaluation, upstream: Upstream, stand_ins: dict[str, str]) -> Stack:
     built = Stack(engine, program, upstream, pinned_images(program))
-    create_network(engine, program.find("docker:index/network:Network", "network").inputs)
-    for volume in program.of_type("docker:index/volume:Volume"):
-        create_volume(engine, volume.inputs)
-    for service in SERVICES:
-        built.create(service)
+    built.bring_up(SERVICES)
     built.wait_all_healthy()
     return built
+
+
+@pytest.fixture(scope="session")
+def access_stacks(engine: Engine, upstream: Upstream, stand_ins: dict[str, str], program_with_users: Evaluation,
+                  program_with_client_cert: Evaluation) -> dict[str, Stack]:
+    """The `users` and `mtls` stacks' registries, created like `stack`'s and waited for
+    together (Docker's first health check comes 15 s after each start)."""
+    stacks = {name: Stack(engine, evaluation, upstream, pinned_images(evaluation))
+              for name, evaluation in (("users", program_with_users), ("mtls", program_with_client_cert))}
+    for built in stacks.values():
+        built.bring_up(("registry",))
+    for built in stacks.values():
+        built.wait_all_healthy()
+    return stacks
+
+
+@pytest.fixture(scope="session")
+def users_stack(access_stacks: dict[str, Stack]) -> Stack:
+    return access_stacks["users"]
+
+
+@pytest.fixture(scope="session")
+def client_cert_stack(access_stacks: dict[str, Stack]) -> Stack:
+    return access_stacks["mtls"]
