@@ -325,3 +325,17 @@ def test_the_router_is_probed_like_a_mirror_and_labelled_router():
     labels = {c["targets"][0]: c["labels"]["upstream"] for c in blackbox["static_configs"]}
     assert labels == {"https://registry:5000/v2/": "docker.io", "https://registry-ghcr:5000/v2/": "ghcr.io",
                       "https://registry-quay:5000/v2/": "quay.io", "https://registry-router:5000/v2/": "router"}
+
+
+def test_install_containerd_config_needs_the_trust_step():
+    assert problems({"installContainerdConfig": "true"}) == [
+        "registry-mirror:installContainerdConfig = 'true' is invalid: needs installTrust: true (the trust step is off)"]
+
+
+def test_the_trust_command_installs_containerd_files_only_when_asked():
+    on = evaluate({"hostname": "mirror.lan", "installContainerdConfig": "true", "mirrors": THREE})
+    off = evaluate({"hostname": "mirror.lan", "mirrors": THREE})
+    create_on = on.of_type("command:local:Command")[0].inputs["create"]
+    create_off = off.of_type("command:local:Command")[0].inputs["create"]
+    assert "T_CTRD_HOSTS='docker.io ghcr.io quay.io'" in create_on
+    assert "T_CTRD" not in create_off
