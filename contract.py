@@ -11,6 +11,11 @@ from dataclasses import dataclass
 
 PROJECT = "registry-mirror"
 
+# Time a container gets between SIGTERM and SIGKILL, on `docker stop` and when the provider
+# replaces or destroys it (the provider's default is 0: a SIGKILL that leaves Prometheus's
+# TSDB, Loki's index and Grafana's SQLite unclean). The registry drains within it.
+STOP_GRACE_SECONDS = 30
+
 LABEL_PROJECT = f"{PROJECT}.project"
 LABEL_STACK = f"{PROJECT}.stack"
 LABEL_SERVICE = f"{PROJECT}.service"

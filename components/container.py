@@ -14,14 +14,10 @@ import pulumi
 import pulumi_docker as docker
 
 from configs.spec import Secret, ServiceSpec
-from contract import Naming
+from contract import STOP_GRACE_SECONDS, Naming
 
 # json-file rotation: a chatty container cannot fill the host's disk
 LOG_OPTS = {"max-size": "10m", "max-file": "3"}
-# Time a container gets between SIGTERM and SIGKILL, on `docker stop` and when the provider
-# replaces or destroys it (its default is 0: a SIGKILL that leaves Prometheus's TSDB, Loki's
-# index and Grafana's SQLite unclean).
-STOP_GRACE_SECONDS = 30
 
 
 @dataclass(frozen=True)

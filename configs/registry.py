@@ -18,7 +18,7 @@ import bcrypt
 import yaml
 
 from configs.spec import Input, Mount, Port, Secret, ServiceSpec, Upload
-from contract import Registry
+from contract import STOP_GRACE_SECONDS, Registry
 
 if TYPE_CHECKING:
     from settings import RegistrySettings
@@ -79,6 +79,9 @@ def render_registry_config(
         },
         "http": {
             "addr": addr,
+            # without it registry 3 does not handle SIGTERM at all (exit 143, pulls cut): with
+            # it, it stops accepting and lets requests in flight finish, inside the stop grace
+            "draintimeout": f"{STOP_GRACE_SECONDS - 5}s",
             "headers": {"X-Content-Type-Options": ["nosniff"]},
             "tls": tls,
             # The debug server has no TLS (registry.go configureDebugServer): it stays on

@@ -65,9 +65,8 @@ CONFIG = {
     "configureDockerMirror": "false",
     "tracing": "false",
     "logging": "false",
-    # the upstream front (nginx) has no stand-in image here: without it the registry's
-    # proxy.remoteurl is Docker Hub itself, which `with_upstream` points at the local upstream
-    "upstreamFront": "false",
+    # the default upstream front stays on: it has no stand-in image here, so the registry's
+    # proxy.remoteurl (the front) is what `with_upstream` points at the local upstream
 }
 
 

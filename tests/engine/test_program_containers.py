@@ -242,13 +242,18 @@ def _fill_cache(stack: Stack) -> Path:
     """Pull the image's manifest and blobs through the mirror; the volume's path once every
     blob is stored in it."""
     paths = _image_paths(stack)
-    assert _mirror_fetch(stack, *paths) == ["200"] * len(paths)
     volume_name = stack.program.find(CONTAINER, "registry").inputs["volumes"][0]["volumeName"]
     volume_root = Path(stack.engine.api("GET", f"/volumes/{volume_name}")["Mountpoint"])
     wanted = set(stack.upstream.image.blob_digests)
-    deadline = time.monotonic() + 30  # the proxy stores a blob after it has served it
-    while not wanted <= _blob_files(volume_root) and time.monotonic() < deadline:
-        time.sleep(0.5)
+    # A blob 3.1.1 dropped while storing it (see _mirror_fetch) is fetched again by the next
+    # pull, as a client's next pull would: up to three pulls, each given 10 s to be stored.
+    for _ in range(3):
+        assert _mirror_fetch(stack, *paths) == ["200"] * len(paths)
+        deadline = time.monotonic() + 10  # the proxy stores a blob after it has served it
+        while not wanted <= _blob_files(volume_root) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if wanted <= _blob_files(volume_root):
+            break
     missing = wanted - _blob_files(volume_root)
     logs = stack.engine.docker("logs", stack.containers["registry"].id)
     errors = [line for line in (logs.stdout + logs.stderr).splitlines() if '"level":"error"' in line]
@@ -373,12 +378,6 @@ def test_prometheus_exits_0_after_its_clean_shutdown_line_on_the_providers_delet
     assert health(stack.engine, stack.containers["prometheus"].id) == "healthy"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the program's registry config sets no http.draintimeout, and registry 3.1.1 only handles "
-    "SIGTERM when it is set (registry/registry.go: `if config.HTTP.DrainTimeout == 0 { return "
-    "registry.server.Serve(ln) }`): SIGTERM ends it at once, ExitCode 143, in-flight pulls cut. "
-    "Tried by hand on this engine: the same inputs with `http.draintimeout: 20s` exit 0 after "
-    "'stopping server gracefully. Draining connections for 20s'"))
 def test_registry_exits_0_after_draining_on_the_providers_delete(stack: Stack, deleted: dict[str, Deleted]) -> None:
     outcome = deleted["registry"]
     assert health(stack.engine, stack.containers["registry"].id) == "healthy"

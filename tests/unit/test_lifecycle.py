@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.container import STOP_GRACE_SECONDS
+from contract import STOP_GRACE_SECONDS
 from rehearsal.fakes.program import evaluate
 
 CONTAINER = "docker:index/container:Container"

@@ -66,3 +66,10 @@ def test_no_secret_keys_in_the_file():
 
 def test_rendering_is_deterministic():
     assert config_text(proxy_ttl="1h") == config_text(proxy_ttl="1h")
+
+
+def test_the_registry_drains_on_sigterm_within_the_containers_stop_grace():
+    from contract import STOP_GRACE_SECONDS
+
+    drain = config()["http"]["draintimeout"]
+    assert drain.endswith("s") and 0 < int(drain[:-1]) < STOP_GRACE_SECONDS
