@@ -239,7 +239,9 @@ def containerd(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 def _run_containerd(binary: str, etc: Path, base: Path) -> Iterator[Containerd]:
     """containerd in its own mount namespace, where /etc/containerd is `etc`."""
     address = str(base / "containerd.sock")
-    script = ('mount --make-rprivate / && mount --bind "$1" /etc/containerd && '
+    # /opt is a tmpfs of the namespace: with the printed fragment as its whole config, the opt
+    # plugin would create /opt/containerd on the host
+    script = ('mount --make-rprivate / && mount --bind "$1" /etc/containerd && mount -t tmpfs tmpfs /opt && '
               'exec "$2" --config /etc/containerd/config.toml --root "$3" --state "$4" --address "$5"')
     log = (base / "containerd.log").open("w")
     process = subprocess.Popen(["unshare", "--mount", "sh", "-c", script, "sh", str(etc), binary,
