@@ -32,6 +32,7 @@ from rehearsal.engine import ADDRESS, Engine
 from rehearsal.fakes.program import Evaluation, evaluate
 from rehearsal.oci import make_oci_image
 from rehearsal.registry_proc import map_registry_config, mirror_binary, registry_env, upstream_config
+from rehearsal.router import lay_out_router
 from rehearsal.tools import require_tool
 
 HOSTNAME = "mirror.test"
@@ -39,7 +40,6 @@ ROUTER_PORT, GHCR_PORT = 6600, 6601
 HUB_PORT = 6610  # Docker Hub's mirror behind the router: not published by the stack
 STAND_IN_PORTS = {"hub": 5601, "ghcr": 5602}
 USER, PASSWORD = "alice", "correct-horse-battery"
-NGINX_CERTS = "/etc/nginx/certs/"
 READY_TIMEOUT = 30.0
 
 
@@ -63,11 +63,6 @@ def _wait(engine: Engine, name: str, url: str, ca: Path | None = None) -> None:
             return
         time.sleep(0.2)
     raise TimeoutError(f"{name} not answering at {url}:\n{engine.log(name)[-3000:]}")
-
-
-def _replace(text: str, old: str, new: str) -> str:
-    assert old in text, f"the rendered router config no longer holds {old!r}"
-    return text.replace(old, new)
 
 
 @pytest.fixture(scope="module")
@@ -119,22 +114,9 @@ def upstreams(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Itera
             started.append(service)
             _wait(engine, service, f"http://{ADDRESS}:{port + 100}/debug/health")
         # the router, as configs/router.py rendered it for the container
-        uploads = {u["file"]: u["content"] for u in ev.container("registry-router").inputs["uploads"]}
         home = root / "router"
-        (home / "certs").mkdir(parents=True)
-        (home / "cache").mkdir()
-        for path, content in uploads.items():
-            if path.startswith(NGINX_CERTS):
-                (home / "certs" / path.removeprefix(NGINX_CERTS)).write_text(content)
-        text = uploads["/etc/nginx/nginx.conf"]
-        text = _replace(text, "listen 5000 ssl;", f"listen {ADDRESS}:{ROUTER_PORT} ssl;")
-        text = _replace(text, NGINX_CERTS, f"{home}/certs/")
-        text = _replace(text, "pid /var/run/nginx.pid;", f"pid {home}/nginx.pid;")
-        text = _replace(text, "/var/cache/nginx/", f"{home}/cache/")
-        text = _replace(text, "access_log /dev/stdout;", f"access_log {home}/access.log;")
-        text = _replace(text, "set $mirror registry:5000;", f"set $mirror {ADDRESS}:{HUB_PORT};")
-        text = _replace(text, "set $mirror registry-ghcr:5000;", f"set $mirror {ADDRESS}:{GHCR_PORT};")
-        (home / "nginx.conf").write_text(text)
+        lay_out_router(ev.container("registry-router"), home, f"{ADDRESS}:{ROUTER_PORT}",
+                       {"registry": f"{ADDRESS}:{HUB_PORT}", "registry-ghcr": f"{ADDRESS}:{GHCR_PORT}"})
         engine.spawn("router", [nginx, "-p", str(home), "-c", str(home / "nginx.conf"), "-e",
                                 str(home / "error.log"), "-g", "daemon off; user root;"])
         started.append("router")

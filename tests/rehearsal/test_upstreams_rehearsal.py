@@ -51,12 +51,12 @@ from rehearsal.registry_proc import (
     start_upstream,
     stop_process,
 )
+from rehearsal.router import lay_out_router
 from rehearsal.tools import unavailable
 from tests.conftest import require_tool
 
 USER, PASSWORD = "alice", "correct-horse-battery"
 HUB_IMAGE, GHCR_IMAGE = "shared/app:1", "shared/app:1"  # one name, two upstreams, two contents
-NGINX_CERTS = "/etc/nginx/certs/"
 START_TIMEOUT = 20.0
 
 
@@ -108,23 +108,9 @@ def _replace(text: str, old: str, new: str) -> str:
 @contextlib.contextmanager
 def _router(ev: Evaluation, root: Path, port: int, backends: dict[str, int]) -> Iterator[Path]:
     nginx = require_tool("nginx")
-    uploads = {u["file"]: u["content"] for u in ev.container("registry-router").inputs["uploads"]}
     home = root / "router"
-    (home / "certs").mkdir(parents=True)
-    (home / "cache").mkdir()
-    for path, content in uploads.items():
-        if path.startswith(NGINX_CERTS):
-            (home / "certs" / path.removeprefix(NGINX_CERTS)).write_text(content)
-    text = uploads["/etc/nginx/nginx.conf"]
-    text = _replace(text, "listen 5000 ssl;", f"listen 127.0.0.1:{port} ssl;")
-    text = _replace(text, NGINX_CERTS, f"{home}/certs/")
-    text = _replace(text, "pid /var/run/nginx.pid;", f"pid {home}/nginx.pid;")
-    text = _replace(text, "/var/cache/nginx/", f"{home}/cache/")
-    text = _replace(text, "access_log /dev/stdout;", f"access_log {home}/access.log;")
-    for alias, backend_port in backends.items():
-        text = _replace(text, f"set $mirror {alias}:5000;", f"set $mirror 127.0.0.1:{backend_port};")
-    config = home / "nginx.conf"
-    config.write_text(text)
+    config = lay_out_router(ev.container("registry-router"), home, f"127.0.0.1:{port}",
+                            {alias: f"127.0.0.1:{backend_port}" for alias, backend_port in backends.items()})
     error_log = home / "error.log"
     subprocess.run([nginx, "-t", "-q", "-p", str(home), "-c", str(config), "-e", str(error_log),
                     "-g", "user root;"], check=True, timeout=30)
