@@ -298,18 +298,24 @@ def _secret_text(value: object) -> str:
 _USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
+def _json(value: object, allowed: str) -> object:
+    """An object or list as Pulumi passes it (JSON text), or already decoded."""
+    if not isinstance(value, str):
+        return value
+    if len(value) > 100_000:
+        _refuse(allowed)
+    try:
+        return json.loads(value)
+    except (ValueError, RecursionError):
+        _refuse(allowed)
+
+
 def _registry_users(value: object) -> str:
     """A JSON object user -> password (`pulumi config set --path --secret registryUsers.<user> <pw>`),
     kept as its JSON text: the program gets the secret Output of that text."""
     allowed = ("must be an object of 1-100 users (letters, digits, '.', '_', '-'; up to 64 "
                "characters) to passwords of 12-256 characters without control characters")
-    if isinstance(value, str):
-        if len(value) > 100_000:
-            _refuse(allowed)
-        try:
-            value = json.loads(value)
-        except (ValueError, RecursionError):
-            _refuse(allowed)
+    value = _json(value, allowed)
     if not isinstance(value, dict) or not 1 <= len(value) <= 100:
         _refuse(allowed)
     for user, password in value.items():
@@ -335,13 +341,7 @@ def _mirror_list(value: object) -> str:
     """An object list (`pulumi config set --path 'mirrors[1].upstream' ghcr.io`), kept as JSON
     text; each entry's fields are checked by `parse`, one line per problem."""
     allowed = f"must be a list of 1-{_MAX_MIRRORS} objects such as [{{upstream: ghcr.io, port: 6001}}]"
-    if isinstance(value, str):
-        if len(value) > 100_000:
-            _refuse(allowed)
-        try:
-            value = json.loads(value)
-        except (ValueError, RecursionError):
-            _refuse(allowed)
+    value = _json(value, allowed)
     if not isinstance(value, list) or not 1 <= len(value) <= _MAX_MIRRORS or \
             not all(isinstance(entry, dict) for entry in value):
         _refuse(allowed)
