@@ -96,15 +96,22 @@ def extraction(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     for name in repository_files():
         (copy / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / name, copy / name)
+    return run_renovate(renovate, "extract", tmp, copy, {}, expect="Extracted dependencies")
+
+
+def run_renovate(renovate: str, dry_run: str, tmp: Path, copy: Path, extra_env: dict[str, str],
+                 *, expect: str) -> dict[str, Any]:
+    """Renovate's `dry_run` on the repository `copy`; its JSON log lines, first of each message."""
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": str(tmp),
         "LOG_LEVEL": "debug",
         "LOG_FORMAT": "json",
         "RENOVATE_BASE_DIR": str(tmp / "renovate-base"),  # its caches, outside the copy
+        **extra_env,
     }
     result = subprocess.run(
-        [renovate, "--platform=local", "--dry-run=extract", "--onboarding=false"],
+        [renovate, "--platform=local", f"--dry-run={dry_run}", "--onboarding=false"],
         capture_output=True,
         text=True,
         env=env,
@@ -117,7 +124,7 @@ def extraction(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         if line.startswith("{"):
             record = json.loads(line)
             messages.setdefault(record.get("msg", ""), record)
-    assert "Extracted dependencies" in messages, result.stdout[-4000:]
+    assert expect in messages, result.stdout[-4000:]
     return messages
 
 
@@ -241,30 +248,8 @@ def run_lookup(tmp: Path, files: dict[str, str], redirect: dict[str, Any]) -> di
         (copy / name).parent.mkdir(parents=True, exist_ok=True)
         (copy / name).write_text(text)
     (tmp / "global.json").write_text(json.dumps(redirect))
-    env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": str(tmp),
-        "LOG_LEVEL": "debug",
-        "LOG_FORMAT": "json",
-        "RENOVATE_BASE_DIR": str(tmp / "renovate-base"),
-        "RENOVATE_CONFIG_FILE": str(tmp / "global.json"),
-    }
-    result = subprocess.run(
-        [renovate, "--platform=local", "--dry-run=lookup", "--onboarding=false"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=copy,
-        timeout=RENOVATE_TIMEOUT,
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    messages: dict[str, Any] = {}
-    for line in result.stdout.splitlines():
-        if line.startswith("{"):
-            record = json.loads(line)
-            messages.setdefault(record.get("msg", ""), record)
-    assert "packageFiles with updates" in messages, result.stdout[-4000:]
-    return messages
+    return run_renovate(renovate, "lookup", tmp, copy, {"RENOVATE_CONFIG_FILE": str(tmp / "global.json")},
+                        expect="packageFiles with updates")
 
 
 def repository_texts(*names: str) -> dict[str, str]:
