@@ -1,13 +1,13 @@
 """registry-mirror: a TLS Docker Hub pull-through cache with its monitoring stack.
 
-settings -> PKI -> network -> mirrors (+ router, private registry) -> monitoring -> trust -> exports
+settings -> PKI -> network -> mirrors (+ private registry) -> router -> monitoring -> trust -> exports
 """
 
 import pulumi
 
 import settings as stack_settings
 from components.container import private_network
-from components.mirror import Mirror
+from components.mirror import stack_mirrors
 from components.monitoring import Monitoring, registry_telemetry_env
 from components.outputs import stack_outputs
 from components.pki import Pki
@@ -26,30 +26,14 @@ pki = Pki(
 
 network = private_network(config.naming)
 
-telemetry = registry_telemetry_env(config.monitoring)
-hub, *others = config.mirrors
-mirror = Mirror("mirror", config.registry, config.naming, network, pki, telemetry_env=telemetry,
-                remote_url=hub.remote_url, publish=not config.routed,
-                upstream_realm=hub.token_realm, upstream_service=hub.token_service)
-upstream_mirrors = [(hub.upstream, mirror)] + [
-    (m.upstream, Mirror(f"mirror-{m.instance}", config.mirror_registry(m), config.naming, network, pki,
-                        telemetry_env=telemetry, instance=m.instance, remote_url=m.remote_url,
-                        upstream=m.upstream, upstream_realm=m.token_realm, upstream_service=m.token_service))
-    for m in others
-]
+mirrors = stack_mirrors(config, network, pki, registry_telemetry_env(config.monitoring))
 # the router runs the front's nginx image: one nginx pin for the stack
 router = (Router("router", config.registry, config.registry.front_image, config.naming, network, pki,
-                 upstream_mirrors)
+                 mirrors.upstreams)
           if config.routed else None)
-private_registry = (
-    Mirror("private-registry", config.private_registry_settings(), config.naming, network, pki,
-           telemetry_env=telemetry, instance="private", remote_url=None, upstream="private")
-    if config.private_registry is not None else None
-)
-watched = [m for _, m in upstream_mirrors] + ([private_registry] if private_registry is not None else [])
 
 monitoring = (
-    Monitoring("monitoring", config.monitoring, config.naming, network, pki, watched,
+    Monitoring("monitoring", config.monitoring, config.naming, network, pki, mirrors.watched,
                keep_data=config.registry.keep_data_on_destroy,
                client_auth=(config.registry.users is not None, config.registry.require_client_cert),
                # the one URL of every containerd client: probed like a mirror, labelled `router`
@@ -66,6 +50,6 @@ trust = (
     else None
 )
 
-for name, value in stack_outputs(config, pki, mirror, monitoring, trust,
-                                  private_registry=private_registry).items():
+for name, value in stack_outputs(config, pki, mirrors.hub, monitoring, trust,
+                                  private_registry=mirrors.private).items():
     pulumi.export(name, value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
@@ -13,7 +14,7 @@ from components.pki import Pki
 from configs import front, registry
 from configs.spec import Secret
 from contract import Naming, front_alias, registry_alias
-from settings import RegistrySettings
+from settings import RegistrySettings, Settings
 
 
 class Mirror(pulumi.ComponentResource):
@@ -103,3 +104,39 @@ class Mirror(pulumi.ComponentResource):
             "volumeName": self.volume_name,
             "frontAlias": self.front_alias,
         })
+
+
+@dataclass(frozen=True)
+class StackMirrors:
+    """Every registry of the stack: `hub` (Docker Hub's mirror), `upstreams` ((upstream, mirror)
+    for every mirror, Docker Hub's first) and the `private` push registry (or None)."""
+
+    hub: Mirror
+    upstreams: list[tuple[str, Mirror]]
+    private: Mirror | None
+
+    @property
+    def watched(self) -> list[Mirror]:
+        """What monitoring scrapes and probes: every mirror and the private registry."""
+        return [m for _, m in self.upstreams] + ([self.private] if self.private is not None else [])
+
+
+def stack_mirrors(config: Settings, network: docker.Network, pki: Pki, telemetry_env: Sequence[str]) -> StackMirrors:
+    """One Mirror per `mirrors` entry (the legacy keys describe Docker Hub's, which keeps the
+    first release's names) and the private registry when it is on."""
+    hub_entry, *others = config.mirrors
+    hub = Mirror("mirror", config.registry, config.naming, network, pki, telemetry_env=telemetry_env,
+                 remote_url=hub_entry.remote_url, publish=not config.routed,
+                 upstream_realm=hub_entry.token_realm, upstream_service=hub_entry.token_service)
+    upstreams = [(hub_entry.upstream, hub)] + [
+        (m.upstream, Mirror(f"mirror-{m.instance}", config.mirror_registry(m), config.naming, network, pki,
+                            telemetry_env=telemetry_env, instance=m.instance, remote_url=m.remote_url,
+                            upstream=m.upstream, upstream_realm=m.token_realm, upstream_service=m.token_service))
+        for m in others
+    ]
+    private = (
+        Mirror("private-registry", config.private_registry_settings(), config.naming, network, pki,
+               telemetry_env=telemetry_env, instance="private", remote_url=None, upstream="private")
+        if config.private_registry is not None else None
+    )
+    return StackMirrors(hub, upstreams, private)
