@@ -8,7 +8,7 @@
 Everything runs on 127.0.0.1 and stops at exit:
 
     skopeo --> mirror (the program's registry files, TLS, registry 3.1.1: the pinned
-                 |       image's binary, built once by rehearsal/registry3.py)
+                 |       image's binary, built once by rehearsal/toolchain.py)
                  |  proxy.remoteurl
                  v
            [nginx front, configs/front.py]   (only in the "+front" rows)
@@ -657,7 +657,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         say("missing tools: " + ", ".join(missing) + "; bench/run.sh installs them")
         return 2
     if args.mirror == "3.1.1":
-        say("registry 3.1.1: from the cache, or built once from source (about 3 minutes)")
+        say("registry 3.1.1: from the toolchain cache, or built once from its Go module (about 1.5 minutes)")
         try:
             mirror_binary = str(registry3.registry_binary())
         except registry3.Registry3Unavailable as error:

