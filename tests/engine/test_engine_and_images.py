@@ -123,9 +123,11 @@ def test_stand_ins_run_their_binaries_and_tools(engine: Engine, stand_ins: dict[
         result = engine.docker("run", "--rm", "--network", "none", *extra, reference, *args, timeout=60)
         return result.stdout + result.stderr
 
+    # each image runs the binary of its own tag's version (the toolchain's builds)
     assert "v3.1.1" in run(stand_ins["registry"], "--version")
-    assert "version 2." in run(stand_ins["prometheus"], "--version")
-    assert "blackbox_exporter" in run(stand_ins["blackbox"], "--version")
+    assert "prometheus, version 3.7.3 " in run(stand_ins["prometheus"], "--version")
+    assert "promtool, version 3.7.3 " in run(stand_ins["prometheus"], "--version", entrypoint="/bin/promtool")
+    assert "blackbox_exporter, version 0.27.0 " in run(stand_ins["blackbox"], "--version")
     for reference in stand_ins.values():
         assert "Usage: wget" in run(reference, "-c", "wget --help 2>&1; true", entrypoint="/bin/sh")
     assert run(stand_ins["prometheus"], "-c", "id -u", entrypoint="/bin/sh").strip() == "65534"

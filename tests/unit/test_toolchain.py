@@ -220,33 +220,66 @@ def test_the_declaration_parses_as_toml_with_only_known_fields():
 # ---------------------------------------------------------------------------- scripts/lib.sh
 
 
-def run_ensure_registry3(tmp_path: Path, exit_code: int, ci: str) -> subprocess.CompletedProcess[str]:
-    """`ensure_registry3` of scripts/lib.sh in a folder whose .venv python exits `exit_code`."""
+def run_ensure_toolchain(tmp_path: Path, exit_code: int, ci: str) -> subprocess.CompletedProcess[str]:
+    """`ensure_toolchain` of scripts/lib.sh in a folder whose .venv python exits `exit_code`."""
     python = tmp_path / ".venv" / "bin" / "python"
     python.parent.mkdir(parents=True)
     python.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/args\nexit {exit_code}\n")
     python.chmod(0o755)
     lib = REPO / "scripts" / "lib.sh"
     return subprocess.run(
-        ["bash", "-c", f"set -euo pipefail; . {lib}; ensure_registry3; echo went-on"],
+        ["bash", "-c", f"set -euo pipefail; . {lib}; ensure_toolchain registry; echo went-on"],
         cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "CI": ci}, capture_output=True, text=True, timeout=30,
     )
 
 
-def test_test_command_builds_registry3_before_the_tests(tmp_path: Path):
-    result = run_ensure_registry3(tmp_path, 0, ci="true")
+def test_test_command_builds_the_toolchain_before_the_tests(tmp_path: Path):
+    result = run_ensure_toolchain(tmp_path, 0, ci="true")
     assert (result.returncode, result.stdout) == (0, "went-on\n")
-    assert (tmp_path / "args").read_text() == "-m rehearsal.registry3\n"
-    assert "ensure_registry3" in (REPO / "scripts" / "test.sh").read_text()
+    assert (tmp_path / "args").read_text() == "-m rehearsal.toolchain registry\n"
+    assert "\nensure_toolchain registry prometheus promtool blackbox_exporter pulumi pulumi-language-python\n" in (
+        REPO / "scripts" / "test.sh").read_text()
 
 
-def test_test_command_stops_in_ci_when_registry3_cannot_be_built(tmp_path: Path):
-    result = run_ensure_registry3(tmp_path, 1, ci="true")
+def test_test_command_stops_in_ci_when_a_tool_cannot_be_built(tmp_path: Path):
+    result = run_ensure_toolchain(tmp_path, 1, ci="true")
     assert result.returncode == 1 and "went-on" not in result.stdout
-    assert "CI: registry 3.1.1 could not be built" in result.stderr
+    assert "CI: the toolchain could not be built" in result.stderr
 
 
-def test_test_command_goes_on_locally_when_registry3_cannot_be_built(tmp_path: Path):
-    result = run_ensure_registry3(tmp_path, 1, ci="")
+def test_test_command_goes_on_locally_when_a_tool_cannot_be_built(tmp_path: Path):
+    result = run_ensure_toolchain(tmp_path, 1, ci="")
     assert (result.returncode, result.stdout) == (0, "went-on\n")
-    assert "its rehearsals will be skipped" in result.stderr
+    assert "the tests that need it will be skipped" in result.stderr
+
+
+# ---------------------------------------------------------------------------- pins move together
+
+
+def image_version(service: str) -> str:
+    from contract import IMAGES
+
+    return IMAGES[service].rpartition(":")[2].removeprefix("v")
+
+
+@pytest.mark.parametrize(("tool", "service"), [
+    ("registry", "registry"), ("prometheus", "prometheus"), ("promtool", "prometheus"),
+    ("blackbox_exporter", "blackbox"),
+])
+def test_each_built_binary_is_the_version_of_its_image_pin(tool: str, service: str):
+    """A bumped image pin (contract.IMAGES, Renovate) fails here until the toolchain builds
+    the same version: the stand-in image of that pin must hold a binary of its own version."""
+    declared = toolchain.load().tools[tool]
+    wanted = image_version(service)
+    # Prometheus 3.XX.Y is published as module v0.3XX.Y
+    module_version = declared.version.removeprefix("v")
+    if declared.module == "github.com/prometheus/prometheus":
+        major, minor, patch = wanted.split(".")
+        expected = f"0.{int(major) * 100 + int(minor)}.{patch}"
+    else:
+        expected = wanted
+    assert module_version == expected, (
+        f"{tool} builds {declared.module_version}; the {service} image pin wants {wanted}: "
+        f"set version = \"v{expected}\" in tools/go/toolchain.toml")
+    assert any(f"Version={wanted}" in flag or f"Version=v{wanted}" in flag for flag in declared.ldflags) or \
+        not declared.ldflags, f"{tool}'s ldflags must report {wanted}"
