@@ -99,6 +99,8 @@ def registry_alias(instance: str = "") -> str:
 
 # The router (configs/router.py): one URL for every upstream when there is more than one mirror
 ROUTER_ALIAS = "registry-router"
+# the instance of the private push registry (privateRegistry): `registry-private`
+PRIVATE_INSTANCE = "private"
 
 
 class Prometheus:

@@ -27,7 +27,7 @@ import pulumi
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
-from contract import IMAGES, PROJECT, ROUTER_ALIAS, Naming, registry_alias
+from contract import IMAGES, PRIVATE_INSTANCE, PROJECT, ROUTER_ALIAS, Naming, front_alias, registry_alias
 
 __all__ = [
     "PROJECT", "DockerHost", "MonitoringSettings", "Naming", "PkiSettings", "PrivateRegistrySettings",
@@ -175,21 +175,22 @@ _MAX_ALT_NAMES = 100
 
 
 def _alt_names(value: object) -> tuple[str, ...]:
-    """A JSON array (how Pulumi passes a YAML list) or comma-separated text."""
-    listed = "must be a list of strings (YAML list or JSON array)"
+    """A JSON array: how Pulumi passes a YAML list, or names set one by one with `pulumi
+    config set --path 'altNames[0]' NAME`. Pulumi.yaml declares the key `array<string>`, so
+    the CLI itself refuses plain text (`pulumi config set altNames a,b`) before the program
+    runs (tests/pulumi, on the real CLI): a comma list never reaches here."""
+    listed = ("must be a list of strings: a YAML list in Pulumi.<stack>.yaml, or "
+              "pulumi config set --path 'altNames[0]' NAME")
     text = _text(value, 30_000, listed).strip()
     if not text:
         return ()
-    if text.startswith("["):
-        try:
-            items = json.loads(text)
-        except (ValueError, RecursionError):  # RecursionError: deeply nested brackets
-            _refuse(listed)
-        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-            _refuse(listed)
-        names = [i.strip() for i in items]
-    else:
-        names = [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        items = json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: deeply nested brackets
+        _refuse(listed)
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        _refuse(listed)
+    names = [i.strip() for i in items]
     if len(names) > _MAX_ALT_NAMES:
         _refuse(f"must hold at most {_MAX_ALT_NAMES} names")
     bad = [n for n in names if not (is_dns_name(n, wildcard=True) or is_ip(n))]
@@ -561,6 +562,23 @@ TOKEN_AUTH_PRESETS: dict[str, tuple[str, str]] = {
 }
 
 
+def _mirror_names(upstream: str) -> tuple[str, str]:
+    """The names a further mirror's instance gives its registry and its front: their Docker
+    names, aliases, volumes and Pulumi resource names all derive from these."""
+    instance = instance_name(upstream)
+    return registry_alias(instance), front_alias(instance)
+
+
+def _name_clash(upstream: str, taken: Mapping[str, str]) -> str | None:
+    """Whose names (the Docker Hub mirror, the router, the private registry, an earlier
+    entry) a mirror of `upstream` would take: two resources with one URN stop the engine's
+    run, two containers with one Docker name fail their create."""
+    for name in _mirror_names(upstream):
+        if name in taken:
+            return taken[name]
+    return None
+
+
 def instance_name(upstream: str) -> str:
     """The suffix of a mirror's alias, Docker names and volume (`registry-<instance>`)."""
     if upstream in UPSTREAM_PRESETS:
@@ -681,7 +699,7 @@ class Settings(_Frozen):
         if self.routed:
             aliases.append(ROUTER_ALIAS)
         if self.private_registry is not None:
-            aliases.append(registry_alias("private"))
+            aliases.append(registry_alias(PRIVATE_INSTANCE))
         return list(dict.fromkeys(self.registry.san_dns_names + aliases))
 
     def private_registry_settings(self) -> RegistrySettings:
@@ -951,6 +969,10 @@ def _mirrors(c: StackConfig, raw: Mapping[str, str], hub: RegistrySettings, secr
     entries: list[dict[str, Any]] = json.loads(c.mirrors) if c.mirrors is not None and "mirrors" not in \
         problems.keys else []
     seen_upstreams: dict[str, int] = {}
+    # what the Docker Hub mirror, the router and the private registry are named (whether or
+    # not this stack has them yet: turning one on later must not collide either)
+    names_taken = {registry_alias(): "Docker Hub's mirror", front_alias(): "Docker Hub's front",
+                   ROUTER_ALIAS: "the router", registry_alias(PRIVATE_INSTANCE): "the private registry"}
 
     def bad(index: int, name: str, shown: str, allowed: str) -> None:
         problems.line("mirrors", f"{project}:mirrors[{index}].{name} = {shown} is invalid: {allowed}")
@@ -974,6 +996,15 @@ def _mirrors(c: StackConfig, raw: Mapping[str, str], hub: RegistrySettings, secr
                           f"mirrors[{seen_upstreams[upstream]}] already mirrors it (one entry per upstream)")
             continue
         seen_upstreams[upstream] = index
+        if upstream != DOCKER_HUB:
+            clash = _name_clash(upstream, names_taken)
+            if clash:
+                problems.line("mirrors", f"{project}:mirrors[{index}].upstream = {upstream!r} is invalid: its "
+                              f"containers and resources ({', '.join(_mirror_names(upstream))}) would take the "
+                              f"names of {clash}; mirror one of the two, or the other's host")
+                continue
+            for name in _mirror_names(upstream):
+                names_taken[name] = f"mirrors[{index}] ({upstream!r})"
         remote = entry.get("remoteUrl", UPSTREAM_PRESETS.get(upstream, (f"https://{upstream}", ""))[0])
         if not isinstance(remote, str) or not _REMOTE_URL.fullmatch(remote):
             bad(index, "remoteUrl", _shown(remote), "must be an http(s) URL such as https://ghcr.io")

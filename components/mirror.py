@@ -13,7 +13,7 @@ from components.container import named_volume, service_container
 from components.pki import Pki
 from configs import front, registry
 from configs.spec import Secret
-from contract import Naming, front_alias, registry_alias
+from contract import PRIVATE_INSTANCE, Naming, front_alias, registry_alias
 from settings import RegistrySettings, Settings
 
 
@@ -136,7 +136,7 @@ def stack_mirrors(config: Settings, network: docker.Network, pki: Pki, telemetry
     ]
     private = (
         Mirror("private-registry", config.private_registry_settings(), config.naming, network, pki,
-               telemetry_env=telemetry_env, instance="private", remote_url=None, upstream="private")
+               telemetry_env=telemetry_env, instance=PRIVATE_INSTANCE, remote_url=None, upstream=PRIVATE_INSTANCE)
         if config.private_registry is not None else None
     )
     return StackMirrors(hub, upstreams, private)

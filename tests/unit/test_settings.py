@@ -107,9 +107,14 @@ def test_ipv4_hostname_goes_to_ip_sans():
     assert "192.168.1.20" not in s.registry.san_dns_names
 
 
-def test_alt_names_accept_comma_separated_text():
-    s = parse({"altNames": "a.lan, b.lan"}, stack="dev")
+def test_alt_names_are_a_json_list_as_the_cli_passes_them():
+    s = parse({"altNames": '["a.lan", " b.lan"]'}, stack="dev")
     assert s.registry.alt_names == ("a.lan", "b.lan")
+
+
+def test_alt_names_as_text_are_refused_with_the_way_to_set_a_list():
+    with pytest.raises(SettingsError, match=r"altNames = 'a.lan, b.lan' is invalid: .*--path 'altNames\[0\]'"):
+        parse({"altNames": "a.lan, b.lan"}, stack="dev")
 
 
 def test_tilde_in_docker_paths_is_expanded(monkeypatch):
@@ -171,7 +176,7 @@ INVALID = [
     ({"grafanaAdminUser": "admin\n"}, "grafanaAdminUser", "'admin\\n'", "letters, digits"),
     # a trailing dot is refused, not normalized: certs.d and the CN would not match the name Docker uses
     ({"hostname": "registry.lan."}, "hostname", "'registry.lan.'", "no trailing dot"),
-    ({"altNames": "a.lan."}, "altNames", "'a.lan.'", "no trailing dot"),
+    ({"altNames": '["a.lan."]'}, "altNames", "'a.lan.'", "no trailing dot"),
     ({"hostname": "a" * 63 + ".lan"}, "hostname", "'aaaa", "at most 64 characters"),
     ({"dockerDaemonJsonPath": "/etc/docker/"}, "dockerDaemonJsonPath", "'/etc/docker/'", "not ending in /"),
     ({"dockerCertsDir": "/etc/\x00d"}, "dockerCertsDir", "'/etc/\\x00d'", "no control characters"),
@@ -185,9 +190,9 @@ INVALID = [
     ({"prometheusRetention": "2d1w"}, "prometheusRetention", "'2d1w'", "in that order"),
     ({"prometheusRetention": "101y"}, "prometheusRetention", "'101y'", "up to 100y"),
     ({"prometheusRetention": "0d"}, "prometheusRetention", "'0d'", "Prometheus duration"),
-    ({"altNames": ",".join(f"h{i}.lan" for i in range(101))}, "altNames", "'h0.lan", "at most 100 names"),
+    ({"altNames": json.dumps([f"h{i}.lan" for i in range(101)])}, "altNames", "h0.lan", "at most 100 names"),
     ({"altNames": "[" * 5000}, "altNames", "'[[[", "list of strings"),
-    ({"altNames": "fe80::1%eth0"}, "altNames", "'fe80::1%eth0'", "IP address"),
+    ({"altNames": '["fe80::1%eth0"]'}, "altNames", "'fe80::1%eth0'", "IP address"),
     ({"dockerHubUsername": "al ice", "dockerHubPassword": "<set>"}, "dockerHubUsername", "'al ice'", "without spaces"),
 ]
 

@@ -55,6 +55,40 @@ def test_two_entries_on_one_upstream_or_one_port_are_refused_one_line_each():
     ]
 
 
+@pytest.mark.parametrize(("first", "second", "whose"), [
+    ("ghcr.io", "ghcr", "mirrors[0] ('ghcr.io')"),
+    ("ghcr", "ghcr.io", "mirrors[0] ('ghcr')"),
+    ("registry.k8s.io", "k8s", "mirrors[0] ('registry.k8s.io')"),
+    ("a.b", "a-b", "mirrors[0] ('a.b')"),
+    ("ghcr.io", "front-ghcr", "mirrors[0] ('ghcr.io')"),
+    (None, "private", "the private registry"),
+    (None, "router", "the router"),
+    (None, "front", "Docker Hub's front"),
+])
+def test_entries_whose_names_collide_are_refused_in_one_line(first: str | None, second: str, whose: str):
+    """Two resources with one URN stop the engine's run (mocks accept them) and two containers
+    with one Docker name fail their create: such entries never reach the engine."""
+    entries = ([{"upstream": first, "port": 6001}] if first else []) + [{"upstream": second, "port": 6002}]
+    index = len(entries) - 1
+    (line,) = problems({"mirrors": json.dumps(entries), "upstreamFront": "false"})
+    assert line.startswith(f"registry-mirror:mirrors[{index}].upstream = {second!r} is invalid: its containers")
+    assert line.endswith(f"would take the names of {whose}; mirror one of the two, or the other's host")
+
+
+def test_every_accepted_stack_has_distinct_resource_and_docker_names():
+    presets = ["ghcr.io", "quay.io", "gcr.io"]
+    custom = ["registry.k8s.io", "a.b", "front-x", "routers"]  # no known token realm: "" (none)
+    entries = [{"upstream": u, "port": 6001 + i} for i, u in enumerate(presets)] + [
+        {"upstream": u, "port": 6010 + i, "tokenRealm": ""} for i, u in enumerate(custom)]
+    program = evaluate(BASE | {"mirrors": json.dumps(entries), "privateRegistry": "true",
+                               "registryBindAddress": "127.0.0.1"})
+    urns = [r.urn for r in program.resources]
+    assert len(urns) == len(set(urns))
+    names = [r.inputs["name"] for r in program.of_type("docker:index/container:Container")]
+    # a registry and a front per mirror, the private registry, the router, monitoring
+    assert len(names) == len(set(names)) and len(names) > 2 * (len(entries) + 1)
+
+
 def test_an_entry_on_the_registry_port_is_refused():
     assert problems({"mirrors": json.dumps([{"upstream": "ghcr.io", "port": 6000}])}) == [
         "registry-mirror:mirrors[1].port = 6000 is invalid: publishes host port 6000, which registryPort already uses"]
