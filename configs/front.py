@@ -140,7 +140,7 @@ def render_front_config(
     per request through `resolver`, so nginx starts with no upstream reachable.
     `redirect_hosts=None` follows a blob redirect to any public name (the presets, whose CDNs
     move); a tuple follows it only to those hosts (a custom upstream: its own host and its
-    `redirectHosts`).
+    `redirectHosts`; `()`: to none).
     """
     return serialize(front_nodes(
         upstream_url=upstream_url, upstream_realm=upstream_realm, service=service,
@@ -319,8 +319,9 @@ def _redirect_maps(redirect_hosts: tuple[str, ...] | None) -> list[Node]:
         elif redirect_hosts is None:
             rules.append(MapEntry(f"{https}{pattern}{_HOST_END}", ""))
         else:
-            allowed = "|".join(re.escape(h) for h in _checked_hosts(redirect_hosts))
-            rules.append(MapEntry(f"{https}(?:{allowed})\\.?{_HOST_END}", ""))
+            if _checked_hosts(redirect_hosts):
+                allowed = "|".join(re.escape(h) for h in redirect_hosts)
+                rules.append(MapEntry(f"{https}(?:{allowed})\\.?{_HOST_END}", ""))
             rules.append(MapEntry(f"{https}{pattern}{_HOST_END}", Redirects.NOT_ALLOWED))
     return [
         Comment("where a blob redirect may go (contract.Redirects): the first matching regex wins"),
@@ -335,8 +336,7 @@ def _redirect_maps(redirect_hosts: tuple[str, ...] | None) -> list[Node]:
 
 
 def _checked_hosts(hosts: tuple[str, ...]) -> tuple[str, ...]:
-    if not hosts:
-        raise ValueError("redirect_hosts must name at least one host (None: any public name)")
+    """() follows no redirect at all (a custom upstream on a private name, with no redirectHosts)."""
     for host in hosts:
         if redirect_refusal(host) is not None or host != host.lower():
             raise ValueError(f"redirect_hosts must hold lower-case public host names: {host!r}")
@@ -421,11 +421,13 @@ def container_spec(
     upstream_url: str,
     upstream_realm: str | None,
     service: str = DOCKER_HUB_SERVICE,
+    redirect_hosts: tuple[str, ...] | None = None,
 ) -> ServiceSpec:
     """The front's container: its nginx.conf uploaded, nothing published, no volume (its
     cache is transient: a few minutes of blobs, bounded by `max_size`)."""
     config_text = render_front_config(
         upstream_url=upstream_url, upstream_realm=upstream_realm, service=service, front_url=front_url(alias),
+        redirect_hosts=redirect_hosts,
     )  # fmt: skip
     return ServiceSpec(
         service=alias,
