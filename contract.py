@@ -98,12 +98,12 @@ class Redirects:
     """
 
     SCHEME = "https"
-    # Suffixes no public CDN can live under: RFC 6761 (localhost, invalid), RFC 6762 (local,
-    # mDNS; its appendix G names intranet, internal, private, corp, home and lan as names
-    # private networks use), RFC 8375 (home.arpa; `arpa` as a whole is infrastructure,
-    # RFC 3172), RFC 7686 (onion), RFC 9476 (alt) and ICANN's 2024 reservation of `internal`
-    # for private use. `test` and `example` are left out: RFC 6761 asks applications not to
-    # treat them specially, and the rehearsals' stand-in CDNs live under `test`.
+    # Suffixes no public CDN can live under: special-use names (localhost, invalid), mDNS
+    # (local), the top-level names private networks use (intranet, internal, private, corp,
+    # home, lan), infrastructure (arpa, home.arpa among it), onion and alt; sources in
+    # docs/upstream-references.md ("Upstream redirects"). `test` and `example` are left out:
+    # the standard asks applications not to treat them specially, and the rehearsals'
+    # stand-in CDNs live under `test`.
     RESERVED_SUFFIXES = ("localhost", "local", "internal", "arpa", "invalid", "onion", "alt",
                          "intranet", "private", "corp", "home", "lan")
     # the refusal reasons, in the order the front checks them

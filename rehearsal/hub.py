@@ -26,8 +26,8 @@ What it does as Docker Hub does (docs/upstream-references.md, "Docker Hub stand-
 - `hub.redirect` changes the pattern: the CDN host named in the Location (any name the
   certificate covers: `CDN_NAMES`, resolved by the caller's DNS stand-in), the status, and
   `head=True` for a registry whose storage redirects blob HEADs too (distribution's
-  `redirect` storage option: `registry/storage/blobserver.go` redirects every blob request
-  the driver signs, and the S3 and GCS drivers sign HEAD as well as GET). `location`
+  `redirect` storage option redirects every blob request its driver signs, and the S3 and
+  GCS drivers sign HEAD as well as GET: docs/upstream-references.md). `location`
   replaces the CDN URL altogether (a hostile upstream: `{digest}` and `{method}` are filled in).
 - `mode = "ratelimited"`: manifest GETs answer 429 with Docker Hub's body
   (`TOOMANYREQUESTS`) and headers (`ratelimit-limit`, `ratelimit-remaining`,
@@ -64,7 +64,7 @@ DOMAIN = "hub.localhost"
 REGISTRY_HOST = f"registry.{DOMAIN}"
 AUTH_HOST = f"auth.{DOMAIN}"
 # a public-looking name: the front never follows a redirect to *.localhost (contract.Redirects);
-# `test` is reserved for testing and, per RFC 6761, not special to applications
+# `test` is reserved for testing and not special to applications (docs/upstream-references.md)
 CDN_HOST = "cdn.hub.test"
 # the CDN hosts of the presets (docs/security.md, "Redirects"): the stand-in's certificate
 # covers them, so a rehearsal can play each preset's redirect pattern on loopback
