@@ -324,7 +324,7 @@ def _redirect_maps(redirect_hosts: tuple[str, ...] | None) -> list[Node]:
                 rules.append(MapEntry(f"{https}(?:{allowed})\\.?{_HOST_END}", ""))
             rules.append(MapEntry(f"{https}{pattern}{_HOST_END}", Redirects.NOT_ALLOWED))
     return [
-        Comment("where a blob redirect may go (contract.Redirects): the first matching regex wins"),
+        Comment("where a redirect may go (contract.Redirects): the first matching regex wins"),
         Block("map", "$front_redirect", "$front_redirect_refused", children=rules),
         Block("map", "$front_redirect", "$front_redirect_host", children=[
             Directive("default", ""),
