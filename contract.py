@@ -7,6 +7,7 @@ the rehearsals can use it without the SDK.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 PROJECT = "registry-mirror"
@@ -84,6 +85,64 @@ class Front:
     HEALTH_PATH = "/_front/health"
     # answers with the upstream's own status for /v2/ (Docker Hub: 401 = reachable)
     UPSTREAM_PROBE_PATH = "/_front/upstream"
+
+
+class Redirects:
+    """Where the upstream front follows an upstream's blob redirect (docs/security.md, "Redirects").
+
+    Only to `https` URLs whose host is a public name: never an IP literal, never a single
+    label (the stack's own aliases and container names are single labels), never a name under
+    a suffix that cannot be a public host. A custom `mirrors` entry is further held to its own
+    host and its `redirectHosts`. The reasons are what the front's access log writes in
+    `redirect_refused` and what the refusal counter is labelled with.
+    """
+
+    SCHEME = "https"
+    # Suffixes no public CDN can live under: special-use names (localhost, invalid), mDNS
+    # (local), the top-level names private networks use (intranet, internal, private, corp,
+    # home, lan), infrastructure (arpa, home.arpa among it), onion and alt; sources in
+    # docs/upstream-references.md ("Upstream redirects"). `test` and `example` are left out:
+    # the standard asks applications not to treat them specially, and the rehearsals'
+    # stand-in CDNs live under `test`.
+    RESERVED_SUFFIXES = ("localhost", "local", "internal", "arpa", "invalid", "onion", "alt",
+                         "intranet", "private", "corp", "home", "lan")
+    # the refusal reasons, in the order the front checks them
+    SCHEME_REFUSED = "scheme"  # not https:// (an http:// redirect or a relative Location)
+    IP_LITERAL = "ip-literal"  # [v6], a dotted quad, or any name whose last label is a number
+    SINGLE_LABEL = "single-label"
+    RESERVED_NAME = "reserved-name"
+    NOT_PUBLIC = "not-public"  # a last label no public TLD has (Docker's `<alias>.<network>`)
+    NOT_ALLOWED = "not-allowed"  # a custom entry's redirect to a host it does not list
+    MALFORMED = "malformed"  # user info, characters no host name has
+
+
+_LABEL = r"[a-z0-9-]+"
+_PUBLIC_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+_PUBLIC_TLD = r"(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})"
+_NUMERIC_LABEL = r"(?:[0-9]+|0x[0-9a-f]*)"
+
+
+def redirect_host_patterns() -> list[tuple[str, str]]:
+    """(regex over a lower-case host with at most one trailing dot, reason) in the order the
+    front checks them; a host no pattern matches is malformed. The front's nginx map and
+    `redirect_refusal` are both built from this list."""
+    suffixes = "|".join(Redirects.RESERVED_SUFFIXES)
+    return [
+        (r"\[.*", Redirects.IP_LITERAL),
+        (rf"(?:{_LABEL}\.)*{_NUMERIC_LABEL}\.?", Redirects.IP_LITERAL),
+        (rf"{_LABEL}\.?", Redirects.SINGLE_LABEL),
+        (rf"(?:{_LABEL}\.)+(?:{suffixes})\.?", Redirects.RESERVED_NAME),
+        (rf"(?:{_PUBLIC_LABEL}\.)+{_PUBLIC_TLD}\.?", ""),
+        (r"[a-z0-9.-]+", Redirects.NOT_PUBLIC),
+    ]
+
+
+def redirect_refusal(host: str) -> str | None:
+    """Why the front never follows a redirect to `host` (no port), or None for a public name."""
+    for pattern, reason in redirect_host_patterns():
+        if re.fullmatch(pattern, host.lower()):
+            return reason or None
+    return Redirects.MALFORMED
 
 
 def front_alias(instance: str = "") -> str:

@@ -27,7 +27,17 @@ import pulumi
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
-from contract import IMAGES, PRIVATE_INSTANCE, PROJECT, ROUTER_ALIAS, Naming, front_alias, registry_alias
+from contract import (
+    IMAGES,
+    PRIVATE_INSTANCE,
+    PROJECT,
+    ROUTER_ALIAS,
+    Naming,
+    Redirects,
+    front_alias,
+    redirect_refusal,
+    registry_alias,
+)
 
 __all__ = [
     "PROJECT", "DockerHost", "MonitoringSettings", "Naming", "PkiSettings", "PrivateRegistrySettings",
@@ -400,7 +410,7 @@ class StackConfig(BaseModel):
     frontImage: Image = Field(IMAGES["front"], description="Image of the upstream front (nginx, Alpine).")
     mirrors: Annotated[str | None, BeforeValidator(_mirror_list)] = Field(
         None, description="Upstreams to mirror, each {upstream, remoteUrl, port, username, password, ttl, "
-                          "tokenRealm, tokenService}; "
+                          "tokenRealm, tokenService, redirectHosts}; "
                           "Docker Hub (docker.io) is always one (the keys above describe it).")
     privateRegistry: Boolean = Field(
         False, description="Run a private registry for pushes (no proxy) on privateRegistryPort.")
@@ -550,7 +560,18 @@ UPSTREAM_PRESETS: dict[str, tuple[str, str]] = {
     "registry.k8s.io": ("https://registry.k8s.io", "k8s"),
     "gcr.io": ("https://gcr.io", "gcr"),
 }
-MIRROR_FIELDS = ("upstream", "remoteUrl", "port", "username", "password", "ttl", "tokenRealm", "tokenService")
+MIRROR_FIELDS = ("upstream", "remoteUrl", "port", "username", "password", "ttl", "tokenRealm", "tokenService",
+                 "redirectHosts")
+_MAX_REDIRECT_HOSTS = 20
+# why a redirectHosts value can never be followed (contract.Redirects), as a line says it
+_REDIRECT_REFUSALS = {
+    Redirects.IP_LITERAL: "an IP address",
+    Redirects.SINGLE_LABEL: "a single-label name (the stack's own services have such names)",
+    Redirects.RESERVED_NAME: "a name under a reserved suffix (" + ", ".join(
+        f".{s}" for s in Redirects.RESERVED_SUFFIXES) + ")",
+    Redirects.NOT_PUBLIC: "not a public DNS name",
+    Redirects.MALFORMED: "not a host name",
+}
 # The token realm and service of each preset's /v2/ challenge, for the upstream front (which
 # answers /v2/ itself and forwards token requests there). registry.k8s.io redirects to the
 # regional Artifact Registry it serves from, so no fixed realm is known for it here.
@@ -599,6 +620,9 @@ class UpstreamSettings(_Frozen):
     # the upstream's token realm and service ("" realm: no token auth; None: not known)
     token_realm: str | None = None
     token_service: str | None = None
+    # where its front follows a redirect: None = any public name (a preset at its own URL);
+    # else only these hosts (its own host, if public, and its redirectHosts)
+    redirect_hosts: tuple[str, ...] | None = None
 
     @property
     def instance(self) -> str:
@@ -1062,19 +1086,25 @@ def _mirrors(c: StackConfig, raw: Mapping[str, str], hub: RegistrySettings, secr
         if isinstance(realm, str) and realm and service is None:
             problems.line("mirrors", f"{project}:mirrors[{index}].tokenService must be set with tokenRealm")
             ok = False
+        listed = _redirect_hosts(entry, index, c.upstreamFront, problems)
+        if listed is None:
+            ok = False
         if not ok:
             continue
+        assert listed is not None and isinstance(remote, str)
+        preset = upstream in TOKEN_AUTH_PRESETS and remote == UPSTREAM_PRESETS[upstream][0]
+        redirect_hosts = None if preset and "redirectHosts" not in entry else _own_hosts(remote, listed)
         secret_password = password
         if password is not None and secret_list is not None:
             secret_password = secret_list.apply(lambda text, i=index: json.loads(text)[i]["password"])
         if upstream == DOCKER_HUB:
             hub_entry = {"index": index, "entry": entry, "password": secret_password, "remote": remote,
-                         "ttl": ttl, "realm": realm, "service": service}
+                         "ttl": ttl, "realm": realm, "service": service, "redirect_hosts": redirect_hosts}
             continue
         assert port is not None  # checked above: only docker.io may leave it unset
         others.append(UpstreamSettings(upstream=upstream, remote_url=remote, port=port, username=username,
                                        password=secret_password, proxy_ttl=ttl, token_realm=realm,
-                                       token_service=service))
+                                       token_service=service, redirect_hosts=redirect_hosts))
 
     hub_mirror = UpstreamSettings(upstream=DOCKER_HUB, remote_url=UPSTREAM_PRESETS[DOCKER_HUB][0], port=hub.port,
                                   username=hub.docker_hub_username, password=hub.docker_hub_password,
@@ -1095,8 +1125,42 @@ def _mirrors(c: StackConfig, raw: Mapping[str, str], hub: RegistrySettings, secr
                                                        "password": hub_entry["password"]})
         hub_mirror = hub_mirror.model_copy(update={
             "remote_url": hub_entry["remote"], "proxy_ttl": hub_entry["ttl"] if "ttl" in entry else hub.proxy_ttl,
-            "token_realm": hub_entry["realm"], "token_service": hub_entry["service"]})
+            "token_realm": hub_entry["realm"], "token_service": hub_entry["service"],
+            "redirect_hosts": hub_entry["redirect_hosts"]})
     return (hub_mirror, *others)
+
+
+def _redirect_hosts(entry: Mapping[str, Any], index: int, front: bool, problems: _Problems) -> list[str] | None:
+    """An entry's redirectHosts, lower-cased ([] when unset), or None after reporting each bad value."""
+    project = problems.project
+    if "redirectHosts" not in entry:
+        return []
+    value = entry["redirectHosts"]
+    key = f"{project}:mirrors[{index}].redirectHosts"
+    if not isinstance(value, list) or not 1 <= len(value) <= _MAX_REDIRECT_HOSTS:
+        problems.line("mirrors", f"{key} = {_shown(value)} is invalid: must be a list of 1-{_MAX_REDIRECT_HOSTS} "
+                      "host names its front may follow a redirect to, such as [s3.eu-west-1.amazonaws.com]")
+        return None
+    if not front:
+        problems.line("mirrors", f"{key} needs upstreamFront true: without the front the registry follows "
+                      "every redirect itself, wherever it points")
+        return None
+    hosts: list[str] = []
+    for position, host in enumerate(value):
+        reason = redirect_refusal(host) if isinstance(host, str) and len(host) <= 253 else Redirects.MALFORMED
+        if reason is not None:
+            problems.line("mirrors", f"{key}[{position}] = {_shown(host)} is invalid: {_REDIRECT_REFUSALS[reason]}; "
+                          "the front follows redirects only to public host names (no scheme, no port), such as "
+                          "s3.eu-west-1.amazonaws.com")
+        else:
+            hosts.append(host.lower().removesuffix("."))
+    return hosts if len(hosts) == len(value) else None
+
+
+def _own_hosts(remote: str, listed: list[str]) -> tuple[str, ...]:
+    """A front held to a list follows its upstream's own host (when that is a public name) and the list."""
+    own = (urlsplit(remote).hostname or "").removesuffix(".")
+    return tuple(dict.fromkeys(([own] if redirect_refusal(own) is None else []) + listed))
 
 
 def _check_client_auth(c: StackConfig, raw: Mapping[str, str], problems: _Problems) -> None:

@@ -26,7 +26,8 @@ class Mirror(pulumi.ComponentResource):
     With `settings.upstream_front` the mirror's upstream is its front (configs/front.py),
     which stands before `remote_url`; `upstream_realm` and `upstream_service` are that
     upstream's token realm and service (known for Docker Hub; "" for an upstream without
-    token auth).
+    token auth); `redirect_hosts` is where its front follows a redirect (None: any public
+    name, for a preset; else only those hosts).
 
     Outputs: `url`, `container_name`, `volume_name`, `front_alias` (None without a front).
     """
@@ -46,6 +47,7 @@ class Mirror(pulumi.ComponentResource):
         upstream: str = "docker.io",
         upstream_realm: str | None = None,
         upstream_service: str | None = None,
+        redirect_hosts: tuple[str, ...] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("registry-mirror:registry:Mirror", name, None, opts)
@@ -57,7 +59,7 @@ class Mirror(pulumi.ComponentResource):
             self.front_alias = front_alias(instance)
             realm, service = front.token_auth(remote_url, upstream_realm, upstream_service)
             front_spec = front.container_spec(settings, alias=self.front_alias, upstream_url=remote_url,
-                                              upstream_realm=realm, service=service)
+                                              upstream_realm=realm, service=service, redirect_hosts=redirect_hosts)
             front_container = service_container(self, naming, network, front_spec).container
             remote_url = front.front_url(self.front_alias)
         volume = named_volume(self, naming, alias, "data", settings.keep_data_on_destroy)
@@ -127,11 +129,13 @@ def stack_mirrors(config: Settings, network: docker.Network, pki: Pki, telemetry
     hub_entry, *others = config.mirrors
     hub = Mirror("mirror", config.registry, config.naming, network, pki, telemetry_env=telemetry_env,
                  remote_url=hub_entry.remote_url, publish=not config.routed,
-                 upstream_realm=hub_entry.token_realm, upstream_service=hub_entry.token_service)
+                 upstream_realm=hub_entry.token_realm, upstream_service=hub_entry.token_service,
+                 redirect_hosts=hub_entry.redirect_hosts)
     upstreams = [(hub_entry.upstream, hub)] + [
         (m.upstream, Mirror(f"mirror-{m.instance}", config.mirror_registry(m), config.naming, network, pki,
                             telemetry_env=telemetry_env, instance=m.instance, remote_url=m.remote_url,
-                            upstream=m.upstream, upstream_realm=m.token_realm, upstream_service=m.token_service))
+                            upstream=m.upstream, upstream_realm=m.token_realm, upstream_service=m.token_service,
+                            redirect_hosts=m.redirect_hosts))
         for m in others
     ]
     private = (

@@ -14,7 +14,7 @@ import re
 from typing import TYPE_CHECKING
 
 from configs.spec import Deployment, MonitoringInputs, Mount, Port, ServiceSpec, Upload
-from contract import LABEL_PROJECT, LABEL_SERVICE, LABEL_STACK, Alloy, Loki, Registry, http_url
+from contract import LABEL_PROJECT, LABEL_SERVICE, LABEL_STACK, Alloy, Front, Loki, Registry, http_url
 
 if TYPE_CHECKING:
     from settings import MonitoringSettings
@@ -43,6 +43,18 @@ REGISTRY_JSON_FIELDS: dict[str, str] = {
 LABEL_FIELDS: tuple[str, ...] = ("level",)
 # Per-line values kept as structured metadata (queryable, no new streams).
 STRUCTURED_METADATA_FIELDS: tuple[str, ...] = ("method", "request_id", "status")
+
+# The upstream front's refused redirects (configs/front.py): its JSON access log carries
+# `"redirect_refused":"<reason>"`, empty unless the front refused to follow an upstream's
+# redirect. nginx has no counters of its own; this line, matched only when the reason is
+# non-empty, is what Alloy counts into FRONT_REFUSALS_METRIC (on Alloy's /metrics, which
+# Prometheus scrapes). An RE2 expression (the one Python's `re` reads the same way).
+FRONT_SERVICE_SELECTOR = '{service=~"' + Front.ALIAS + '.*"}'
+FRONT_REFUSAL_FIELD = "redirect_refused"
+FRONT_REFUSAL_REGEX = f'"{FRONT_REFUSAL_FIELD}":"(?P<{FRONT_REFUSAL_FIELD}>[a-z-]+)"'
+FRONT_REFUSALS_PREFIX = "registry_mirror_"
+FRONT_REFUSALS_METRIC = "front_redirects_refused_total"
+FRONT_REFUSALS_IDLE = "720h"
 
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LABEL_SAFE_RE = re.compile(r"[^a-zA-Z0-9_]")
@@ -74,6 +86,11 @@ def docker_label_meta(label: str) -> str:
     return "__meta_docker_container_label_" + _LABEL_SAFE_RE.sub("_", label)
 
 
+def _attributes(entries: dict[str, str], indent: str) -> list[str]:
+    width = max(len(k) for k in entries)
+    return [f"{indent}{key.ljust(width)} = {alloy_string(value)}" for key, value in entries.items()]
+
+
 def _object(entries: dict[str, str], indent: str) -> list[str]:
     width = max(len(k) for k in entries)
     lines = [f"{indent}{key.ljust(width)} = {alloy_string(value)}," for key, value in entries.items()]
@@ -93,7 +110,9 @@ def render_alloy_config(
     Only containers labelled ``registry-mirror.project=<project>`` and
     ``registry-mirror.stack=<stack>`` are read. Every entry gets the labels ``container``,
     ``service`` and ``stack``; the registry's JSON lines also get ``level`` as a label and
-    ``method``, ``status``, ``request_id`` as structured metadata.
+    ``method``, ``status``, ``request_id`` as structured metadata. A front's line recording a
+    refused redirect gets the label ``redirect_refused`` (the reason) and increments
+    ``registry_mirror_front_redirects_refused_total`` on Alloy's own /metrics.
     """
     for name, value in (("project", project), ("stack", stack), ("loki_url", loki_url)):
         if not value:
@@ -170,6 +189,36 @@ def render_alloy_config(
         "    stage.structured_metadata {",
         "      values = {",
         *_object(metadata_values, "        "),
+        "      }",
+        "    }",
+        "  }",
+        "",
+        "  // the fronts' refused redirects (configs/front.py): counted, and labelled in Loki",
+        "  stage.match {",
+        f"    selector = {alloy_string(FRONT_SERVICE_SELECTOR)}",
+        "",
+        "    stage.regex {",
+        f"      expression = {alloy_string(FRONT_REFUSAL_REGEX)}",
+        "    }",
+        "",
+        "    stage.labels {",
+        "      values = {",
+        *_object({FRONT_REFUSAL_FIELD: ""}, "        "),
+        "      }",
+        "    }",
+        "",
+        "    stage.metrics {",
+        "      metric.counter {",
+        *_attributes({
+            "name": FRONT_REFUSALS_METRIC,
+            "prefix": FRONT_REFUSALS_PREFIX,
+            "description": "Upstream redirects the front refused to follow, by front and reason",
+            "source": FRONT_REFUSAL_FIELD,
+            "action": "inc",
+            # a refusal is rare: the series must outlive Prometheus's alert window, or each
+            # one would start a new series at 1, which increase() cannot see
+            "max_idle_duration": FRONT_REFUSALS_IDLE,
+        }, "        "),
         "      }",
         "    }",
         "  }",

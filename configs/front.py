@@ -18,7 +18,13 @@ network only. Why it exists (docs/operations.md, docs/benchmarks.md):
    first request streams as it arrives; the others wait for it. Entries leave the front's
    cache `cache_inactive` after their last use (the registry's storage is the real cache).
 4. Docker Hub's redirect of blob GETs to its CDN is followed here, without the registry's
-   Authorization header (credentials never reach the CDN), and cached under the blob's key.
+   Authorization header (credentials never reach the CDN), and cached under the blob's key;
+   a redirected HEAD is followed with HEAD (a storage URL is signed for one method).
+   Only to `https` and a public name (`contract.Redirects`; for a custom upstream only to its
+   own host and its `redirect_hosts`): anything else is answered 502, logged with the host
+   and the reason (`redirect`, `redirect_refused` in the access log), and never fetched. A
+   redirect of anything else (a manifest, a token, the probe's `/v2/`) is checked the same
+   way and, when allowed, handed on for the registry to follow as it would without the front.
 
 Manifests and tags are never cached here: a tag always resolves at the upstream while it
 answers (the registry falls back to its own copy only when the upstream fails).
@@ -31,9 +37,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from configs.nginxconf import Block, Comment, Directive, Node, serialize
+from configs.nginxconf import Block, Comment, Directive, MapEntry, Node, serialize
 from configs.spec import ServiceSpec, Upload
-from contract import Front
+from contract import Front, Redirects, redirect_host_patterns, redirect_refusal
 
 if TYPE_CHECKING:
     from settings import RegistrySettings
@@ -124,6 +130,7 @@ def render_front_config(
     cache_max_size: str = "4g",
     cache_inactive: str = "10m",
     lock_timeout: str = LOCK_TIMEOUT,
+    redirect_hosts: tuple[str, ...] | None = None,
 ) -> str:
     """Render the front's complete `nginx.conf` (the image's command adds `daemon off`).
 
@@ -131,11 +138,15 @@ def render_front_config(
     built from it. `upstream_realm=None` is an upstream without token auth: `/v2/` then
     answers 200 and nothing is forwarded to a realm. Every upstream host name is resolved
     per request through `resolver`, so nginx starts with no upstream reachable.
+    `redirect_hosts=None` follows a blob redirect to any public name (the presets, whose CDNs
+    move); a tuple follows it only to those hosts (a custom upstream: its own host and its
+    `redirectHosts`; `()`: to none).
     """
     return serialize(front_nodes(
         upstream_url=upstream_url, upstream_realm=upstream_realm, service=service,
         front_url=front_url, listen=listen, resolver=resolver, user=user, paths=paths,
         cache_max_size=cache_max_size, cache_inactive=cache_inactive, lock_timeout=lock_timeout,
+        redirect_hosts=redirect_hosts,
     ))  # fmt: skip
 
 
@@ -152,6 +163,7 @@ def front_nodes(
     cache_max_size: str,
     cache_inactive: str,
     lock_timeout: str,
+    redirect_hosts: tuple[str, ...] | None = None,
 ) -> list[Node]:
     upstream = _base_url(upstream_url, "upstream_url")
     realm = _url(upstream_realm, "upstream_realm") if upstream_realm is not None else None
@@ -183,6 +195,7 @@ def front_nodes(
             Directive("set", "$front_realm", realm),
             Directive("proxy_pass", "$front_realm$is_args$args"),
             *_metadata_timeouts(),
+            *_passed_redirects(),
         ]) if realm is not None else None,
         Block("location", "=", HEALTH_PATH, children=[
             Directive("access_log", "off"),
@@ -191,12 +204,16 @@ def front_nodes(
         Block("location", "=", UPSTREAM_PROBE_PATH, children=[
             Directive("proxy_pass", "$front_upstream/v2/"),
             *_metadata_timeouts(),
+            *_passed_redirects(),
         ]),
         Block("location", "~", BLOB_LOCATION, children=[
             Comment("a HEAD is the registry's blob stat, a few hundred bytes: the metadata timeout,\n"
                     "not the blob's (return inside if is one of the safe uses of if)"),
             Block("if", "($request_method", "=", "HEAD)", children=[Directive("return", 418)]),
             Directive("error_page", 418, "=", "@blob_head"),
+            Comment("so that @blob_head's own error_page (a redirected HEAD) runs: nginx follows one\n"
+                    "error_page per request unless told otherwise"),
+            Directive("recursive_error_pages", "on"),
             Directive("proxy_pass", "$front_upstream"),
             *_blob_cache(lock_timeout),
             Comment("Docker Hub answers blob GETs with a 307 to its CDN: followed here"),
@@ -210,8 +227,8 @@ def front_nodes(
             Directive("error_page", 301, 302, 303, 307, 308, "=", "@cdn"),
         ]),
         Block("location", "@cdn", children=[
-            Directive("set", "$front_redirect", "$upstream_http_location"),
-            Comment("the upstream's token is for the upstream: never sent to its CDN"),
+            *_refused_redirects(),
+            Comment("the upstream's token is for the upstream: never sent to its CDN; a HEAD stays a HEAD"),
             Directive("proxy_set_header", "Authorization", ""),
             Directive("proxy_pass", "$front_redirect"),
             *_blob_cache(lock_timeout),
@@ -220,6 +237,13 @@ def front_nodes(
         Block("location", "/", children=[
             Directive("proxy_pass", "$front_upstream"),
             *_metadata_timeouts(),
+            *_passed_redirects(),
+        ]),
+        Comment("a redirect of anything but a blob: checked as a blob's is, then handed to the\n"
+                "registry (or the probe), which follows it itself, as without the front"),
+        Block("location", "@redirect", children=[
+            *_refused_redirects(),
+            Directive("return", 307, "$front_redirect"),
         ]),
     ]  # fmt: skip
 
@@ -228,7 +252,8 @@ def front_nodes(
                   '{"time":"$time_iso8601","method":"$request_method","uri":"$uri",'
                   '"status":$status,"bytes_sent":$bytes_sent,"cache":"$upstream_cache_status",'
                   '"upstream_status":"$upstream_status","upstream_bytes":"$upstream_bytes_received",'
-                  '"upstream_addr":"$upstream_addr","request_time":$request_time}'),
+                  '"upstream_addr":"$upstream_addr","request_time":$request_time,'
+                  '"redirect":"$front_redirect_host","redirect_refused":"$front_redirect_refused"}'),
         Directive("access_log", paths.access_log, ACCESS_LOG_FORMAT),
         Directive("server_tokens", "off"),
         *(Directive(f"{kind}_temp_path", f"{paths.temp_dir}/{kind}_temp")
@@ -240,12 +265,15 @@ def front_nodes(
             Directive("default", ""),
             Directive("HEAD", "1"),
         ]),
+        *_redirect_maps(redirect_hosts),
         Comment("names resolve per request (proxy_pass with variables): nginx starts offline"),
         Directive("resolver", resolver, f"valid={RESOLVER_VALID}", "ipv6=off"),
         Directive("resolver_timeout", CONNECT_TIMEOUT),
         Block("server", children=[
             Directive("listen", listen),
             Directive("set", "$front_upstream", upstream),
+            Comment("set in @cdn; empty (and no warning in the error log) for every other request"),
+            Directive("set", "$front_redirect", ""),
             Directive("proxy_http_version", "1.1"),
             Directive("proxy_set_header", "Connection", ""),
             Directive("proxy_connect_timeout", CONNECT_TIMEOUT),
@@ -268,6 +296,70 @@ def front_nodes(
         Block("http", children=http),
     ]
     return top
+
+
+# what ends a URL's host: a port, then the path, query or fragment (or nothing)
+_HOST_END = r"(?::[0-9]{1,5})?(?:[/?#]|$)"
+
+
+def _redirect_maps(redirect_hosts: tuple[str, ...] | None) -> list[Node]:
+    """`$front_redirect_refused`: why the Location in `$front_redirect` is not followed ("" when
+    it is, or when there is none); `$front_redirect_host`: its host, for the access log."""
+    https = f"~*^{Redirects.SCHEME}://"
+    rules: list[Node] = [
+        Directive("default", Redirects.MALFORMED),
+        Comment("evaluated where used (in @cdn, then in the access log), never from a stale copy"),
+        Directive("volatile"),
+        MapEntry("", ""),  # no redirect
+        MapEntry(f"~*^(?!{Redirects.SCHEME}://)", Redirects.SCHEME_REFUSED),
+    ]
+    for pattern, reason in redirect_host_patterns():
+        if reason:
+            rules.append(MapEntry(f"{https}{pattern}{_HOST_END}", reason))
+        elif redirect_hosts is None:
+            rules.append(MapEntry(f"{https}{pattern}{_HOST_END}", ""))
+        else:
+            if _checked_hosts(redirect_hosts):
+                allowed = "|".join(re.escape(h) for h in redirect_hosts)
+                rules.append(MapEntry(f"{https}(?:{allowed})\\.?{_HOST_END}", ""))
+            rules.append(MapEntry(f"{https}{pattern}{_HOST_END}", Redirects.NOT_ALLOWED))
+    return [
+        Comment("where a redirect may go (contract.Redirects): the first matching regex wins"),
+        Block("map", "$front_redirect", "$front_redirect_refused", children=rules),
+        Block("map", "$front_redirect", "$front_redirect_host", children=[
+            Directive("default", ""),
+            Directive("volatile"),
+            Comment("the host alone: a signed URL's query and any user info stay out of the log"),
+            MapEntry("~^[A-Za-z][A-Za-z0-9+.-]*://(?:[^/?#@]*@)?([^/?#]*)", "$1"),
+        ]),
+    ]
+
+
+def _checked_hosts(hosts: tuple[str, ...]) -> tuple[str, ...]:
+    """() follows no redirect at all (a custom upstream on a private name, with no redirectHosts)."""
+    for host in hosts:
+        if redirect_refusal(host) is not None or host != host.lower():
+            raise ValueError(f"redirect_hosts must hold lower-case public host names: {host!r}")
+    return hosts
+
+
+def _refused_redirects() -> list[Node]:
+    """The check every followed or passed redirect goes through first (contract.Redirects)."""
+    return [
+        Directive("set", "$front_redirect", "$upstream_http_location"),
+        Comment("only https to a public name (and a custom upstream's own hosts): the rest is an\n"
+                "upstream error, logged with its host and reason, never fetched, never cached"),
+        Block("if", "($front_redirect_refused)", children=[
+            Directive("return", 502, "upstream redirect refused: $front_redirect_refused"),
+        ]),
+    ]  # fmt: skip
+
+
+def _passed_redirects() -> list[Node]:
+    return [
+        Directive("proxy_intercept_errors", "on"),
+        Directive("error_page", 301, 302, 303, 307, 308, "=", "@redirect"),
+    ]
 
 
 def _metadata_timeouts() -> list[Node]:
@@ -329,11 +421,13 @@ def container_spec(
     upstream_url: str,
     upstream_realm: str | None,
     service: str = DOCKER_HUB_SERVICE,
+    redirect_hosts: tuple[str, ...] | None = None,
 ) -> ServiceSpec:
     """The front's container: its nginx.conf uploaded, nothing published, no volume (its
     cache is transient: a few minutes of blobs, bounded by `max_size`)."""
     config_text = render_front_config(
         upstream_url=upstream_url, upstream_realm=upstream_realm, service=service, front_url=front_url(alias),
+        redirect_hosts=redirect_hosts,
     )  # fmt: skip
     return ServiceSpec(
         service=alias,

@@ -45,7 +45,16 @@ class Comment:
     text: str
 
 
-Node = Directive | Block | Comment
+@dataclass(frozen=True)
+class MapEntry:
+    """One `source value;` line of a `map` block: both quoted by the one rule (a source may be
+    `""` or a regular expression, which no directive name could hold)."""
+
+    key: str
+    value: str
+
+
+Node = Directive | Block | Comment | MapEntry
 
 
 def _name(name: str) -> str:
@@ -72,6 +81,8 @@ def serialize(nodes: Sequence[Node], indent: int = 0) -> str:
                 lines.append(f"{pad}# {line}".rstrip())
         elif isinstance(node, Directive):
             lines.append(pad + " ".join([node.name, *(quote(a) for a in node.args)]) + ";")
+        elif isinstance(node, MapEntry):
+            lines.append(f"{pad}{quote(node.key)} {quote(node.value)};")
         else:
             header = " ".join([node.name, *(quote(a) for a in node.args)])
             lines.append(f"{pad}{header} {{")
@@ -84,4 +95,4 @@ def serialize(nodes: Sequence[Node], indent: int = 0) -> str:
 
 def find(nodes: Sequence[Node], name: str, *args: str) -> list[Node]:
     """Children named `name` whose arguments start with `args` (for tests and mapping)."""
-    return [n for n in nodes if not isinstance(n, Comment) and n.name == name and n.args[: len(args)] == args]
+    return [n for n in nodes if isinstance(n, Directive | Block) and n.name == name and n.args[: len(args)] == args]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from configs.alloy import FRONT_REFUSALS_METRIC, FRONT_REFUSALS_PREFIX
 from configs.spec import Deployment, MonitoringInputs, Port, ServiceSpec, Upload
 from contract import Blackbox, Prometheus
 
@@ -42,6 +43,10 @@ _HEADER = """\
 
 
 UPSTREAM_ALERT = "MirrorUpstreamUnreachable"
+REDIRECT_ALERT = "FrontRedirectRefused"
+# counted by Alloy from the fronts' access logs (configs/alloy.py); absent with logging off
+REDIRECTS_REFUSED = f"{FRONT_REFUSALS_PREFIX}{FRONT_REFUSALS_METRIC}"
+REFUSAL_WINDOW = "15m"
 
 
 def _static_config(targets: list[str], upstream: str | None) -> dict[str, Any]:
@@ -199,6 +204,21 @@ def render_alert_rules(cert_expiry_days: int = 14) -> str:
             "The front {{ $labels.instance }} has not reached its upstream ({{ $labels.upstream }}) for 15 "
             "minutes: cached images still pull, new images and tags do not. Check the host's "
             "network and DNS, or that upstream's status.",
+        ),
+        _alert(
+            REDIRECT_ALERT,
+            # a series Alloy has just created starts at its first count, which increase() cannot
+            # see: one that did not exist a window ago counts as well
+            f"sum by (service, redirect_refused) (increase({REDIRECTS_REFUSED}[{REFUSAL_WINDOW}])) > 0"
+            f" or (sum by (service, redirect_refused) ({REDIRECTS_REFUSED})"
+            f" unless sum by (service, redirect_refused) ({REDIRECTS_REFUSED} offset {REFUSAL_WINDOW}))",
+            "1m",
+            "warning",
+            "The front {{ $labels.service }} refused an upstream redirect ({{ $labels.redirect_refused }})",
+            "The upstream of {{ $labels.service }} redirected a request where the front never follows "
+            "({{ $labels.redirect_refused }}): the front answered 502 and fetched nothing. The access log lines "
+            "name the host: {service=\"{{ $labels.service }}\", redirect_refused=\"{{ $labels.redirect_refused }}\"} "
+            "in Loki. A custom upstream's storage may need its redirectHosts (docs/operations.md).",
         ),
     ]
     document = {"groups": [{"name": RULE_GROUP, "rules": rules}]}

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import ssl
 import threading
 from collections.abc import Iterator
 
 
 @contextlib.contextmanager
-def serve_http(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[int]:
-    """Serve `handler` on 127.0.0.1 (a free port) from a thread; yield the port; stop at exit."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+def serve_http(
+    handler: type[http.server.BaseHTTPRequestHandler],
+    *,
+    address: str = "127.0.0.1",
+    tls: ssl.SSLContext | None = None,
+) -> Iterator[int]:
+    """Serve `handler` on `address` (a free port) from a thread; yield the port; stop at exit.
+    With `tls` (a server context) it speaks HTTPS."""
+    server = http.server.ThreadingHTTPServer((address, 0), handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     server.daemon_threads = True
     # a short poll interval makes shutdown() return quickly at the end of each test
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

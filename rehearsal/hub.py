@@ -4,7 +4,9 @@
                     users={"alice": "s3cret"}) as hub:
         hub.registry_url   # http://registry.hub.localhost:PORT (answers /v2/ with a challenge)
         hub.realm          # http://auth.hub.localhost:PORT/token
+        hub.cdn_url        # https://cdn.hub.test:PORT (TLS, certificate from hub.ca)
         hub.mode = "ratelimited"   # or "ok", "unavailable"
+        hub.redirect = Redirect(host="cdn01.quay.io", status=302, head=True)  # another pattern
 
 What it does as Docker Hub does (docs/upstream-references.md, "Docker Hub stand-in"):
 
@@ -18,7 +20,15 @@ What it does as Docker Hub does (docs/upstream-references.md, "Docker Hub stand-
   or insufficient token gets 401 with a challenge naming the scope. Answers carry
   `Docker-Content-Digest` and the media type.
 - Blob HEAD: 200 with the size and `Docker-Content-Digest`. Blob GET: 307 to the CDN host
-  (a signed-looking URL); the CDN host serves the bytes and needs no credentials.
+  with a URL signed for that method; the CDN host serves the bytes over TLS (a certificate
+  from `hub.ca`, a throwaway CA the front is told to trust), needs no credentials, and
+  answers 403 to a URL signed for another method, as S3 and GCS do with presigned URLs.
+- `hub.redirect` changes the pattern: the CDN host named in the Location (any name the
+  certificate covers: `CDN_NAMES`, resolved by the caller's DNS stand-in), the status, and
+  `head=True` for a registry whose storage redirects blob HEADs too (distribution's
+  `redirect` storage option redirects every blob request its driver signs, and the S3 and
+  GCS drivers sign HEAD as well as GET: docs/upstream-references.md). `location`
+  replaces the CDN URL altogether (a hostile upstream: `{digest}` and `{method}` are filled in).
 - `mode = "ratelimited"`: manifest GETs answer 429 with Docker Hub's body
   (`TOOMANYREQUESTS`) and headers (`ratelimit-limit`, `ratelimit-remaining`,
   `docker-ratelimit-source`); HEADs still answer, as on Docker Hub (they do not count).
@@ -32,9 +42,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
+import hmac
 import http.server
 import json
 import secrets
+import ssl
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -43,12 +57,24 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from rehearsal.oci import REF_NAME, blob_path
+from rehearsal.tls_ca import TestCa
 
 SERVICE = "registry.docker.io"
 DOMAIN = "hub.localhost"
 REGISTRY_HOST = f"registry.{DOMAIN}"
 AUTH_HOST = f"auth.{DOMAIN}"
-CDN_HOST = f"cdn.{DOMAIN}"
+# a public-looking name: the front never follows a redirect to *.localhost (contract.Redirects);
+# `test` is reserved for testing and not special to applications (docs/upstream-references.md)
+CDN_HOST = "cdn.hub.test"
+# the CDN hosts of the presets (docs/security.md, "Redirects"): the stand-in's certificate
+# covers them, so a rehearsal can play each preset's redirect pattern on loopback
+PRESET_CDN_HOSTS = {
+    "docker.io": "production.cloudflare.docker.com",
+    "ghcr.io": "pkg-containers.githubusercontent.com",
+    "quay.io": "cdn01.quay.io",
+    "gcr.io": "storage.googleapis.com",
+}
+CDN_NAMES = (CDN_HOST, *PRESET_CDN_HOSTS.values())
 RATE_LIMIT_BODY = {
     "errors": [{
         "code": "TOOMANYREQUESTS",
@@ -73,6 +99,19 @@ class Repo:
     blobs: dict[str, Path]  # digest -> file
 
 
+@dataclass(frozen=True)
+class Redirect:
+    """How the registry host redirects a blob: to `host` (on the CDN's port) with `status`;
+    `head`: blob HEADs are redirected too (else answered 200 with the size, as Docker Hub
+    does); `location`: a fixed Location instead (`{digest}` and `{method}` filled in)."""
+
+    host: str = CDN_HOST
+    status: int = 307
+    head: bool = False
+    location: str | None = None
+    manifests: bool = False  # with `location`: manifest requests are redirected there too
+
+
 @dataclass
 class DockerHub:
     repos: dict[str, Repo]
@@ -84,6 +123,9 @@ class DockerHub:
     cdn_bytes: int = 0
     tokens: dict[str, frozenset[str]] = field(default_factory=dict)  # token -> repos it may pull
     blob_delay: float = 0.0  # seconds the CDN spreads each blob over (overlapping pulls)
+    redirect: Redirect = field(default_factory=Redirect)
+    ca: TestCa | None = None
+    signing_key: bytes = field(default_factory=lambda: secrets.token_bytes(16))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -96,7 +138,13 @@ class DockerHub:
 
     @property
     def cdn_url(self) -> str:
-        return f"http://{CDN_HOST}:{self.ports['cdn']}"
+        return f"https://{self.redirect.host}:{self.ports['cdn']}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA the CDN's certificate chains to: what the front must trust."""
+        assert self.ca is not None
+        return self.ca.cert_file
 
     def requests(self, host: str, method: str | None = None) -> list[Seen]:
         with self.lock:
@@ -105,6 +153,10 @@ class DockerHub:
     def blob_fetches(self, digest: str) -> int:
         """Blob bodies the CDN sent for `digest` (each one is an upstream download)."""
         return sum(1 for s in self.requests("cdn", "GET") if s.path.startswith(f"/blobs/{digest}"))
+
+    def signature(self, method: str, digest: str) -> str:
+        """A presigned URL's signature: valid for one method and one blob, as S3's and GCS's are."""
+        return hmac.new(self.signing_key, f"{method} {digest}".encode(), hashlib.sha256).hexdigest()[:32]
 
     def record(self, seen: Seen) -> None:
         with self.lock:
@@ -230,6 +282,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                         "WWW-Authenticate": _challenge(self.hub, scope, "insufficient_scope")})  # fmt: skip
             return
         repo = self.hub.repos[name]
+        redirect = self.hub.redirect
+        if kind == "manifests" and redirect.manifests and redirect.location is not None:
+            location = redirect.location.format(digest=reference, method=self.command)
+            self._send(redirect.status, b"", {**base, "Location": location})
+            return
         if kind == "manifests":
             if self.hub.mode == "ratelimited" and self.command == "GET":
                 self._send(429, json.dumps(RATE_LIMIT_BODY).encode(), {
@@ -255,7 +312,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 404, _errors("BLOB_UNKNOWN", "blob unknown to registry"), {**base, "Content-Type": "application/json"}
             )
             return
-        if self.command == "HEAD":
+        if self.command == "HEAD" and not redirect.head and redirect.location is None:
             self.send_response(200)
             for key, value in {
                 **base,
@@ -266,17 +323,30 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.send_header(key, value)
             self.end_headers()
             return
-        signature = secrets.token_hex(8)
-        self._send(307, b"", {**base, "Location": f"{self.hub.cdn_url}/blobs/{reference}?expires=3600&sig={signature}"})
+        if redirect.location is not None:
+            location = redirect.location.format(digest=reference, method=self.command)
+        else:
+            signature = self.hub.signature(self.command, reference)
+            location = f"{self.hub.cdn_url}/blobs/{reference}?expires=3600&method={self.command}&sig={signature}"
+        self._send(redirect.status, b"", {**base, "Location": location})
 
     # ------------------------------------------------------------------ CDN host
 
+    def setup(self) -> None:
+        super().setup()
+        if isinstance(self.connection, ssl.SSLSocket):
+            self.connection.do_handshake()  # here, in the request's thread, not in the accept loop
+
     def _cdn(self, url: object, headers: Mapping[str, str]) -> None:
-        path = urlsplit(self.path).path
+        parts = urlsplit(self.path)
+        path = parts.path
         digest = path.removeprefix("/blobs/")
         blob = next((r.blobs[digest] for r in self.hub.repos.values() if digest in r.blobs), None)
         if blob is None or not path.startswith("/blobs/"):
             self._send(404, b"<Error><Code>NoSuchKey</Code></Error>", {"Content-Type": "application/xml"})
+            return
+        if parse_qs(parts.query).get("sig") != [self.hub.signature(self.command, digest)]:
+            self._send(403, b"<Error><Code>SignatureDoesNotMatch</Code></Error>", {"Content-Type": "application/xml"})
             return
         size = blob.stat().st_size
         self.send_response(200)
@@ -314,17 +384,28 @@ def docker_hub(
     private: frozenset[str] | set[str] = frozenset(),
     users: Mapping[str, str] | None = None,
     bind: str = "127.0.0.1",
+    ca: TestCa | None = None,
 ) -> Iterator[DockerHub]:
     """Serve the stand-in's three hosts on `bind` (free ports) until the block exits.
 
-    `images`: repository name -> OCI layout directory (every tag in it is served).
+    `images`: repository name -> OCI layout directory (every tag in it is served). The CDN
+    speaks TLS with a certificate for `CDN_NAMES` and `bind` from `ca` (a fresh CA in a
+    temporary directory when not given; `hub.ca_file` is its certificate).
     """
     hub = DockerHub({name: load_repo(path) for name, path in images.items()}, frozenset(private), dict(users or {}))
     servers: list[tuple[http.server.ThreadingHTTPServer, threading.Thread]] = []
+    scratch = None
+    if ca is None:
+        scratch = tempfile.TemporaryDirectory(prefix="hub-ca-")
+        ca = TestCa.create(Path(scratch.name))
+    hub.ca = ca
     try:
         for role in ("registry", "auth", "cdn"):
             handler = type(f"{role.title()}Handler", (_Handler,), {"hub": hub, "role": role})
             server = http.server.ThreadingHTTPServer((bind, 0), handler)
+            if role == "cdn":
+                context = ca.server_context([*CDN_NAMES, bind])
+                server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
             server.daemon_threads = True
             thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
             thread.start()
@@ -336,3 +417,5 @@ def docker_hub(
             server.shutdown()
             server.server_close()
             thread.join(timeout=5)
+        if scratch is not None:
+            scratch.cleanup()

@@ -191,7 +191,8 @@ def binary_version(binary: Path) -> str:
     """The first line the binary prints for `--version` (stdout or stderr)."""
     result = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=30, check=False)
     lines = (result.stdout or result.stderr).strip().splitlines()
-    return lines[0].strip() if lines else ""
+    # registry prints the path it was run by first: not part of its version
+    return lines[0].strip().removeprefix(f"{binary} ") if lines else ""
 
 
 def tag_version(reference: str) -> str:

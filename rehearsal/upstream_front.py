@@ -27,18 +27,32 @@ START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
 
 
-def rehearsal_paths(root: Path) -> FrontPaths:
+SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def rehearsal_paths(root: Path, ca_bundle: Path = SYSTEM_CA_BUNDLE) -> FrontPaths:
     return FrontPaths(
         cache_dir=str(root / "cache"),
         temp_dir=str(root / "temp"),
         pid=str(root / "nginx.pid"),
         access_log=str(root / "access.log"),
         error_log=str(root / "error.log"),
-        ca_bundle="/etc/ssl/certs/ca-certificates.crt",
+        ca_bundle=str(ca_bundle),
     )
 
 
-def rehearsal_config(root: Path, *, port: int, upstream_url: str, upstream_realm: str | None, resolver: str) -> str:
+def rehearsal_config(
+    root: Path,
+    *,
+    port: int,
+    upstream_url: str,
+    upstream_realm: str | None,
+    resolver: str,
+    ca_bundle: Path = SYSTEM_CA_BUNDLE,
+    redirect_hosts: tuple[str, ...] | None = None,
+) -> str:
+    """`ca_bundle`: what upstream TLS is verified with (a stand-in's test CA); `redirect_hosts`
+    as in the stack (None: a preset, which follows redirects to any public name)."""
     return render_front_config(
         upstream_url=upstream_url,
         upstream_realm=upstream_realm,
@@ -46,7 +60,8 @@ def rehearsal_config(root: Path, *, port: int, upstream_url: str, upstream_realm
         listen=f"127.0.0.1:{port}",
         resolver=resolver,
         user="root" if os.geteuid() == 0 else None,
-        paths=rehearsal_paths(root),
+        paths=rehearsal_paths(root, ca_bundle),
+        redirect_hosts=redirect_hosts,
     )
 
 
@@ -92,15 +107,18 @@ def upstream_front(
     resolver: str,
     upstream_realm: str | None = DOCKER_HUB_REALM,
     port: int | None = None,
+    ca_bundle: Path = SYSTEM_CA_BUNDLE,
+    redirect_hosts: tuple[str, ...] | None = None,
 ) -> Iterator[RunningFront]:
     """The front on 127.0.0.1 (a free port unless `port`), stopped at exit."""
     root = Path(root)
     (root / "temp").mkdir(parents=True, exist_ok=True)
     port = port or _free_port()
     config_path = root / "nginx.conf"
-    config_path.write_text(
-        rehearsal_config(root, port=port, upstream_url=upstream_url, upstream_realm=upstream_realm, resolver=resolver)
-    )
+    config_path.write_text(rehearsal_config(
+        root, port=port, upstream_url=upstream_url, upstream_realm=upstream_realm, resolver=resolver,
+        ca_bundle=ca_bundle, redirect_hosts=redirect_hosts,
+    ))  # fmt: skip
     with (root / "nginx.out").open("ab") as out:
         process = subprocess.Popen(
             [nginx, "-p", str(root), "-c", str(config_path), "-e", str(root / "error.log"), "-g", "daemon off;"],

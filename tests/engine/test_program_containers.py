@@ -102,7 +102,7 @@ def test_containers_carry_the_recorded_spec(stack: Stack) -> None:
         if recorded.get("command"):
             assert config["Cmd"] == recorded["command"]
         assert config["Labels"] == {item["label"]: item["value"] for item in recorded["labels"]} | {
-            k: v for k, v in config["Labels"].items() if k == "rehearsal.stand-in"}
+            k: v for k, v in config["Labels"].items() if k.startswith("rehearsal.")}
         check = recorded["healthcheck"]
         assert config["Healthcheck"] == {
             "Test": check["tests"], "Interval": 15_000_000_000, "Timeout": 5_000_000_000,
@@ -372,8 +372,9 @@ def test_prometheus_exits_0_after_its_clean_shutdown_line_on_the_providers_delet
     outcome = deleted["prometheus"]
     _assert_exited_cleanly(stack, "prometheus", outcome)
     lines = outcome.log.splitlines()
-    # Prometheus 2.42 (the Debian stand-in) logs these on SIGTERM, the last one on a clean exit
-    assert any('msg="Received SIGTERM, exiting gracefully..."' in line for line in lines), lines[-10:]
+    # Prometheus 3.7.3 logs these on SIGTERM (cmd/prometheus/main.go), the last one on a clean exit
+    assert any('msg="Received an OS signal, exiting gracefully..." signal=terminated' in line for line in lines), \
+        lines[-10:]
     assert 'msg="See you next time!"' in lines[-1], lines[-10:]
     assert health(stack.engine, stack.containers["prometheus"].id) == "healthy"
 

@@ -143,6 +143,26 @@ UPSTREAM_UNREACHABLE = {
 }
 
 
+# as Prometheus scrapes Alloy's counter (configs/alloy.py): the Loki entry's labels, then job and instance
+REFUSED = ('registry_mirror_front_redirects_refused_total{job="alloy", instance="alloy:12345", '
+           'container="registry-mirror-dev-registry-front-ghcr", service="registry-front-ghcr", stack="dev", '
+           'redirect_refused="ip-literal"}')
+REFUSED_HUB = REFUSED.replace("registry-front-ghcr", "registry-front").replace("ip-literal", "scheme")
+
+
+def redirect_refused(service: str, reason: str) -> dict[str, Any]:
+    return {
+        "exp_labels": {"severity": "warning", "service": service, "redirect_refused": reason},
+        "exp_annotations": {
+            "summary": f"The front {service} refused an upstream redirect ({reason})",
+            "description": f"The upstream of {service} redirected a request where the front never follows "
+            f"({reason}): the front answered 502 and fetched nothing. The access log lines name the host: "
+            f'{{service="{service}", redirect_refused="{reason}"}} in Loki. A custom upstream\'s storage may '
+            "need its redirectHosts (docs/operations.md).",
+        },
+    }
+
+
 CASES: dict[str, list[Case]] = {
     "RegistryDown": [
         Case(
@@ -246,6 +266,27 @@ CASES: dict[str, list[Case]] = {
             "a 10-minute outage, then Docker Hub answers again; the registry's TLS probe failing is not this",
             {f"probe_success{{{UPSTREAM}}}": "1x10 0x10 1x20", f"probe_success{{{PROBE}}}": "0x40"},
             [silent("5m"), silent("20m"), silent("40m")],
+        ),
+    ],
+    "FrontRedirectRefused": [
+        Case(
+            # Alloy creates the series at its first count (3 refusals before the first scrape):
+            # increase() sees nothing there, the new-series clause does; firing a minute later,
+            # and for as long as the series is younger than the 15-minute window
+            "ghcr.io's front refuses three redirects at minute 5, then none",
+            {REFUSED: "_x5 3x40"},
+            [silent("5m"), Check("6m", [redirect_refused("registry-front-ghcr", "ip-literal")]),
+             Check("19m", [redirect_refused("registry-front-ghcr", "ip-literal")]), silent("21m")],
+        ),
+        Case(
+            "a counter that already existed grows by one at minute 21",
+            {REFUSED_HUB: "2x20 3x30"},
+            [silent("21m"), Check("22m", [redirect_refused("registry-front", "scheme")]), silent("40m")],
+        ),
+        Case(
+            "a counter that has not moved for its whole window",
+            {REFUSED: "4x40"},
+            [silent("16m"), silent("40m")],
         ),
     ],
 }

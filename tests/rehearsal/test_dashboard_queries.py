@@ -211,4 +211,5 @@ def test_metric_name_lexer_sees_every_metric_of_the_dashboard_and_rules() -> Non
         "registry_proxy_requests_total",
         "registry_proxy_pulled_bytes_total",
         "registry_proxy_pushed_bytes_total",
+        "registry_mirror_front_redirects_refused_total",
     } == found

@@ -34,6 +34,7 @@ from rehearsal.mirror import ProgramMirror, program_mirror
 from rehearsal.netsim import DnsServer, dns_server, silent_listener
 from rehearsal.oci import ImageInfo, blob_path, make_oci_image
 from rehearsal.registry_proc import SkopeoError, ca_context, http_get, mirror_binary, pull_through, write_ca_dir
+from rehearsal.tls_ca import TestCa
 from rehearsal.tools import unavailable
 from rehearsal.upstream_front import RunningFront, upstream_front
 from tests.conftest import require_tool
@@ -96,7 +97,7 @@ def mirror_behind_front(
 ) -> Iterator[tuple[RunningFront, ProgramMirror]]:
     """Front + the program's registry; the registry's storage survives restarts under `tmp`."""
     with upstream_front(tmp / f"front-{name}", nginx=nginx, upstream_url=hub.registry_url,
-                        upstream_realm=hub.realm, resolver=dns.address) as front, \
+                        upstream_realm=hub.realm, resolver=dns.address, ca_bundle=hub.ca_file) as front, \
             program_mirror(evaluation, tmp / "mirror", front.url, tmp / "trust" / "ca.crt",
                            binary=mirror_binary()) as mirror:  # fmt: skip
         yield front, mirror
@@ -208,10 +209,11 @@ def test_no_credential_is_written_into_a_file_uploaded_to_any_container(evaluati
             assert PASSWORD not in str(upload.get("content")), (container.name, upload["file"])
 
 
-def registry_resolving(tmp: Path, names: list[str]) -> str:
+def registry_resolving(tmp: Path, names: list[str], ca_file: Path) -> str:
     """A `registry` that sees `names` at 127.0.0.1: run in a mount namespace of its own with a
     hosts file bound over /etc/hosts (the static 3.1.1 build resolves with Go's own resolver,
-    which reads /etc/hosts and has no special case for *.localhost). The host's file is untouched."""
+    which reads /etc/hosts and has no special case for *.localhost). The host's file is untouched.
+    It trusts `ca_file` for TLS (Go reads SSL_CERT_FILE): the stand-in's CDN speaks TLS."""
     if os.geteuid() != 0:
         unavailable("the front-off rehearsal binds a hosts file in a mount namespace: it needs root")
     unshare = require_tool("unshare")
@@ -220,6 +222,7 @@ def registry_resolving(tmp: Path, names: list[str]) -> str:
     wrapper = tmp / "registry-with-hosts"
     wrapper.write_text(
         "#!/bin/sh\n"
+        f"SSL_CERT_FILE={shlex.quote(str(ca_file))} "
         f"exec {shlex.quote(unshare)} --mount --propagation private /bin/sh -c "
         f'\'mount --bind "$0" /etc/hosts && binary="$1" && shift && exec "$binary" "$@"\' '
         f'{shlex.quote(str(hosts))} {shlex.quote(mirror_binary())} "$@"\n'
@@ -233,9 +236,10 @@ def test_without_the_front_the_stand_ins_realm_on_a_sibling_host_is_accepted_and
 ):
     off = evaluate(STACK_CONFIG | {"upstreamFront": "false"}, stack="dev", secrets={"dockerHubPassword": PASSWORD})
     ca_dir(tmp_path, off)
-    binary = registry_resolving(tmp_path, list(ONLINE))
+    ca = TestCa.create(tmp_path / "hub-ca")
+    binary = registry_resolving(tmp_path, list(ONLINE), ca.cert_file)
     with docker_hub({repo: images.path(repo) for repo in images.info}, private={PRIVATE},
-                    users={USER: PASSWORD}) as hub, \
+                    users={USER: PASSWORD}, ca=ca) as hub, \
             program_mirror(off, tmp_path / "mirror", hub.registry_url, tmp_path / "trust" / "ca.crt",
                            binary=binary, loopback_names=list(ONLINE)) as mirror:  # fmt: skip
         pull(mirror, tmp_path, PRIVATE, images.info[PRIVATE])

@@ -61,7 +61,12 @@ RULE_ARGS = {
     "target_label",
 }  # RULE_BLOCK_DOC
 MATCH_ARGS = {"selector", "pipeline_name", "action", "drop_counter_reason"}  # PROCESS_DOC, stage.match
-MATCH_STAGES = {"stage.json", "stage.labels", "stage.structured_metadata"}  # PROCESS_DOC: same stage.NAME blocks
+MATCH_STAGES = {"stage.json", "stage.labels", "stage.structured_metadata", "stage.regex",
+                "stage.metrics"}  # PROCESS_DOC: same stage.NAME blocks
+REGEX_ARGS = {"expression", "source"}  # PROCESS_DOC, stage.regex
+METRICS_BLOCKS = {"metric.counter", "metric.gauge", "metric.histogram"}  # PROCESS_DOC, stage.metrics
+COUNTER_ARGS = {"name", "action", "description", "source", "prefix", "max_idle_duration", "value", "match_all",
+                "count_entry_bytes"}  # PROCESS_DOC, metric.counter
 JSON_ARGS = {"expressions", "source", "drop_malformed"}  # PROCESS_DOC, stage.json
 LABELS_ARGS = {"values"}  # PROCESS_DOC, stage.labels
 STRUCTURED_METADATA_ARGS = {"values"}  # PROCESS_DOC, stage.structured_metadata
@@ -478,20 +483,69 @@ def test_stage_docker_is_never_used_with_loki_source_docker(components: dict[str
     assert all(block.name != "stage.docker" for block in _walk(list(components.values())))
 
 
+def _match(components: dict[str, Block], selector: str) -> Block:
+    (match,) = [m for m in _one(components, "loki.process").blocks("stage.match") if m.attrs()["selector"] == selector]
+    return match
+
+
 def test_registry_json_is_parsed_only_on_the_registry_stream(components: dict[str, Block]) -> None:
     process = _one(components, "loki.process")
     assert process.attrs() == {"forward_to": [Ref("loki.write.loki.receiver")]}
-    (match,) = process.blocks("stage.match")
+    assert [m.attrs()["selector"] for m in process.blocks("stage.match")] == [
+        '{service="registry"}', '{service=~"registry-front.*"}']
+    match = _match(components, '{service="registry"}')
     assert set(match.attrs()) <= MATCH_ARGS
-    assert match.attrs()["selector"] == '{service="registry"}'
     assert [b.name for b in match.blocks()] == ["stage.json", "stage.labels", "stage.structured_metadata"]
     assert {b.name for b in match.blocks()} <= MATCH_STAGES
 
 
-def _stage(components: dict[str, Block], name: str) -> dict[str, Any]:
-    (match,) = _one(components, "loki.process").blocks("stage.match")
-    (stage,) = match.blocks(name)
+def _stage(components: dict[str, Block], name: str, selector: str = '{service="registry"}') -> dict[str, Any]:
+    (stage,) = _match(components, selector).blocks(name)
     return stage.attrs()
+
+
+# A line of the front's access log (configs/front.py log_format) recording a refused redirect,
+# as Debian's nginx wrote it in tests/rehearsal/test_front_redirects.py (which also matches the
+# regex against every line of real logs).
+FRONT_REFUSED_LINE = (
+    '{"time":"2026-12-08T01:25:02+00:00","method":"HEAD","uri":"/v2/library/hostile-ip-literal/blobs/'
+    'sha256:8e157b487c76de3a0aa1f8be5c83dadd49879864e443435ac3b439dea941a8cb","status":502,"bytes_sent":150,'
+    '"cache":"","upstream_status":"307","upstream_bytes":"298","upstream_addr":"127.0.0.1:45839",'
+    '"request_time":0.003,"redirect":"127.0.0.1:33175","redirect_refused":"ip-literal"}'
+)
+FRONT = '{service=~"registry-front.*"}'
+
+
+def test_a_fronts_refused_redirect_is_counted_with_its_reason_as_a_label(components: dict[str, Block]) -> None:
+    match = _match(components, FRONT)
+    assert set(match.attrs()) <= MATCH_ARGS
+    assert [b.name for b in match.blocks()] == ["stage.regex", "stage.labels", "stage.metrics"]
+    regex = _stage(components, "stage.regex", FRONT)
+    assert set(regex) <= REGEX_ARGS, PROCESS_DOC
+    # RE2 and Python agree on this expression: named groups (?P<name>), a class, a literal
+    found = re.search(regex["expression"], FRONT_REFUSED_LINE)
+    assert found is not None and found.groupdict() == {"redirect_refused": "ip-literal"}
+    assert re.search(regex["expression"], FRONT_REFUSED_LINE.replace('"ip-literal"', '""')) is None
+    assert _stage(components, "stage.labels", FRONT) == {"values": {"redirect_refused": ""}}
+    (metrics,) = match.blocks("stage.metrics")
+    assert {b.name for b in metrics.blocks()} <= METRICS_BLOCKS and not metrics.attrs(), PROCESS_DOC
+    (counter,) = metrics.blocks("metric.counter")
+    assert set(counter.attrs()) <= COUNTER_ARGS, PROCESS_DOC
+    # PROCESS_DOC: without `value` or `match_all`, a line counts only when `source` was extracted,
+    # which the regex does only for a non-empty reason
+    assert {k: counter.attrs()[k] for k in ("name", "prefix", "source", "action")} == {
+        "name": "front_redirects_refused_total", "prefix": "registry_mirror_", "source": "redirect_refused",
+        "action": "inc"}
+    assert "value" not in counter.attrs() and "match_all" not in counter.attrs()
+
+
+@pytest.mark.parametrize(("service", "matched"), [("registry-front", True), ("registry-front-ghcr", True),
+                                                  ("registry", False), ("registry-ghcr", False)])
+def test_the_front_selector_matches_every_front_and_no_registry(service: str, matched: bool) -> None:
+    value = re.fullmatch(r'\{service=~"(.*)"\}', FRONT)
+    assert value is not None
+    # LogQL's =~ is anchored at both ends, as fullmatch is
+    assert bool(re.fullmatch(value.group(1), service)) is matched
 
 
 def test_json_expressions_select_the_registry_fields(components: dict[str, Block]) -> None:

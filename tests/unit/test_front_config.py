@@ -145,6 +145,50 @@ def test_only_blobs_by_digest_are_cached_with_a_lock_long_enough_for_large_layer
         assert not [d for d in location(CONFIG, uncached) if d[0] == "proxy_cache"], uncached
 
 
+def test_every_redirect_is_checked_before_it_is_followed_or_handed_on():
+    """Where each 3xx of the upstream goes, and that the check comes first there (what the
+    check decides is rehearsed Location by Location in tests/rehearsal/test_front_redirects.py)."""
+    blob = location(CONFIG, f"location ~ {front.BLOB_LOCATION}")
+    # a blob's redirect, GET or (through @blob_head, which needs recursive error pages) HEAD
+    assert ("recursive_error_pages", "on") in blob
+    for body in (blob, location(CONFIG, "location @blob_head")):
+        assert ("proxy_intercept_errors", "on") in body
+        assert ("error_page", "301", "302", "303", "307", "308", "=", "@cdn") in body
+    # anything else's redirect is handed on only through @redirect
+    for header in ("location /", "location = /token", f"location = {front.UPSTREAM_PROBE_PATH}"):
+        body = location(CONFIG, header)
+        assert ("proxy_intercept_errors", "on") in body, header
+        assert ("error_page", "301", "302", "303", "307", "308", "=", "@redirect") in body, header
+    check = [("set", "$front_redirect", "$upstream_http_location"),
+             ("if ($front_redirect_refused)", "return", "502", "upstream redirect refused: $front_redirect_refused")]
+    for header, then in (("location @cdn", "proxy_set_header"), ("location @redirect", "return")):
+        body = [d for d in flat(CONFIG) if len(d) > 3 and d[:3] == ("http", "server", header)]
+        assert [d[3:] for d in body[:2]] == check, header
+        assert body[2][3] == then, header
+    assert ("return", "307", "$front_redirect") in location(CONFIG, "location @redirect")
+
+
+@pytest.mark.parametrize("hosts", [("minio.lan",), ("10.0.0.5",), ("S3.example.com",), ("s3.example.com:9000",),
+                                   ("minio",)])
+def test_redirect_hosts_the_front_could_never_follow_are_refused(hosts: tuple[str, ...]):
+    with pytest.raises(ValueError, match="redirect_hosts"):
+        front.render_front_config(redirect_hosts=hosts)
+
+
+def test_a_custom_upstreams_config_is_accepted_by_nginx(tmp_path: Path):
+    nginx = require_tool("nginx")
+    (tmp_path / "temp").mkdir()
+    for hosts in (("registry.example.com", "s3.eu-west-1.amazonaws.com"), ()):
+        text = rehearsal_config(tmp_path, port=18082, upstream_url="https://registry.example.com",
+                                upstream_realm=None, resolver="127.0.0.1:53", redirect_hosts=hosts)  # fmt: skip
+        (tmp_path / "nginx.conf").write_text(text)
+        result = subprocess.run(
+            [nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-e", str(tmp_path / "e.log")],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+
+
 def test_the_blob_cache_is_bounded_and_evicted_soon_after_use():
     (cache_path,) = [d for d in flat(CONFIG) if d[:2] == ("http", "proxy_cache_path")]
     assert "max_size=4g" in cache_path and "inactive=10m" in cache_path

@@ -172,6 +172,7 @@ def test_every_alert_has_severity_summary_description_and_a_for_duration() -> No
         "TargetDown",
         "BlackboxProbeFailing",
         "MirrorUpstreamUnreachable",
+        "FrontRedirectRefused",
     }
     for name, rule in rules.items():
         assert rule["labels"]["severity"] in {"critical", "warning"}, name

@@ -44,3 +44,10 @@ def test_a_binary_of_the_tags_version_is_taken(tmp_path: Path, line: str):
 def test_a_binary_of_another_version_never_gets_the_tag(tmp_path: Path, line: str, reference: str):
     with pytest.raises(ValueError, match="not the"):
         images.require_version(fake_binary(tmp_path, line), reference)
+
+
+def test_the_path_a_binary_prints_first_is_not_part_of_its_version(tmp_path: Path):
+    binary = tmp_path / "registry"
+    binary.write_text(f"#!/bin/sh\necho '{binary} github.com/distribution/distribution/v3 v3.1.1+unknown'\n")
+    binary.chmod(0o755)
+    assert images.binary_version(binary) == "github.com/distribution/distribution/v3 v3.1.1+unknown"
