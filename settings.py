@@ -690,6 +690,17 @@ class Settings(_Frozen):
         return self.registry.model_copy(update={"port": port, "docker_hub_username": None,
                                                 "docker_hub_password": None})
 
+    @property
+    def tls_hosts(self) -> tuple[str, ...]:
+        """Every `<hostname>:<port>` the stack publishes with TLS, registryPort's first (the one
+        URL), then each further mirror's own port and the private registry's: Docker trusts
+        each by a certs.d directory of its own."""
+        hostname = self.registry.hostname
+        hosts = [self.registry.host, *(f"{hostname}:{m.port}" for m in self.mirrors[1:])]
+        if self.private_registry is not None:
+            hosts.append(f"{hostname}:{self.private_registry.port}")
+        return tuple(hosts)
+
     def published_ports(self) -> dict[str, int]:
         """Every host port this stack publishes, by config key."""
         ports = {"registryPort": self.registry.port}

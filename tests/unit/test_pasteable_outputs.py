@@ -40,7 +40,7 @@ def test_manual_trust_steps_install_the_ca_at_a_hostile_path_and_run_nothing_els
     work = tmp_path / "work"
     work.mkdir()
     certs_dir = str(tmp_path / name / "certs.d")
-    steps = clients.manual_trust_steps(certs_dir, "mirror.lan:6000", "dev; touch PWNED")
+    steps = clients.manual_trust_steps(certs_dir, ("mirror.lan:6000",), "dev; touch PWNED")
     env = {"PATH": f"{_fake_bin(tmp_path)}:/usr/bin:/bin", "HOME": str(tmp_path)}
     run = subprocess.run(["/bin/sh", "-e", "-c", steps], cwd=work, env=env,
                          capture_output=True, text=True, timeout=30)
@@ -92,7 +92,7 @@ def test_manual_steps_with_client_certificates_install_chain_and_private_key_as_
     for f in bin_dir.iterdir():
         f.chmod(0o755)
     certs_dir = tmp_path / "a dir" / "certs.d"
-    steps = clients.manual_trust_steps(str(certs_dir), "mirror.lan:6000", "dev", client_cert=True)
+    steps = clients.manual_trust_steps(str(certs_dir), ("mirror.lan:6000",), "dev", client_cert=True)
     run = subprocess.run(["/bin/sh", "-e", "-c", steps], cwd=work, capture_output=True, text=True, timeout=30,
                          env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)})
     assert run.returncode == 0, run.stderr
