@@ -51,6 +51,9 @@ def stack_outputs(
         "caCertPem": pki.root_ca_pem,
         "intermediateCaPem": pki.intermediate_ca_pem,
         "clientCertPem": pki.client_cert_pem,
+        # what an mTLS client must send: the leaf and the intermediate (the registry trusts
+        # only the root, so a client sending clientCertPem alone is refused)
+        "clientCertChainPem": pki.client_chain_pem,
         "clientKeyPem": pki.client_key_pem,  # secret
         "urls": urls,
         "dockerCaPath": ca_path,

@@ -40,8 +40,7 @@ def manual_trust_steps(certs_dir: str, registry_hosts: Sequence[str], stack: str
     if client_cert:
         output = ["pulumi", "stack", "output", "--stack", stack]
         fetch += [
-            "( " + shlex.join([*output, "clientCertPem"]) + " && "
-            + shlex.join([*output, "intermediateCaPem"]) + " ) > client.cert",
+            shlex.join([*output, "clientCertChainPem"]) + " > client.cert",
             "( umask 077 && " + shlex.join([*output, "--show-secrets", "clientKeyPem"]) + " > client.key )",
         ]
     install: list[str] = []

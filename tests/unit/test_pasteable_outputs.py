@@ -98,7 +98,7 @@ def test_manual_steps_with_client_certificates_install_chain_and_private_key_as_
     assert run.returncode == 0, run.stderr
     entry = certs_dir / "mirror.lan:6000"
     assert (entry / "ca.crt").read_text() == "caCertPem\n"
-    assert (entry / "client.cert").read_text() == "clientCertPem\nintermediateCaPem\n"
+    assert (entry / "client.cert").read_text() == "clientCertChainPem\n"
     assert (entry / "client.key").read_text() == "clientKeyPem\n"
     assert (entry / "client.key").stat().st_mode & 0o777 == 0o600
     assert (work / "client.key").stat().st_mode & 0o077 == 0
