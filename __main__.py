@@ -45,7 +45,8 @@ monitoring = (
 trust = (
     HostTrust("trust", config.trust, config.registry, config.naming, pki.root_ca_pem,
               client=(pki.client_chain_pem, pki.client_key_pem) if config.registry.require_client_cert else None,
-              containerd_upstreams=tuple((m.upstream, m.remote_url) for m in config.mirrors))
+              containerd_upstreams=tuple((m.upstream, m.remote_url) for m in config.mirrors),
+              other_hosts=config.tls_hosts[1:])
     if config.trust.install_trust
     else None
 )

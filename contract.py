@@ -229,6 +229,14 @@ CLIENT_KEY_PLACEHOLDER = "<clientKeyPem>"
 USER_PLACEHOLDER = "<user>"
 PASSWORD_PLACEHOLDER = "<password>"
 CLIENT_KINDS = ("docker", "containerd", "kind", "k3s")
+# The only directories each client kind's files may be written under (configs/clients.py
+# writes there; `mirrorctl client-config` refuses any other path an outputs file names).
+CLIENT_ROOTS: dict[str, tuple[str, ...]] = {
+    "docker": ("/etc/docker/",),
+    "containerd": ("/etc/containerd/certs.d/",),
+    "kind": ("/etc/registry-mirror/kind/",),
+    "k3s": ("/etc/rancher/k3s/",),
+}
 
 
 def http_url(alias: str, port: int) -> str:

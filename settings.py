@@ -325,14 +325,16 @@ def _registry_users(value: object) -> str:
     """A JSON object user -> password (`pulumi config set --path --secret registryUsers.<user> <pw>`),
     kept as its JSON text: the program gets the secret Output of that text."""
     allowed = ("must be an object of 1-100 users (letters, digits, '.', '_', '-'; up to 64 "
-               "characters) to passwords of 12-256 characters without control characters")
+               "characters) to passwords of 12 characters to 72 bytes in UTF-8 (bcrypt's limit) "
+               "without control characters")
     value = _json(value, allowed)
     if not isinstance(value, dict) or not 1 <= len(value) <= 100:
         _refuse(allowed)
     for user, password in value.items():
         if not _USER.fullmatch(user) or not isinstance(password, str):
             _refuse(allowed)
-        if not 12 <= len(password) <= 256 or _has_control(password):
+        # bcrypt hashes at most 72 bytes (the bcrypt package raises past them, at `pulumi up`)
+        if len(password) < 12 or _has_control(password) or len(password.encode()) > 72:
             _refuse(allowed)
     return json.dumps(value, sort_keys=True)
 
@@ -460,7 +462,11 @@ class StackConfig(BaseModel):
     tracing: Boolean = Field(True, description="Run Jaeger and export the registry's traces to it.")
     logging: Boolean = Field(True, description="Run Loki and Alloy and ship container logs.")
     uiBindAddress: Annotated[str, _ip_address("127.0.0.1")] = Field(
-        "127.0.0.1", description="Host address the monitoring UIs are published on.")
+        "127.0.0.1", description="Host address the monitoring UIs are published on (other than loopback: "
+                                 "needs exposeUis).")
+    exposeUis: Boolean = Field(
+        False, description="Allow a uiBindAddress other than loopback: publishes Prometheus, Jaeger, Loki and "
+                           "Alloy (no login) and Grafana's anonymous viewer to the network.")
     grafanaPort: Port = Field(3000, description="Host port of Grafana.")
     prometheusPort: Port = Field(9090, description="Host port of Prometheus.")
     jaegerPort: Port = Field(16686, description="Host port of the Jaeger UI.")
@@ -732,6 +738,17 @@ class Settings(_Frozen):
         return self.registry.model_copy(update={"port": port, "docker_hub_username": None,
                                                 "docker_hub_password": None})
 
+    @property
+    def tls_hosts(self) -> tuple[str, ...]:
+        """Every `<hostname>:<port>` the stack publishes with TLS, registryPort's first (the one
+        URL), then each further mirror's own port and the private registry's: Docker trusts
+        each by a certs.d directory of its own."""
+        hostname = self.registry.hostname
+        hosts = [self.registry.host, *(f"{hostname}:{m.port}" for m in self.mirrors[1:])]
+        if self.private_registry is not None:
+            hosts.append(f"{hostname}:{self.private_registry.port}")
+        return tuple(hosts)
+
     def published_ports(self) -> dict[str, int]:
         """Every host port this stack publishes, by config key."""
         ports = {"registryPort": self.registry.port}
@@ -914,6 +931,12 @@ def parse(
         grafana_anonymous=config.grafanaAnonymous,
     )
     _check_settings_of_services_that_are_off(config, raw, problems)
+    if (config.monitoring and config.uiBindAddress not in ("127.0.0.1", "::1") and not config.exposeUis
+            and problems.clear("uiBindAddress", "exposeUis")):
+        problems.value("uiBindAddress", _shown(config.uiBindAddress),
+                       "would publish Prometheus, the Jaeger UI, Loki (which accepts log pushes) and the Alloy "
+                       "UI, none of which asks for a login, and Grafana's anonymous viewer: set exposeUis true "
+                       "to publish them anyway, or keep uiBindAddress 127.0.0.1")
     mirrors = _mirrors(config, raw, registry, secrets.get("mirrors"), secret_set, problems, offset)
     # the keys above and a docker.io entry describe one mirror: the entry's values win
     registry = registry.model_copy(update={
@@ -1079,6 +1102,11 @@ def _mirrors(c: StackConfig, raw: Mapping[str, str], hub: RegistrySettings, secr
             bad(index, "tokenRealm", _shown(realm), "must be the https URL of the upstream's token realm "
                 "(its /v2/ challenge), or '' for an upstream without token auth")
             ok = False
+        if (isinstance(realm, str) and realm.startswith("http://") and username is not None
+                and password is not None):
+            bad(index, "tokenRealm", _shown(realm), "must be https when the entry has a username and password "
+                "(the upstream front sends them to the realm)")
+            ok = False
         if service is not None and (not isinstance(service, str)
                                     or not re.fullmatch(r"[A-Za-z0-9.:_-]{1,253}", service)):
             bad(index, "tokenService", _shown(service), "must be the service of the upstream's /v2/ challenge")
@@ -1230,7 +1258,7 @@ def _docker_host(url: str | None, problems: _Problems, name: str) -> DockerHost:
 _SERVICE_KEYS = {
     "monitoring": ("uiBindAddress", "grafanaPort", "prometheusPort", "prometheusImage", "blackboxImage",
                    "grafanaImage", "prometheusRetention", "grafanaAdminUser", "grafanaAdminPassword",
-                   "grafanaAnonymous"),
+                   "grafanaAnonymous", "exposeUis"),
     "tracing": ("jaegerPort", "jaegerImage"),
     "logging": ("lokiPort", "lokiImage", "lokiRetention", "alloyPort", "alloyImage"),
 }

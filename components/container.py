@@ -2,7 +2,8 @@
 volumes and the private network.
 
 Written once here: every container gets the same name scheme, labels, network alias,
-restart policy, log rotation, memory limit and replacement behaviour.
+restart policy, log rotation, memory limit, dropped capabilities, no-new-privileges and
+replacement behaviour.
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ def service_container(
         entrypoints=list(spec.entrypoint) if spec.entrypoint is not None else None,
         labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(labels.items())],
         healthcheck=healthcheck,
+        capabilities=docker.ContainerCapabilitiesArgs(drops=list(spec.cap_drop)) if spec.cap_drop else None,
+        security_opts=list(spec.security_opts),
         restart="unless-stopped",
         log_driver="json-file",
         log_opts=LOG_OPTS,

@@ -33,8 +33,7 @@ def stack_outputs(
     if private_registry is not None and settings.private_registry is not None:
         extra["privateRegistryUrl"] = f"https://{registry.hostname}:{settings.private_registry.port}"
     upstreams = [(m.upstream, m.remote_url) for m in settings.mirrors]
-    other_hosts = tuple(f"{registry.hostname}:{m.port}" for m in settings.mirrors[1:]) + (
-        (f"{registry.hostname}:{settings.private_registry.port}",) if settings.private_registry is not None else ())
+    other_hosts = settings.tls_hosts[1:]
     # the chain: the CA names only the root, and nginx and the registry must reach it
     client_cert = pki.client_chain_pem if registry.require_client_cert else None
     extra["clientConfigs"] = pulumi.Output.all(pki.root_ca_pem, client_cert).apply(
@@ -52,6 +51,9 @@ def stack_outputs(
         "caCertPem": pki.root_ca_pem,
         "intermediateCaPem": pki.intermediate_ca_pem,
         "clientCertPem": pki.client_cert_pem,
+        # what an mTLS client must send: the leaf and the intermediate (the registry trusts
+        # only the root, so a client sending clientCertPem alone is refused)
+        "clientCertChainPem": pki.client_chain_pem,
         "clientKeyPem": pki.client_key_pem,  # secret
         "urls": urls,
         "dockerCaPath": ca_path,
@@ -66,7 +68,7 @@ def stack_outputs(
         "registryVolume": mirror.volume_name,
         "trustInstalled": trust is not None,
         "trustInstalledOn": trust.where if trust is not None else "nowhere",
-        "trustSteps": clients.manual_trust_steps(settings.trust.docker_certs_dir, registry.host,
+        "trustSteps": clients.manual_trust_steps(settings.trust.docker_certs_dir, settings.tls_hosts,
                                                  settings.naming.stack,
                                                  client_cert=registry.require_client_cert),
         "stack": pulumi.get_stack(),

@@ -57,8 +57,11 @@ class HostTrust(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
         client: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None,
         containerd_upstreams: tuple[tuple[str, str], ...] = (),
+        other_hosts: tuple[str, ...] = (),
     ) -> None:
-        """`client`: the client chain and its (secret) key, when the registry requires them."""
+        """`client`: the client chain and its (secret) key, when the registry requires them;
+        `other_hosts`: every further `<hostname>:<port>` the stack publishes with TLS (each
+        further mirror's, the private registry's), trusted like `registry.host`."""
         super().__init__("registry-mirror:trust:HostTrust", name, None, opts)
         params = TrustParams(
             registry_host=registry.host,
@@ -71,6 +74,7 @@ class HostTrust(pulumi.ComponentResource):
             instance=naming.prefix,
             client_cert=client is not None,
             containerd_upstreams=containerd_upstreams if settings.install_containerd_config else (),
+            other_hosts=other_hosts,
         )
         install, remove = render_install_script(params), render_remove_script(params)
         stdin: pulumi.Input[str] = root_ca_pem
@@ -93,7 +97,7 @@ class HostTrust(pulumi.ComponentResource):
         host = settings.docker_host
         self.where = {"local": "local", "ssh": "ssh", "tcp": "manual"}[host.kind]
         self.ca_path: str = docker_ca_path(settings.docker_certs_dir, registry.host)
-        self.steps: str = manual_trust_steps(settings.docker_certs_dir, registry.host, naming.stack,
+        self.steps: str = manual_trust_steps(settings.docker_certs_dir, (registry.host, *other_hosts), naming.stack,
                                              client_cert=registry.require_client_cert)
         if host.kind == "local":
             command.local.Command(

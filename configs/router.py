@@ -108,7 +108,9 @@ def router_nodes(
         # the registries build URLs (upload locations, auth realm) from the client's Host
         Directive("proxy_set_header", "Host", "$http_host"),
         Directive("proxy_set_header", "X-Forwarded-Proto", "https"),
-        Directive("proxy_set_header", "X-Forwarded-For", "$proxy_add_x_forwarded_for"),
+        # the connection's address, never the client's own header: the registry logs the
+        # first address of X-Forwarded-For as the client's (distribution dcontext.RemoteAddr)
+        Directive("proxy_set_header", "X-Forwarded-For", "$remote_addr"),
         Directive("proxy_ssl_verify", "on"),
         Directive("proxy_ssl_trusted_certificate", paths.backend_ca),
         Directive("proxy_ssl_verify_depth", 2),

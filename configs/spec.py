@@ -60,6 +60,12 @@ class ServiceSpec:
     healthcheck: Sequence[str] | None = None  # Docker's ["CMD", ...] form
     command: Sequence[str] | None = None
     entrypoint: Sequence[str] | None = None
+    # Every container: no raw sockets (the registry sends upstream credentials to its front
+    # in plain HTTP on the bridge network; no probe of ours uses ICMP) and no privilege
+    # gained through execve (setuid binaries, file capabilities). Anything tighter only for
+    # a service whose real binary was run with it.
+    cap_drop: Sequence[str] = ("NET_RAW",)
+    security_opts: Sequence[str] = ("no-new-privileges:true",)
 
 
 @dataclass(frozen=True)

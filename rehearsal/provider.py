@@ -8,7 +8,8 @@ pulumi-docker bridges kreuzwerker/terraform-provider-docker; this follows its cr
 1. `ContainerCreate` with Config (image, hostname, env, cmd, entrypoint, user, exposed ports,
    volumes, labels, healthcheck with Go durations) and HostConfig (restart policy, log
    driver and options, port bindings `{HostIp, HostPort}`, binds `<volume>:<path>:rw|ro`,
-   memory in MiB * 1024 * 1024, `Init: false`), no NetworkMode;
+   memory in MiB * 1024 * 1024, `Init: false`, CapAdd/CapDrop from the `capabilities` block,
+   SecurityOpt from `security_opts`), no NetworkMode;
 2. with `networks_advanced`: disconnect the default `bridge` network (a "not connected"
    answer ignored), then `NetworkConnect` each network with its aliases;
 3. each upload as its own tar, put at `/`, with one header carrying only name, mode (the
@@ -41,7 +42,7 @@ CONTAINER_KEYS = {"name", "image", "hostname", "domainname", "envs", "command", 
                   "user", "workingDir", "ports", "hosts", "volumes", "labels", "healthcheck",
                   "restart", "maxRetryCount", "logDriver", "logOpts", "memory", "memorySwap",
                   "networksAdvanced", "networkMode", "uploads", "init", "stopSignal", "stopTimeout",
-                  "tty", "stdinOpen"} | PROVIDER_ONLY
+                  "tty", "stdinOpen", "capabilities", "securityOpts"} | PROVIDER_ONLY
 NETWORK_KEYS = {"name", "driver", "labels", "options", "internal", "attachable"}
 VOLUME_KEYS = {"name", "driver", "driverOpts", "labels"}
 
@@ -184,6 +185,16 @@ def container_body(inputs: Mapping[str, Any], image: str) -> dict[str, Any]:
         host["MemorySwap"] = swap * 1024 * 1024 if swap > 0 else swap
     if inputs.get("networkMode"):
         host["NetworkMode"] = inputs["networkMode"]
+    # the `capabilities` block and `security_opts` set, as the provider copies them
+    capabilities = inputs.get("capabilities") or {}
+    if set(capabilities) - {"adds", "drops"}:
+        raise Untranslated(f"capabilities.{sorted(set(capabilities) - {'adds', 'drops'})}")
+    if capabilities.get("adds"):
+        host["CapAdd"] = list(capabilities["adds"])
+    if capabilities.get("drops"):
+        host["CapDrop"] = list(capabilities["drops"])
+    if inputs.get("securityOpts"):
+        host["SecurityOpt"] = list(inputs["securityOpts"])
     return config | {"HostConfig": host, "NetworkingConfig": {"EndpointsConfig": {}}}
 
 

@@ -113,6 +113,43 @@ trust_run() {
   fi
   cat "$T_TMP/err" >&2
 }
+
+# trust_read PATH COPY: T_READ names a file with PATH's bytes that this user can read.
+trust_read() {
+  T_READ=$1
+  if [ ! -r "$1" ]; then
+    trust_privilege "$1"
+    trust_run "$T_PRIV" cat "$1" >"$2"
+    T_READ=$2
+  fi
+}
+
+# trust_exists PATH: something is at PATH (a file, a directory, or a link, even a dangling one).
+trust_exists() {
+  [ -e "$1" ] || [ -L "$1" ]
+}
+
+# trust_holds PATH OURS: PATH is a plain file (not a link) holding exactly the bytes of OURS.
+trust_holds() {
+  if [ -L "$1" ] || [ ! -f "$1" ]; then
+    return 1
+  fi
+  trust_read "$1" "$T_TMP/holds"
+  cmp -s "$2" "$T_READ"
+}
+
+# trust_ours DIR NAME: DIR/NAME is a file this stack wrote, unchanged since: the record the
+# install keeps beside it ($T_RECORD: one "NAME CRC SIZE" line per file, POSIX cksum) lists
+# NAME with the checksum the file has now. Only such a file is ever replaced or removed.
+trust_ours() {
+  if [ -L "$1/$T_RECORD" ] || [ ! -f "$1/$T_RECORD" ] || [ -L "$1/$2" ] || [ ! -f "$1/$2" ]; then
+    return 1
+  fi
+  trust_read "$1/$T_RECORD" "$T_TMP/record"
+  cp "$T_READ" "$T_TMP/record.now"
+  trust_read "$1/$2" "$T_TMP/ours"
+  grep -q -x -F -e "$2 $(cksum <"$T_READ")" "$T_TMP/record.now"
+}
 #@ if mirror
 
 # trust_merge PRIV ACTION ARGS...: the daemon.json merger's ACTION (through `sudo -n` when
@@ -138,18 +175,5 @@ trust_merge() {
   fi
   cat "$T_TMP/err" >&2
   T_DJ_STATE=$(cat "$T_TMP/daemon.state")
-}
-
-#@ file-only
-# shellcheck disable=SC2034 # T_READ is the result, read by the script that includes this
-#@ end
-# trust_read PATH COPY: T_READ names a file with PATH's bytes that this user can read.
-trust_read() {
-  T_READ=$1
-  if [ ! -r "$1" ]; then
-    trust_privilege "$1"
-    trust_run "$T_PRIV" cat "$1" >"$2"
-    T_READ=$2
-  fi
 }
 #@ end

@@ -10,19 +10,18 @@
 #@ else
 # The root CA PEM is read from stdin; no certificate is in this text.
 #@ end
-# POSIX sh: run as /bin/sh -c <this text>. Paths are quoted: they may contain spaces.
-set -eu
+# POSIX sh: run as /bin/sh -c <this text>. Paths are quoted: they may contain spaces; no
+# pathname expansion (set -f): the space-separated lists hold host names, never patterns.
+set -euf
 umask 022
 
 #@ values
-T_HOST=
-T_CA_DIR=
-T_CA_FILE=
-#@ if client
-T_CLIENT_CERT=
-T_CLIENT_KEY=
-#@ end
+T_CERTS_DIR=
+T_HOSTS=
+T_KEEP=
+T_RECORD=
 #@ if system
+T_CA_FILE=
 T_SYS_CA_DIR=
 T_SYS_CA_FILE=
 T_KEYCHAIN=
@@ -140,45 +139,92 @@ TRUST_PY
 #@ end
 # ---- plan: decide every change and privilege before the first change
 
-# Docker's fixed layout: <certs.d>/<host>:<port>/ca.crt. Unchanged content: nothing to do.
-T_CERTS_WRITE=1
-T_CERTS_PRIV=0
-if [ -f "$T_CA_FILE" ] && cmp -s "$T_TMP/ca.crt" "$T_CA_FILE"; then
-  T_CERTS_WRITE=0
-else
-  trust_privilege "$T_CA_FILE"
-  T_CERTS_PRIV=$T_PRIV
-fi
+# Docker's fixed layout, for every TLS port the stack publishes: <certs.d>/<host>:<port>/ holds
+# ca.crt (and client.cert, client.key), and $T_RECORD lists the files this stack wrote there.
+# A file of ours is replaced when it changes; a file that already holds our bytes is left
+# alone (and left on remove). Any other file in the place of ours was not written by this
+# stack: it is moved aside to <file>$T_KEEP, and remove puts it back byte for byte. Docker
+# reads only *.crt, *.cert and *.key in that directory (moby registry.loadTLSConfig), so
+# neither the kept copy nor the record is ever read by Docker.
 #@ if client
-# Docker's client certificate beside it: client.cert (the chain) and client.key (0600).
-T_CLIENT_WRITE=0
-T_CLIENT_PRIV=0
-for T_F in "$T_CLIENT_CERT" "$T_CLIENT_KEY"; do
-  if [ ! -f "$T_F" ] || ! cmp -s "$T_TMP/$(basename "$T_F")" "$T_F"; then
-    T_CLIENT_WRITE=1
-    trust_privilege "$T_F"
-    if [ "$T_PRIV" = 1 ]; then
-      T_CLIENT_PRIV=1
+T_FILES='ca.crt client.cert client.key'
+#@ else
+T_FILES=ca.crt
+#@ end
+: >"$T_TMP/docker.plan"
+: >"$T_TMP/docker.same"
+T_I=0
+for T_H in $T_HOSTS; do
+  T_I=$((T_I + 1))
+  T_D="$T_CERTS_DIR/$T_H"
+  T_CHANGE=0
+  : >"$T_TMP/record.$T_I"
+  for T_N in $T_FILES; do
+    T_F="$T_D/$T_N"
+    T_DO='write'
+    if trust_ours "$T_D" "$T_N"; then
+      if trust_holds "$T_F" "$T_TMP/$T_N"; then
+        T_DO=keep
+      fi
+    elif trust_holds "$T_F" "$T_TMP/$T_N"; then
+      continue
+    elif trust_exists "$T_F"; then
+      if trust_exists "$T_F$T_KEEP"; then
+        trust_die "$T_F and $T_F$T_KEEP are both there and this stack wrote neither: move one of them away"
+      fi
+      T_DO=aside
     fi
+    printf '%s %s\n' "$T_N" "$(cksum <"$T_TMP/$T_N")" >>"$T_TMP/record.$T_I"
+    if [ "$T_DO" != keep ]; then
+      T_CHANGE=1
+      trust_privilege "$T_F"
+      printf '%s %s %s %s\n' "$T_PRIV" "$T_DO" "$T_N" "$T_H" >>"$T_TMP/docker.plan"
+    fi
+  done
+  if [ "$T_CHANGE" = 1 ]; then
+    trust_privilege "$T_D/$T_RECORD"
+    printf '%s record %s %s\n' "$T_PRIV" "$T_I" "$T_H" >>"$T_TMP/docker.plan"
+  else
+    printf '%s\n' "$T_H" >>"$T_TMP/docker.same"
   fi
 done
-#@ end
 
 #@ if containerd
 # containerd: one certs.d/<upstream>/hosts.toml per upstream, the CA (and client pair) beside
 # it. The file's first line marks it as this stack's: any other hosts.toml stops the install,
-# and only a marked one is ever replaced or removed. The TOML is what configs/clients.py's
-# serializer writes (a test compares them byte for byte); every value in it was checked by
-# render.py to hold no quote, backslash or space.
+# and only a marked one is ever replaced or removed. Beside a marked hosts.toml every file is
+# ours; beside none, a ca.crt or client.* already there is moved aside to <file>$T_KEEP, as in
+# Docker's certs.d, and remove puts it back. The TOML is what configs/clients.py's serializer
+# writes (a test compares them byte for byte); every value in it was checked by render.py to
+# hold no quote, backslash or space.
+#@ if client
+T_CTRD_FILES='ca.crt client.crt client.key'
+#@ else
+T_CTRD_FILES=ca.crt
+#@ end
 T_CTRD_PRIV=0
+: >"$T_TMP/containerd.aside"
 for T_H in $T_CTRD_HOSTS; do
   T_F="$T_CTRD_DIR/$T_H/hosts.toml"
-  if [ -e "$T_F" ] && [ "$(sed -n 1p "$T_F" 2>/dev/null)" != "$T_CTRD_MARK" ]; then
-    trust_die "$T_F exists and was not written by this stack: move it away, or run: pulumi config set registry-mirror:installContainerdConfig false"
+  T_MARKED=0
+  if trust_exists "$T_F"; then
+    if [ ! -L "$T_F" ] && [ "$(sed -n 1p "$T_F" 2>/dev/null)" = "$T_CTRD_MARK" ]; then
+      T_MARKED=1
+    else
+      trust_die "$T_F exists and was not written by this stack: move it away, or run: pulumi config set registry-mirror:installContainerdConfig false"
+    fi
   fi
   trust_privilege "$T_F"
   if [ "$T_PRIV" = 1 ]; then
     T_CTRD_PRIV=1
+  fi
+  if [ "$T_MARKED" = 0 ]; then
+    for T_N in $T_CTRD_FILES; do
+      T_F="$T_CTRD_DIR/$T_H/$T_N"
+      if trust_exists "$T_F" && ! trust_exists "$T_F$T_KEEP"; then
+        printf '%s\n' "$T_F" >>"$T_TMP/containerd.aside"
+      fi
+    done
   fi
 done
 
@@ -221,23 +267,48 @@ fi
 #@ end
 # ---- apply
 
-if [ "$T_CERTS_WRITE" = 1 ]; then
-  trust_run "$T_CERTS_PRIV" mkdir -p "$T_CA_DIR"
-  trust_run "$T_CERTS_PRIV" install -m 0644 "$T_TMP/ca.crt" "$T_CA_FILE"
-  trust_say "installed the root CA for $T_HOST in $T_CA_FILE"
-else
-  trust_say "$T_CA_FILE already holds this root CA"
-fi
+exec 3<"$T_TMP/docker.plan"
+while read -r T_P T_DO T_N T_H <&3; do
+  T_F="$T_CERTS_DIR/$T_H/$T_N"
+  trust_run "$T_P" mkdir -p "$T_CERTS_DIR/$T_H"
+  case $T_DO in
+    record)
+      # 0600: it holds a checksum of the client key
+      trust_run "$T_P" install -m 0600 "$T_TMP/record.$T_N" "$T_CERTS_DIR/$T_H/$T_RECORD"
+      continue
+      ;;
+    aside)
+      trust_run "$T_P" mv -f "$T_F" "$T_F$T_KEEP"
+      trust_say "moved the $T_F this stack did not write to $T_F$T_KEEP; pulumi destroy puts it back"
+      ;;
+    *)
+      ;;
+  esac
+  case $T_N in
 #@ if client
-if [ "$T_CLIENT_WRITE" = 1 ]; then
-  trust_run "$T_CLIENT_PRIV" mkdir -p "$T_CA_DIR"
-  trust_run "$T_CLIENT_PRIV" install -m 0644 "$T_TMP/client.cert" "$T_CLIENT_CERT"
-  trust_run "$T_CLIENT_PRIV" install -m 0600 "$T_TMP/client.key" "$T_CLIENT_KEY"
-  trust_say "installed the client certificate for $T_HOST in $T_CLIENT_CERT and its key in $T_CLIENT_KEY (mode 0600)"
-else
-  trust_say "$T_CLIENT_CERT and $T_CLIENT_KEY already hold this client certificate"
-fi
+    client.cert)
+      trust_run "$T_P" install -m 0644 "$T_TMP/client.cert" "$T_F"
+      trust_say "installed the client certificate for $T_H in $T_F"
+      ;;
+    client.key)
+      trust_run "$T_P" install -m 0600 "$T_TMP/client.key" "$T_F"
+      trust_say "installed the client key for $T_H in $T_F (mode 0600)"
+      ;;
 #@ end
+    *)
+      trust_run "$T_P" install -m 0644 "$T_TMP/ca.crt" "$T_F"
+      trust_say "installed the root CA for $T_H in $T_F"
+      ;;
+  esac
+done
+exec 3<&-
+while read -r T_H; do
+#@ if client
+  trust_say "$T_CERTS_DIR/$T_H already holds this root CA and client certificate"
+#@ else
+  trust_say "$T_CERTS_DIR/$T_H already holds this root CA"
+#@ end
+done <"$T_TMP/docker.same"
 #@ if containerd
 # shellcheck disable=SC2086 # the lists split on spaces; render.py allows none inside an item
 set -- $T_CTRD_SERVERS
@@ -252,6 +323,12 @@ for T_H in $T_CTRD_HOSTS; do
   } >"$T_TMP/hosts.toml"
   shift
   trust_run "$T_CTRD_PRIV" mkdir -p "$T_D"
+  for T_N in $T_CTRD_FILES; do
+    if grep -q -x -F -e "$T_D/$T_N" "$T_TMP/containerd.aside"; then
+      trust_run "$T_CTRD_PRIV" mv -f "$T_D/$T_N" "$T_D/$T_N$T_KEEP"
+      trust_say "moved the $T_D/$T_N this stack did not write to $T_D/$T_N$T_KEEP; pulumi destroy puts it back"
+    fi
+  done
   trust_run "$T_CTRD_PRIV" install -m 0644 "$T_TMP/ca.crt" "$T_D/ca.crt"
 #@ if client
   trust_run "$T_CTRD_PRIV" install -m 0644 "$T_TMP/client.cert" "$T_D/client.crt"

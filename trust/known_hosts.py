@@ -9,7 +9,10 @@ check Docker already has. Pure functions, run at preview.
 Supported entry forms (OpenSSH sshd(8) "SSH_KNOWN_HOSTS FILE FORMAT"): comma-separated
 patterns with `*`, `?` and `!` negation, `[host]:port` for a port other than 22, hashed
 names `|1|<base64 salt>|<base64 HMAC-SHA1(salt, name)>`; `@revoked` keys are never chosen
-and `@cert-authority` lines are skipped (a CA key is not the host's key).
+and `@cert-authority` lines are skipped (a CA key is not the host's key). A key revoked in
+any of the files is revoked in all of them: `ssh` loads the user's and the system's files
+into one set before it checks a key (OpenSSH sshconnect.c `check_host_key`), so a key
+`@revoked` in /etc/ssh/ssh_known_hosts is refused even when ~/.ssh/known_hosts lists it.
 """
 
 from __future__ import annotations
@@ -86,12 +89,8 @@ def _well_formed(key_type: str, blob: str) -> bool:
     return raw[4 : 4 + length] == key_type.encode()
 
 
-def host_key(lines: Iterable[str], host: str, port: int) -> str | None:
-    """The key to pin for HOST:PORT as `<type> <base64>`, or None when no usable entry names
-    it. Among several keys the type first in KEY_TYPES wins, then the first listed."""
-    name = lookup_name(host, port)
-    found: list[tuple[str, str]] = []
-    revoked: set[str] = set()
+def _entries(lines: Iterable[str], name: str) -> Iterable[tuple[str, str, str]]:
+    """(marker, key type, base64 blob) of every line naming NAME ("" marker: a plain entry)."""
     for line in lines:
         fields = line.split()
         if not fields or fields[0].startswith("#"):
@@ -99,12 +98,25 @@ def host_key(lines: Iterable[str], host: str, port: int) -> str | None:
         marker = fields.pop(0) if fields[0].startswith("@") else ""
         if len(fields) < 3 or not matches(fields[0], name):
             continue
-        key_type, blob = fields[1], fields[2]
-        if marker == "@revoked":
-            revoked.add(blob)
-        elif not marker and key_type in KEY_TYPES and _well_formed(key_type, blob):
+        yield marker, fields[1], fields[2]
+
+
+def revoked_keys(lines: Iterable[str], host: str, port: int) -> set[str]:
+    """The base64 blobs of the keys `@revoked` for HOST:PORT in these lines."""
+    return {blob for marker, _, blob in _entries(lines, lookup_name(host, port)) if marker == "@revoked"}
+
+
+def host_key(lines: Iterable[str], host: str, port: int, revoked: Iterable[str] = ()) -> str | None:
+    """The key to pin for HOST:PORT as `<type> <base64>`, or None when no usable entry names
+    it. A key `@revoked` in these lines or listed in `revoked` (other files') is never
+    chosen. Among several keys the type first in KEY_TYPES wins, then the first listed."""
+    lines = list(lines)
+    found: list[tuple[str, str]] = []
+    refused = set(revoked) | revoked_keys(lines, host, port)
+    for marker, key_type, blob in _entries(lines, lookup_name(host, port)):
+        if not marker and key_type in KEY_TYPES and _well_formed(key_type, blob):
             found.append((key_type, blob))
-    usable = [k for k in found if k[1] not in revoked]
+    usable = [k for k in found if k[1] not in refused]
     if not usable:
         return None
     key_type, blob = min(usable, key=lambda k: KEY_TYPES.index(k[0]))
@@ -112,14 +124,17 @@ def host_key(lines: Iterable[str], host: str, port: int) -> str | None:
 
 
 def read_host_key(host: str, port: int, files: Iterable[Path] | None = None) -> str | None:
-    """`host_key` over the known_hosts files that exist and can be read (the first file with
-    an entry decides, as for `ssh`)."""
+    """`host_key` over the known_hosts files that exist and can be read: the first file with
+    a usable entry decides, and a key revoked in any file is usable in none."""
+    texts: list[list[str]] = []
     for path in default_files() if files is None else files:
         try:
-            text = path.read_text(encoding="utf-8", errors="replace")
+            texts.append(path.read_text(encoding="utf-8", errors="replace").splitlines())
         except OSError:
             continue
-        key = host_key(text.splitlines(), host, port)
+    revoked = set().union(*(revoked_keys(lines, host, port) for lines in texts))
+    for lines in texts:
+        key = host_key(lines, host, port, revoked)
         if key is not None:
             return key
     return None

@@ -6,18 +6,18 @@
 #@ end
 # registry-mirror: remove host trust for @T_HOST@ (rendered from trust/ by trust/render.py).
 # Never reads stdin. Idempotent: what is already gone is fine.
-# POSIX sh: run as /bin/sh -c <this text>. Paths are quoted: they may contain spaces.
-set -eu
+# POSIX sh: run as /bin/sh -c <this text>. Paths are quoted: they may contain spaces; no
+# pathname expansion (set -f): the space-separated lists hold host names, never patterns.
+set -euf
 umask 022
 
 #@ values
-T_CA_DIR=
-T_CA_FILE=
-#@ if client
-T_CLIENT_CERT=
-T_CLIENT_KEY=
-#@ end
+T_CERTS_DIR=
+T_HOSTS=
+T_KEEP=
+T_RECORD=
 #@ if system
+T_CA_FILE=
 T_SYS_CA_FILE=
 T_KEYCHAIN=
 #@ end
@@ -120,12 +120,18 @@ fi
 
 #@ end
 #@ if containerd
-# containerd: only the upstream directories whose hosts.toml carries this stack's mark.
+# containerd: only the upstream directories whose hosts.toml carries this stack's mark; a file
+# the install moved aside (<file>$T_KEEP) comes back.
+#@ if client
+T_CTRD_FILES='hosts.toml ca.crt client.crt client.key'
+#@ else
+T_CTRD_FILES='hosts.toml ca.crt'
+#@ end
 T_CTRD_REMOVE=
 T_CTRD_PRIV=0
 for T_H in $T_CTRD_HOSTS; do
   T_F="$T_CTRD_DIR/$T_H/hosts.toml"
-  if [ -f "$T_F" ] && [ "$(sed -n 1p "$T_F" 2>/dev/null)" = "$T_CTRD_MARK" ]; then
+  if [ -f "$T_F" ] && [ ! -L "$T_F" ] && [ "$(sed -n 1p "$T_F" 2>/dev/null)" = "$T_CTRD_MARK" ]; then
     T_CTRD_REMOVE="$T_CTRD_REMOVE $T_H"
     trust_privilege "$T_F"
     if [ "$T_PRIV" = 1 ]; then
@@ -135,41 +141,44 @@ for T_H in $T_CTRD_HOSTS; do
 done
 
 #@ end
-T_CA_REMOVE=0
-T_CA_PRIV=0
-if [ -e "$T_CA_FILE" ]; then
-  trust_privilege "$T_CA_FILE"
-  T_CA_PRIV=$T_PRIV
-  T_CA_REMOVE=1
-fi
+# Docker's certs.d, for every TLS port the stack publishes: only a file the record lists,
+# unchanged since the install, is ours (trust_ours). Ours goes, or, when the install moved a
+# file aside (<file>$T_KEEP), that file comes back in its place byte for byte (a rename). A
+# file changed since the install is left as it is, and so is its kept copy.
 #@ if client
-T_CLIENT_REMOVE=0
-T_CLIENT_PRIV=0
-for T_F in "$T_CLIENT_CERT" "$T_CLIENT_KEY"; do
-  if [ -e "$T_F" ]; then
-    T_CLIENT_REMOVE=1
-    trust_privilege "$T_F"
-    if [ "$T_PRIV" = 1 ]; then
-      T_CLIENT_PRIV=1
+T_FILES='ca.crt client.cert client.key'
+#@ else
+T_FILES=ca.crt
+#@ end
+: >"$T_TMP/docker.plan"
+for T_H in $T_HOSTS; do
+  T_D="$T_CERTS_DIR/$T_H"
+  T_ANY=0
+  for T_N in $T_FILES; do
+    T_F="$T_D/$T_N"
+    if trust_ours "$T_D" "$T_N"; then
+      T_ANY=1
+      trust_privilege "$T_F"
+      if trust_exists "$T_F$T_KEEP"; then
+        printf '%s restore %s %s\n' "$T_PRIV" "$T_N" "$T_H" >>"$T_TMP/docker.plan"
+      else
+        printf '%s delete %s %s\n' "$T_PRIV" "$T_N" "$T_H" >>"$T_TMP/docker.plan"
+      fi
+    elif trust_exists "$T_F$T_KEEP"; then
+      printf '0 changed %s %s\n' "$T_N" "$T_H" >>"$T_TMP/docker.plan"
     fi
+  done
+  if trust_exists "$T_D/$T_RECORD"; then
+    T_ANY=1
+    trust_privilege "$T_D/$T_RECORD"
+    printf '%s unrecord - %s\n' "$T_PRIV" "$T_H" >>"$T_TMP/docker.plan"
+  fi
+  # the <host>:<port> directory goes too when nothing is left in it
+  if [ "$T_ANY" = 1 ]; then
+    trust_privilege "$T_D"
+    printf '%s rmdir - %s\n' "$T_PRIV" "$T_H" >>"$T_TMP/docker.plan"
   fi
 done
-#@ end
-# The <host>:<port> directory goes too when nothing but our files is in it.
-T_DIR_REMOVE=0
-T_DIR_PRIV=0
-if [ -d "$T_CA_DIR" ]; then
-#@ if client
-  T_LEFT=$( (ls -A "$T_CA_DIR" 2>/dev/null || echo '?') | grep -v -x -e ca.crt -e client.cert -e client.key || true)
-#@ else
-  T_LEFT=$( (ls -A "$T_CA_DIR" 2>/dev/null || echo '?') | grep -v -x -e ca.crt || true)
-#@ end
-  if [ -z "$T_LEFT" ]; then
-    trust_privilege "$T_CA_DIR"
-    T_DIR_PRIV=$T_PRIV
-    T_DIR_REMOVE=1
-  fi
-fi
 
 # ---- apply
 
@@ -213,23 +222,44 @@ esac
 #@ if containerd
 for T_H in $T_CTRD_REMOVE; do
   T_D="$T_CTRD_DIR/$T_H"
-  trust_run "$T_CTRD_PRIV" rm -f "$T_D/hosts.toml" "$T_D/ca.crt" "$T_D/client.crt" "$T_D/client.key"
+  for T_N in $T_CTRD_FILES; do
+    if trust_exists "$T_D/$T_N$T_KEEP"; then
+      trust_run "$T_CTRD_PRIV" mv -f "$T_D/$T_N$T_KEEP" "$T_D/$T_N"
+      trust_say "put back the $T_D/$T_N that was there before the install"
+    else
+      trust_run "$T_CTRD_PRIV" rm -f "$T_D/$T_N"
+    fi
+  done
   if [ -z "$(ls -A "$T_D" 2>/dev/null)" ]; then
     trust_run "$T_CTRD_PRIV" rmdir "$T_D"
   fi
   trust_say "removed $T_D/hosts.toml and the files beside it"
 done
 #@ end
-if [ "$T_CA_REMOVE" = 1 ]; then
-  trust_run "$T_CA_PRIV" rm -f "$T_CA_FILE"
-  trust_say "removed $T_CA_FILE"
-fi
-#@ if client
-if [ "$T_CLIENT_REMOVE" = 1 ]; then
-  trust_run "$T_CLIENT_PRIV" rm -f "$T_CLIENT_CERT" "$T_CLIENT_KEY"
-  trust_say "removed $T_CLIENT_CERT and $T_CLIENT_KEY"
-fi
-#@ end
-if [ "$T_DIR_REMOVE" = 1 ]; then
-  trust_run "$T_DIR_PRIV" rmdir "$T_CA_DIR"
-fi
+exec 3<"$T_TMP/docker.plan"
+while read -r T_P T_DO T_N T_H <&3; do
+  T_D="$T_CERTS_DIR/$T_H"
+  T_F="$T_D/$T_N"
+  case $T_DO in
+    restore)
+      trust_run "$T_P" mv -f "$T_F$T_KEEP" "$T_F"
+      trust_say "put back the $T_F that was there before the install"
+      ;;
+    delete)
+      trust_run "$T_P" rm -f "$T_F"
+      trust_say "removed $T_F"
+      ;;
+    changed)
+      trust_say "left $T_F as it is (it changed since the install); what was there before is in $T_F$T_KEEP"
+      ;;
+    unrecord)
+      trust_run "$T_P" rm -f "$T_D/$T_RECORD"
+      ;;
+    *)
+      if [ -z "$(ls -A "$T_D" 2>/dev/null)" ]; then
+        trust_run "$T_P" rmdir "$T_D"
+      fi
+      ;;
+  esac
+done
+exec 3<&-

@@ -50,6 +50,9 @@ class TrustParams:
     # installContainerdConfig: (upstream as image names write it, its server URL) per mirror
     containerd_upstreams: tuple[tuple[str, str], ...] = ()
     containerd_certs_dir: str = "/etc/containerd/certs.d"
+    # every further "<hostname>:<port>" the stack publishes with TLS (each further mirror's
+    # own port, the private registry's): Docker trusts each by its own certs.d directory
+    other_hosts: tuple[str, ...] = ()
 
 
 class TemplateError(Exception):
@@ -69,8 +72,9 @@ _SERVER_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/
 def _check(p: TrustParams) -> None:
     """Reject values that would make a wrong script. Nothing multi-line (such as a PEM) can
     pass, so certificate material can never end up in the command text."""
-    if not _HOST_RE.fullmatch(p.registry_host):
-        raise ValueError(f"registry_host must be <dns-name>:<port>, got {p.registry_host!r}")
+    for host in (p.registry_host, *p.other_hosts):
+        if not _HOST_RE.fullmatch(host):
+            raise ValueError(f"registry_host and other_hosts must be <dns-name>:<port>, got {host!r}")
     if not _URL_RE.fullmatch(p.mirror_url):
         raise ValueError(f"mirror_url must be http(s)://<host>:<port>, got {p.mirror_url!r}")
     if not _INSTANCE_RE.fullmatch(p.instance):
@@ -115,10 +119,15 @@ def _values(p: TrustParams) -> dict[str, str]:
     ca_dir = _join(p.docker_certs_dir, p.registry_host)
     return {
         "T_HOST": p.registry_host,
-        "T_CA_DIR": ca_dir,
         "T_CA_FILE": _join(ca_dir, "ca.crt"),
-        "T_CLIENT_CERT": _join(ca_dir, "client.cert"),
-        "T_CLIENT_KEY": _join(ca_dir, "client.key"),
+        "T_CERTS_DIR": _dir(p.docker_certs_dir),
+        # a space-separated list for `for`: _HOST_RE allows no space inside a host
+        "T_HOSTS": " ".join(dict.fromkeys((p.registry_host, *p.other_hosts))),
+        # the suffix of a file the install moved aside (never .crt, .cert or .key: Docker
+        # would read it), keyed by stack like the daemon.json backup
+        "T_KEEP": f".{p.instance}.bak",
+        # the files this stack wrote into a certs.d directory, with their checksums
+        "T_RECORD": f".{p.instance}.installed",
         "T_SYS_CA_DIR": _dir(p.system_ca_dir),
         "T_SYS_CA_FILE": _join(p.system_ca_dir, f"{p.instance}.crt"),
         "T_KEYCHAIN": MACOS_SYSTEM_KEYCHAIN,

@@ -34,6 +34,7 @@ import pytest
 
 from rehearsal.engine import Engine, docker_cli
 from rehearsal.fakes.program import Evaluation
+from rehearsal.tools import require_tool
 from tests.engine.conftest import IMAGE_REPO, IMAGE_TAG, USERS, Stack
 from tests.engine.test_the_host_as_a_user_lives_it import (
     HUB_IMAGE,
@@ -121,7 +122,8 @@ def test_with_registry_users_docker_pulls_only_after_logging_in_as_a_configured_
     forget_image(engine, reference)
     installed = run_script(engine, program_with_users, "create")
     ca_dir = engine.certs_d / host
-    assert sorted(p.name for p in ca_dir.iterdir()) == ["ca.crt"], installed.stdout + installed.stderr
+    assert sorted(p.name for p in ca_dir.iterdir()) == [".registry-mirror-users.installed", "ca.crt"], \
+        installed.stdout + installed.stderr
     assert (ca_dir / "ca.crt").read_text() == program_with_users.outputs["caCertPem"]
     try:
         began = time.time()
@@ -200,7 +202,8 @@ def test_with_require_client_cert_docker_pulls_only_with_the_client_certificate_
 
     installed = run_script(engine, evaluation, "create")
     try:
-        assert sorted(p.name for p in ca_dir.iterdir()) == ["ca.crt", "client.cert", "client.key"], \
+        assert sorted(p.name for p in ca_dir.iterdir()) == [
+            ".registry-mirror-mtls.installed", "ca.crt", "client.cert", "client.key"], \
             installed.stdout + installed.stderr
         assert (ca_dir / "ca.crt").read_text() == evaluation.outputs["caCertPem"]
         chain = (ca_dir / "client.cert").read_text()
@@ -220,6 +223,68 @@ def test_with_require_client_cert_docker_pulls_only_with_the_client_certificate_
     for name in ("ca.crt", "client.cert", "client.key"):
         assert not (ca_dir / name).exists(), removed.stdout + removed.stderr
     assert not ca_dir.exists()
+
+
+def _users_own_pki(directory: Path) -> dict[str, bytes]:
+    """What a user may already keep in certs.d/<host>:<port>/: a corporate CA and a client
+    pair it signed (openssl, P-256), as the bytes of ca.crt, client.cert and client.key."""
+    openssl = require_tool("openssl")
+    d = directory
+    for argv in (
+        ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+         f"{d}/corp.key", "-out", f"{d}/corp.crt", "-days", "2", "-subj", "/CN=Corporate Root CA"],
+        ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+         f"{d}/client.key", "-out", f"{d}/client.csr", "-subj", "/CN=corporate client"],
+        ["x509", "-req", "-in", f"{d}/client.csr", "-CA", f"{d}/corp.crt", "-CAkey", f"{d}/corp.key",
+         "-CAcreateserial", "-days", "2", "-out", f"{d}/client.cert"],
+    ):
+        subprocess.run([openssl, *argv], check=True, capture_output=True, timeout=30)
+    return {"ca.crt": (d / "corp.crt").read_bytes(), "client.cert": (d / "client.cert").read_bytes(),
+            "client.key": (d / "client.key").read_bytes()}
+
+
+def test_a_users_own_ca_and_client_pair_in_certs_d_are_set_aside_for_the_stack_and_come_back_on_remove(
+    client_cert_stack: Stack, program_with_client_cert: Evaluation, no_trust_left: None, tmp_path: Path
+) -> None:
+    """Finding 3 of issue 20 with the real Docker client: the user's corporate CA and client
+    pair sit in the very directory the stack trusts. The install keeps them aside and Docker
+    pulls with the stack's files (the kept copies, a lone `client.key.*.bak` among them, do
+    not upset its certs.d reader); the remove puts the user's bytes and modes back, and
+    Docker is where it was before (the stack's registry untrusted again)."""
+    stack, engine, evaluation = client_cert_stack, client_cert_stack.engine, program_with_client_cert
+    host = stack.mirror_host
+    reference = f"{host}/{IMAGE_REPO}:{IMAGE_TAG}"
+    ca_dir = engine.certs_d / host
+    forget_image(engine, reference)
+    own = _users_own_pki(tmp_path)
+    ca_dir.mkdir(parents=True)
+    for name, data in own.items():
+        (ca_dir / name).write_bytes(data)
+    (ca_dir / "client.key").chmod(0o600)
+    (ca_dir / "ca.crt").chmod(0o640)
+    before = {p.name: (p.read_bytes(), stat.S_IMODE(p.stat().st_mode)) for p in ca_dir.iterdir()}
+    try:
+        untrusted = pull(engine, reference)
+        assert untrusted.returncode != 0 and "x509" in untrusted.stderr, untrusted.stderr
+
+        installed = run_script(engine, evaluation, "create")
+        assert installed.returncode == 0, installed.stderr
+        kept = {p.name: p.read_bytes() for p in ca_dir.iterdir() if p.name.endswith(".bak")}
+        assert kept == {f"{name}.registry-mirror-mtls.bak": data for name, data in own.items()}
+        assert (ca_dir / "ca.crt").read_text() == evaluation.outputs["caCertPem"]
+        pulled = pull(engine, reference)
+        assert pulled.returncode == 0, pulled.stderr
+        assert repo_digests(engine, reference) == [f"{host}/{IMAGE_REPO}@{stack.upstream.image.manifest_digest}"]
+        forget_image(engine, reference)
+
+        removed = run_script(engine, evaluation, "delete")
+        assert removed.returncode == 0, removed.stderr
+        assert {p.name: (p.read_bytes(), stat.S_IMODE(p.stat().st_mode)) for p in ca_dir.iterdir()} == before
+        again = pull(engine, reference)
+        assert again.returncode != 0 and "x509" in again.stderr, again.stderr
+    finally:
+        forget_image(engine, reference)
+        shutil.rmtree(ca_dir, ignore_errors=True)
 
 
 def test_a_registry_mirror_with_users_gets_no_credentials_and_dockerd_falls_back_to_docker_hub(

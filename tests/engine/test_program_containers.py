@@ -124,6 +124,27 @@ def test_containers_carry_the_recorded_spec(stack: Stack) -> None:
         for volume in recorded.get("volumes", []):
             assert mounts[volume["containerPath"]]["Name"] == volume["volumeName"]
             assert mounts[volume["containerPath"]]["Type"] == "volume"
+        assert host["CapDrop"] == recorded["capabilities"]["drops"] == ["NET_RAW"]
+        assert host["SecurityOpt"] == recorded["securityOpts"] == ["no-new-privileges:true"]
+
+
+NET_RAW_BIT = 13  # linux/capability.h CAP_NET_RAW
+
+
+def test_every_process_runs_without_net_raw_and_with_no_new_privileges(stack: Stack) -> None:
+    """What the kernel holds for each container's main process (and for the health check's
+    own process, a fresh exec): CAP_NET_RAW is out of its bounding set, so no exec can get
+    it back, and NoNewPrivs is set. Every container is healthy with them (the test above)."""
+    for service in SERVICES:
+        for pid in ("1", "self"):
+            status = stack.engine.docker("exec", stack.containers[service].id, "cat", f"/proc/{pid}/status").stdout
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            assert fields["NoNewPrivs"].strip() == "1", (service, pid)
+            for kind in ("CapBnd", "CapEff", "CapPrm"):
+                assert not int(fields[kind], 16) >> NET_RAW_BIT & 1, (service, pid, kind, fields[kind])
+        # the registry runs as root: it still has the capabilities Docker gives by default
+        if service == "registry":
+            assert int(fields["CapBnd"], 16) >> 0 & 1  # CAP_CHOWN: only NET_RAW went
 
 
 def test_the_registry_runs_the_recorded_inputs_but_for_one_line_of_its_config(stack: Stack) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,7 +37,7 @@ from rehearsal.router import lay_out_router
 from rehearsal.tools import require_tool
 
 HOSTNAME = "mirror.test"
-ROUTER_PORT, GHCR_PORT = 6600, 6601
+ROUTER_PORT, GHCR_PORT, PRIVATE_PORT = 6600, 6601, 6620
 HUB_PORT = 6610  # Docker Hub's mirror behind the router: not published by the stack
 STAND_IN_PORTS = {"hub": 5601, "ghcr": 5602}
 USER, PASSWORD = "alice", "correct-horse-battery"
@@ -73,8 +74,8 @@ def upstreams(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Itera
     registry = mirror_binary()
     root = tmp_path_factory.mktemp("upstreams-docker")
     ev = evaluate({
-        "installTrust": "false", "monitoring": "false", "hostname": HOSTNAME, "registryPort": str(ROUTER_PORT),
-        "requireClientCert": "true",
+        "installTrust": "true", "monitoring": "false", "hostname": HOSTNAME, "registryPort": str(ROUTER_PORT),
+        "requireClientCert": "true", "privateRegistry": "true", "privateRegistryPort": str(PRIVATE_PORT),
         "mirrors": json.dumps([{"upstream": "docker.io"}, {"upstream": "ghcr.io", "port": GHCR_PORT}]),
     }, secrets={"registryUsers": json.dumps({USER: PASSWORD})})
     ca = root / "ca.crt"
@@ -103,8 +104,10 @@ def upstreams(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Itera
         client.write_text(ev.outputs["clientCertPem"] + ev.outputs["intermediateCaPem"])
         key = root / "client.key"
         key.write_text(ev.outputs["clientKeyPem"])
+        # the private registry has no proxy section: map_registry_config leaves it without one
         for service, port, stand_in_port in (("registry", HUB_PORT, STAND_IN_PORTS["hub"]),
-                                             ("registry-ghcr", GHCR_PORT, STAND_IN_PORTS["ghcr"])):
+                                             ("registry-ghcr", GHCR_PORT, STAND_IN_PORTS["ghcr"]),
+                                             ("registry-private", PRIVATE_PORT, STAND_IN_PORTS["hub"])):
             container = ev.container(service)
             uploads = {u["file"]: u["content"] for u in container.inputs["uploads"]}
             mapped = map_registry_config(uploads["/etc/distribution/config.yml"], uploads,
@@ -126,7 +129,7 @@ def upstreams(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Itera
     finally:
         for name in reversed(started):
             engine.end(name)
-        for host in (f"{HOSTNAME}:{ROUTER_PORT}", f"{HOSTNAME}:{GHCR_PORT}"):
+        for host in (f"{HOSTNAME}:{ROUTER_PORT}", f"{HOSTNAME}:{GHCR_PORT}", f"{HOSTNAME}:{PRIVATE_PORT}"):
             shutil.rmtree(engine.certs_d / host, ignore_errors=True)
 
 
@@ -152,12 +155,13 @@ def _login(engine: Engine, host: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def _pulled_digest(engine: Engine, reference: str) -> str:
+def _pulled_digest(engine: Engine, reference: str, *, keep: bool = False) -> str:
     result = engine.docker("pull", reference, check=False, timeout=180)
     assert result.returncode == 0, result.stderr + result.stdout
     inspected = json.loads(engine.docker("image", "inspect", reference).stdout)
-    [digest] = inspected[0]["RepoDigests"]
-    engine.docker("image", "rm", reference, check=False)
+    [digest] = [d for d in inspected[0]["RepoDigests"] if d.startswith(reference.rsplit(":", 1)[0] + "@")]
+    if not keep:
+        engine.docker("image", "rm", reference, check=False)
     return digest.split("@", 1)[1]
 
 
@@ -185,3 +189,54 @@ def test_docker_without_the_client_certificate_is_refused_by_the_router(engine: 
     finally:
         shutil.rmtree(directory)
         shutil.copytree(saved, directory)
+
+
+def test_after_the_trust_step_docker_pushes_and_pulls_by_every_port_the_stack_publishes(
+        engine: Engine, upstreams: Upstreams, tmp_path: Path) -> None:
+    """Finding 4 of issue 20: the program's own trust step (the recorded `create` with its
+    `stdin`, as `pulumi up` runs it) trusts every TLS port: the one URL, the ghcr.io mirror's
+    own port and the private registry's. Control: before it, the push is refused."""
+    hosts = [f"{HOSTNAME}:{port}" for port in (ROUTER_PORT, GHCR_PORT, PRIVATE_PORT)]
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    for host in hosts:  # what mirrorctl client-config wrote for the other tests
+        if (engine.certs_d / host).exists():
+            shutil.move(engine.certs_d / host, saved / host)
+    ev = upstreams.evaluation
+    [command] = ev.of_type("command:local:Command")
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8", "TMPDIR": str(tmp_path)}
+    pushed = f"{HOSTNAME}:{PRIVATE_PORT}/team/app:1"
+    try:
+        refused = engine.docker("pull", f"{HOSTNAME}:{PRIVATE_PORT}/team/app:1", check=False, timeout=60)
+        assert refused.returncode != 0 and "x509" in refused.stderr, refused.stderr
+
+        installed = engine.run([*command.inputs["interpreter"], command.inputs["create"]],
+                               input=command.inputs["stdin"], env=env, timeout=60, check=False)
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+        for host in hosts:
+            assert sorted(p.name for p in (engine.certs_d / host).glob("*")) == [
+                ".registry-mirror-dev.installed", "ca.crt", "client.cert", "client.key"], host
+        for host in hosts:
+            _login(engine, host)
+
+        source = f"{HOSTNAME}:{GHCR_PORT}/shared/app:1"
+        assert _pulled_digest(engine, source, keep=True) == upstreams.digests["ghcr.io"]
+        engine.docker("tag", source, pushed)
+        result = engine.docker("push", pushed, check=False, timeout=120)
+        assert result.returncode == 0, result.stderr + result.stdout
+        # Docker pushes its own manifest for the image: the digest it reports comes back
+        [digest] = re.findall(r"digest: (sha256:[0-9a-f]{64})", result.stdout)
+        engine.docker("image", "rm", source, pushed, check=False)
+        assert _pulled_digest(engine, pushed) == digest
+        assert _pulled_digest(engine, f"{HOSTNAME}:{ROUTER_PORT}/shared/app:1") == upstreams.digests["docker.io"]
+
+        removed = engine.run([*command.inputs["interpreter"], command.inputs["delete"]], env=env, timeout=60,
+                             check=False)
+        assert removed.returncode == 0, removed.stdout + removed.stderr
+        assert not any((engine.certs_d / host).exists() for host in hosts)
+    finally:
+        engine.docker("image", "rm", pushed, check=False)
+        for host in hosts:
+            shutil.rmtree(engine.certs_d / host, ignore_errors=True)
+            if (saved / host).exists():
+                shutil.move(saved / host, engine.certs_d / host)

@@ -29,12 +29,14 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ImageInfo]:
     return directory, make_oci_image(directory, [30_000, 5_000], seed=23, tag=TAG)
 
 
-def _cert_dir(path: Path, evaluation: Evaluation, *, client: bool) -> dict[str, str]:
-    """A cert dir as Docker's certs.d entry: ca.crt, and with `client` client.cert/.key."""
+def _cert_dir(path: Path, evaluation: Evaluation, *, client: bool,
+              client_cert_output: str = "clientCertChainPem") -> dict[str, str]:
+    """A cert dir as Docker's certs.d entry: ca.crt, and with `client` client.cert (the stack
+    output `client_cert_output`) and client.key."""
     path.mkdir(parents=True, exist_ok=True)
     (path / "ca.crt").write_text(evaluation.outputs["caCertPem"])
     if client:
-        (path / "client.cert").write_text(evaluation.outputs["clientCertPem"] + evaluation.outputs["intermediateCaPem"])
+        (path / "client.cert").write_text(evaluation.outputs[client_cert_output])
         (path / "client.key").write_text(evaluation.outputs["clientKeyPem"])
         (path / "client.key").chmod(0o600)
     empty = path.parent / f"{path.name}-no-system-trust"
@@ -108,3 +110,17 @@ def test_with_the_client_certificate_in_the_cert_dir_the_image_pulls(mtls_mirror
     env = _cert_dir(tmp_path / "certs", evaluation, client=True)
     pulled = _pull(mirror, tmp_path, tmp_path / "certs", env, ["--src-no-creds"])
     assert [layer["digest"] for layer in read_manifest(pulled, TAG)["layers"]] == list(image[1].layer_digests)
+
+
+def test_the_client_certificate_output_alone_is_refused_and_the_chain_output_is_what_a_client_sends(
+        mtls_mirror, tmp_path):
+    """Issue 20 finding 7: `clientCertPem` is the leaf; the registry trusts only the root, so a
+    client sending the leaf without the intermediate fails the handshake. `clientCertChainPem`,
+    which the README points mTLS clients at, pulls (the test above)."""
+    evaluation, mirror = mtls_mirror
+    env = _cert_dir(tmp_path / "certs", evaluation, client=True, client_cert_output="clientCertPem")
+    with pytest.raises(SkopeoError) as err:
+        _pull(mirror, tmp_path, tmp_path / "certs", env, ["--src-no-creds"])
+    # Go's TLS client (skopeo's, Docker's) sends a certificate only when its chain reaches a CA
+    # the server names in its request (the root): with the leaf alone it sends none
+    assert "remote error: tls: certificate required" in err.value.stderr, err.value.stderr

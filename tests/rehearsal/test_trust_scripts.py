@@ -183,7 +183,8 @@ def test_certs_round_trip_installs_stdin_pem_0644_idempotently_and_removes_only_
     ca = certs / HOST / "ca.crt"
     assert ca.read_text() == pki["root"]
     assert stat.S_IMODE(ca.stat().st_mode) == 0o644
-    assert sorted(x.name for x in (certs / HOST).iterdir()) == ["ca.crt"]  # one copy
+    # one copy, and the record of what this stack wrote there
+    assert sorted(x.name for x in (certs / HOST).iterdir()) == [f".{INSTANCE}.installed", "ca.crt"]
     assert "already holds this root CA" in r.stdout
 
     for _ in range(2):  # twice: a missing file is fine
@@ -255,8 +256,9 @@ def test_client_certificate_and_0600_key_land_beside_the_ca_and_remove_deletes_t
         assert (host_dir / "client.cert").read_text() == pki["client_chain"]
         assert (host_dir / "client.key").read_text() == pki["client_key"]
         modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in host_dir.iterdir()}
-        assert modes == {"ca.crt": 0o644, "client.cert": 0o644, "client.key": 0o600}
-    assert "already hold this client certificate" in r.stdout
+        assert modes == {"ca.crt": 0o644, "client.cert": 0o644, "client.key": 0o600,
+                         f".{INSTANCE}.installed": 0o600}
+    assert "already holds this root CA and client certificate" in r.stdout
 
     r = run_script(remove, pem=None, env=env)
     assert r.returncode == 0, r.stderr
@@ -274,6 +276,142 @@ def test_a_renewed_client_certificate_replaces_the_old_one(tmp_path: Path, pki: 
     assert (host_dir / "client.cert").read_text() == pki["client_chain"]
     assert (host_dir / "client.key").read_text() == pki["client_key"]
     assert stat.S_IMODE((host_dir / "client.key").stat().st_mode) == 0o600
+
+
+def modes(root: Path) -> dict[str, tuple[int, str | None]]:
+    """Every path under root -> (mode bits, symlink target or None), without following links."""
+    out: dict[str, tuple[int, str | None]] = {}
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        out[str(path.relative_to(root))] = (stat.S_IMODE(st.st_mode),
+                                            os.readlink(path) if path.is_symlink() else None)
+    return out
+
+
+USERS_CA = "a corporate CA the user put here\n"  # no PEM: the script must keep it as bytes
+
+
+def test_a_users_own_ca_and_client_pair_are_kept_aside_on_install_and_put_back_byte_for_byte_on_remove(
+    tmp_path: Path, pki: dict[str, str]
+) -> None:
+    """Finding 3 of issue 20: the user's `ca.crt`, `client.cert` and `client.key` in the very
+    directory the stack trusts are moved aside (Docker reads only *.crt, *.cert and *.key, so
+    the kept copies are not read), ours take their place, and remove puts theirs back."""
+    p = params(tmp_path, client_cert=True)
+    host_dir = Path(p.docker_certs_dir) / HOST
+    host_dir.mkdir(parents=True)
+    (host_dir / "ca.crt").write_text(USERS_CA)
+    (host_dir / "client.cert").write_text(pki["other"])
+    (host_dir / "client.key").write_text("the user's own key\n")
+    (host_dir / "client.key").chmod(0o640)
+    (host_dir / "ca.crt").chmod(0o600)
+    before, before_modes = tree(tmp_path), modes(tmp_path)
+    env = base_env()
+
+    for _ in range(2):  # twice: a second install keeps the FIRST original, never ours
+        r = run_script(render_install_script(p), pem=client_stdin(pki), env=env)
+        assert r.returncode == 0, r.stderr
+        assert (host_dir / "ca.crt").read_text() == pki["root"]
+        assert (host_dir / "client.cert").read_text() == pki["client_chain"]
+        assert (host_dir / "client.key").read_text() == pki["client_key"]
+    kept = {f.name: f.read_bytes() for f in host_dir.iterdir() if f.name.endswith(".bak")}
+    assert sorted(kept.values()) == sorted(before[str(Path(p.docker_certs_dir, HOST, n).relative_to(tmp_path))]
+                                           for n in ("ca.crt", "client.cert", "client.key"))
+    # Docker's certs.d reader (moby registry.loadTLSConfig) goes by suffix: no kept copy counts
+    assert not [n for n in kept if n.endswith((".crt", ".cert", ".key"))], kept
+
+    r = run_script(render_remove_script(p), pem=None, env=env)
+    assert r.returncode == 0, r.stderr
+    assert tree(tmp_path) == before
+    assert modes(tmp_path) == before_modes
+    r = run_script(render_remove_script(p), pem=None, env=env)  # idempotent
+    assert r.returncode == 0, r.stderr
+    assert tree(tmp_path) == before
+
+
+def test_a_file_the_user_changed_after_the_install_is_left_by_remove_with_the_kept_original(
+    tmp_path: Path, pki: dict[str, str]
+) -> None:
+    p = params(tmp_path)
+    host_dir = Path(p.docker_certs_dir) / HOST
+    host_dir.mkdir(parents=True)
+    (host_dir / "ca.crt").write_text(USERS_CA)
+    env = base_env()
+    assert run_script(render_install_script(p), pem=pki["root"], env=env).returncode == 0
+    (host_dir / "ca.crt").write_text("the user's newer CA\n")  # after the install
+    for _ in range(2):
+        r = run_script(render_remove_script(p), pem=None, env=env)
+        assert r.returncode == 0, r.stderr
+        assert (host_dir / "ca.crt").read_text() == "the user's newer CA\n"
+        assert (host_dir / f"ca.crt.{INSTANCE}.bak").read_text() == USERS_CA
+    assert "left" in r.stdout and "changed since the install" in r.stdout
+    # a new install keeps both rather than guess which one the user wants
+    r = run_script(render_install_script(p), pem=pki["root"], env=env)
+    assert r.returncode != 0
+    assert "move one of them away" in one_line(r.stderr)
+
+
+def test_a_users_symlinked_ca_comes_back_as_the_same_link(tmp_path: Path, pki: dict[str, str]) -> None:
+    p = params(tmp_path)
+    host_dir = Path(p.docker_certs_dir) / HOST
+    host_dir.mkdir(parents=True)
+    (tmp_path / "corporate.pem").write_text(USERS_CA)
+    (host_dir / "ca.crt").symlink_to(tmp_path / "corporate.pem")
+    before, before_modes = tree(tmp_path), modes(tmp_path)
+    env = base_env()
+    r = run_script(render_install_script(p), pem=pki["root"], env=env)
+    assert r.returncode == 0, r.stderr
+    assert not (host_dir / "ca.crt").is_symlink() and (host_dir / "ca.crt").read_text() == pki["root"]
+    assert (tmp_path / "corporate.pem").read_text() == USERS_CA  # never written through the link
+    r = run_script(render_remove_script(p), pem=None, env=env)
+    assert r.returncode == 0, r.stderr
+    assert (tree(tmp_path), modes(tmp_path)) == (before, before_modes)
+
+
+def test_every_published_tls_port_gets_the_ca_and_client_pair_and_remove_takes_them_all(
+    tmp_path: Path, pki: dict[str, str]
+) -> None:
+    """Finding 4: the further mirrors' ports and the private registry's are trusted too."""
+    others = ("localhost:6001", "localhost:6100")
+    p = params(tmp_path, client_cert=True, other_hosts=others)
+    certs = Path(p.docker_certs_dir)
+    certs.mkdir(parents=True)
+    before = tree(tmp_path)
+    env = base_env()
+    r = run_script(render_install_script(p), pem=client_stdin(pki), env=env)
+    assert r.returncode == 0, r.stderr
+    for host in (HOST, *others):
+        assert (certs / host / "ca.crt").read_text() == pki["root"], host
+        assert (certs / host / "client.cert").read_text() == pki["client_chain"], host
+        assert stat.S_IMODE((certs / host / "client.key").stat().st_mode) == 0o600, host
+    r = run_script(render_remove_script(p), pem=None, env=env)
+    assert r.returncode == 0, r.stderr
+    assert tree(tmp_path) == before
+
+
+def test_containerd_files_beside_a_missing_hosts_toml_are_kept_aside_and_put_back(
+    tmp_path: Path, pki: dict[str, str]
+) -> None:
+    ctrd = tmp_path / "containerd" / "certs.d"
+    p = params(tmp_path, client_cert=True, containerd_certs_dir=str(ctrd),
+               containerd_upstreams=(("ghcr.io", "https://ghcr.io"),))
+    Path(p.docker_certs_dir).mkdir(parents=True)  # Docker's; the install makes only <host>:<port>
+    own = ctrd / "ghcr.io"
+    own.mkdir(parents=True)
+    (own / "ca.crt").write_text(USERS_CA)
+    (own / "client.crt").write_text(pki["other"])
+    (own / "client.key").write_text("the user's own key\n")
+    (own / "client.key").chmod(0o600)
+    before, before_modes = tree(tmp_path), modes(tmp_path)
+    env = base_env()
+    r = run_script(render_install_script(p), pem=client_stdin(pki), env=env)
+    assert r.returncode == 0, r.stderr
+    assert (own / "ca.crt").read_text() == pki["root"]
+    assert (own / "client.crt").read_text() == pki["client_chain"]
+    assert (own / "client.key").read_text() == pki["client_key"]
+    r = run_script(render_remove_script(p), pem=None, env=env)
+    assert r.returncode == 0, r.stderr
+    assert (tree(tmp_path), modes(tmp_path)) == (before, before_modes)
 
 
 @pytest.mark.parametrize(

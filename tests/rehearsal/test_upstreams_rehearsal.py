@@ -430,8 +430,10 @@ def test_the_blackbox_module_probes_the_router_and_a_further_mirror_by_their_ali
         log.close()
 
 
-def _get(stack: Stack, path: str, ctx: ssl.SSLContext, *, auth: bool = True) -> tuple[int, bytes]:
-    request = urllib.request.Request(f"https://127.0.0.1:{stack.router_port}{path}", headers={"Accept": ACCEPT})
+def _get(stack: Stack, path: str, ctx: ssl.SSLContext, *, auth: bool = True,
+         headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(f"https://127.0.0.1:{stack.router_port}{path}",
+                                     headers={"Accept": ACCEPT} | (headers or {}))
     if auth:
         request.add_header("Authorization", _basic())
     try:
@@ -473,6 +475,29 @@ def test_the_router_demands_the_client_certificate_and_passes_credentials_to_the
     assert status == 200
     status, _ = _get(stack, "/v2/?ns=ghcr.io", stack.client_ctx, auth=False)
     assert status == 401
+
+
+SPOOFED = "203.0.113.66"  # TEST-NET-3: never a real client here
+
+
+def test_the_router_tells_the_mirror_the_connections_address_never_the_clients_x_forwarded_for(
+        stack: Stack) -> None:
+    """Issue 20 finding 7: a client's own X-Forwarded-For never reaches the registry, which
+    logs the first address of that header as the client's (distribution's
+    dcontext.RemoteAddr): the router sets it from the connection ($remote_addr)."""
+    log = stack.root / "registry" / "registry.log"
+    before = len(log.read_text().splitlines())
+    status, _ = _get(stack, "/v2/", stack.client_ctx, headers={"X-Forwarded-For": SPOOFED})
+    assert status == 200
+    deadline = time.monotonic() + 10
+    while True:
+        new = [line for line in log.read_text().splitlines()[before:] if '"http.request.uri":"/v2/"' in line]
+        if new or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert new, "the registry logged no request for /v2/"
+    assert not any(SPOOFED in line for line in new), new
+    assert all('"http.request.remoteaddr":"127.0.0.1"' in line for line in new), new
 
 
 def _skopeo(*args: str, cert_dir: Path, tmp: Path) -> subprocess.CompletedProcess[str]:

@@ -160,3 +160,20 @@ def test_no_debug_or_metrics_port_is_ever_published():
     assert published["registry"] == {5000}
     assert published["registry-front"] == set()  # the upstream front: private network only
     assert published["blackbox"] == set()
+
+
+def test_every_container_drops_net_raw_and_gains_no_privileges():
+    """Issue 20: no raw sockets (the registry sends upstream credentials to its front in plain
+    HTTP on the bridge network, which a container with NET_RAW could sniff or spoof on) and
+    no privilege gained through execve, on every container of the fullest stack: the
+    monitoring services, every mirror and front, the router and the private registry."""
+    ev = evaluate(BASE | {"requireClientCert": "true", "privateRegistry": "true",
+                          "mirrors": json.dumps([{"upstream": "docker.io"}, {"upstream": "ghcr.io", "port": 6001}])},
+                  secrets={"registryUsers": json.dumps(USERS)})
+    containers = ev.of_type("docker:index/container:Container")
+    assert {c.name for c in containers} >= {"registry", "registry-front", "registry-ghcr", "registry-router",
+                                            "registry-private", "prometheus", "blackbox", "jaeger", "loki",
+                                            "alloy", "grafana"}
+    for container in containers:
+        assert container.inputs["capabilities"] == {"drops": ["NET_RAW"]}, container.name
+        assert container.inputs["securityOpts"] == ["no-new-privileges:true"], container.name

@@ -65,7 +65,7 @@ def test_ui_ports_are_published_on_loopback_by_default(ev):
 
 
 def test_port_offset_and_bind_address_move_every_ui_port():
-    ev = evaluate(BASE | {"portOffset": "1000", "uiBindAddress": "0.0.0.0"})
+    ev = evaluate(BASE | {"portOffset": "1000", "uiBindAddress": "0.0.0.0", "exposeUis": "true"})
     assert ev.container("grafana").inputs["ports"] == [{"internal": 3000, "external": 4000, "ip": "0.0.0.0"}]
     assert ev.container("registry").inputs["ports"][0]["external"] == 7000
     assert ev.outputs["urls"]["grafana"] == "http://localhost:4000"

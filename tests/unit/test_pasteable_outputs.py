@@ -40,7 +40,7 @@ def test_manual_trust_steps_install_the_ca_at_a_hostile_path_and_run_nothing_els
     work = tmp_path / "work"
     work.mkdir()
     certs_dir = str(tmp_path / name / "certs.d")
-    steps = clients.manual_trust_steps(certs_dir, "mirror.lan:6000", "dev; touch PWNED")
+    steps = clients.manual_trust_steps(certs_dir, ("mirror.lan:6000",), "dev; touch PWNED")
     env = {"PATH": f"{_fake_bin(tmp_path)}:/usr/bin:/bin", "HOME": str(tmp_path)}
     run = subprocess.run(["/bin/sh", "-e", "-c", steps], cwd=work, env=env,
                          capture_output=True, text=True, timeout=30)
@@ -92,13 +92,13 @@ def test_manual_steps_with_client_certificates_install_chain_and_private_key_as_
     for f in bin_dir.iterdir():
         f.chmod(0o755)
     certs_dir = tmp_path / "a dir" / "certs.d"
-    steps = clients.manual_trust_steps(str(certs_dir), "mirror.lan:6000", "dev", client_cert=True)
+    steps = clients.manual_trust_steps(str(certs_dir), ("mirror.lan:6000",), "dev", client_cert=True)
     run = subprocess.run(["/bin/sh", "-e", "-c", steps], cwd=work, capture_output=True, text=True, timeout=30,
                          env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)})
     assert run.returncode == 0, run.stderr
     entry = certs_dir / "mirror.lan:6000"
     assert (entry / "ca.crt").read_text() == "caCertPem\n"
-    assert (entry / "client.cert").read_text() == "clientCertPem\nintermediateCaPem\n"
+    assert (entry / "client.cert").read_text() == "clientCertChainPem\n"
     assert (entry / "client.key").read_text() == "clientKeyPem\n"
     assert (entry / "client.key").stat().st_mode & 0o777 == 0o600
     assert (work / "client.key").stat().st_mode & 0o077 == 0

@@ -280,6 +280,9 @@ def test_stack_outputs(ev):
     assert out["clientConfigs"]["containerd"]["/etc/containerd/certs.d/docker.io/hosts.toml"] == (
         out["containerdHostsToml"])
     assert out["clientKeyPem"] == ev.find(KEY, "client-key").state["privateKeyPem"]
+    # the chain an mTLS client must send: the leaf, then the intermediate that signed it
+    assert out["clientCertChainPem"] == out["clientCertPem"] + out["intermediateCaPem"]
+    assert out["clientCertChainPem"].count("-----BEGIN CERTIFICATE-----") == 2
     assert "clientKeyPem" in ev.secret_outputs
     assert "caCertPem" not in ev.secret_outputs
 

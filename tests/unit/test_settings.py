@@ -314,3 +314,60 @@ def test_every_config_key_is_documented_for_users():
     docs = (ROOT / "README.md").read_text() + (ROOT / "docs" / "operations.md").read_text()
     missing = [key for key in settings.KEYS if f"`{key}`" not in docs]
     assert missing == []
+
+
+# --- issue 20 finding 6: refusals that stop a broken or exposed stack at preview
+
+
+def _lines(values: dict[str, str], **kwargs: object) -> list[str]:
+    with pytest.raises(SettingsError) as err:
+        parse(values, stack="dev", **kwargs)  # type: ignore[arg-type]
+    return [line.strip() for line in str(err.value).splitlines()[1:]]
+
+
+def test_a_registry_user_password_over_bcrypts_72_bytes_is_one_line_that_never_shows_it():
+    long_password = "é" * 37  # 37 characters, 74 bytes
+    lines = _lines({"registryUsers": json.dumps({"alice": long_password})}, secret_keys=["registryUsers"])
+    assert len(lines) == 1
+    assert lines[0].startswith("registry-mirror:registryUsers = <secret> is invalid:")
+    assert "72 bytes" in lines[0] and long_password not in lines[0]
+    # 72 bytes exactly is bcrypt's limit, and fine
+    ok = parse({"registryUsers": json.dumps({"alice": "é" * 36})}, stack="dev", secret_keys=["registryUsers"])
+    assert ok.registry.users is not None
+
+
+def test_a_registry_user_password_of_72_bytes_makes_an_htpasswd_line_bcrypt_checks():
+    import bcrypt
+
+    from configs import registry as registry_config
+
+    password = "p" * 72
+    text = registry_config.render_htpasswd(json.dumps({"alice": password}), "0123456789abcdef")
+    user, hashed = text.strip().split(":", 1)
+    assert user == "alice" and bcrypt.checkpw(password.encode(), hashed.encode())
+
+
+def test_a_token_realm_in_clear_is_refused_for_an_entry_with_credentials():
+    mirrors = json.dumps([{"upstream": "registry.example.com", "port": 6001, "username": "robot",
+                           "password": "s3cret-token", "tokenRealm": "http://registry.example.com/token",
+                           "tokenService": "registry.example.com"}])
+    lines = _lines({"mirrors": mirrors, "registryBindAddress": "127.0.0.1"}, secret_keys=["mirrors"])
+    assert lines == ["registry-mirror:mirrors[0].tokenRealm = 'http://registry.example.com/token' is invalid: "
+                     "must be https when the entry has a username and password (the upstream front sends "
+                     "them to the realm)"]
+    # without credentials an http realm stays allowed (a registry on a private network)
+    anonymous = json.dumps([{"upstream": "registry.example.com", "port": 6001,
+                             "tokenRealm": "http://registry.example.com/token",
+                             "tokenService": "registry.example.com"}])
+    assert parse({"mirrors": anonymous}, stack="dev").mirrors[1].token_realm == "http://registry.example.com/token"
+
+
+def test_a_non_loopback_ui_address_is_refused_unless_expose_uis_says_so():
+    lines = _lines({"uiBindAddress": "0.0.0.0"})
+    assert lines == ["registry-mirror:uiBindAddress = '0.0.0.0' is invalid: would publish Prometheus, the "
+                     "Jaeger UI, Loki (which accepts log pushes) and the Alloy UI, none of which asks for a "
+                     "login, and Grafana's anonymous viewer: set exposeUis true to publish them anyway, or "
+                     "keep uiBindAddress 127.0.0.1"]
+    s = parse({"uiBindAddress": "0.0.0.0", "exposeUis": "true"}, stack="dev")
+    assert s.monitoring.ui_bind_address == "0.0.0.0"
+    assert parse({"uiBindAddress": "::1"}, stack="dev").monitoring.ui_bind_address == "::1"

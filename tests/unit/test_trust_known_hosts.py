@@ -116,3 +116,22 @@ def test_wildcards_and_negations_match_like_openssh(tmp_path: Path, keys: dict[s
 def test_lookup_names_follow_openssh() -> None:
     assert lookup_name("Build-Box", 22) == "build-box"
     assert lookup_name("build-box", 2222) == "[build-box]:2222"
+
+
+@pytest.mark.parametrize("revoked_in", ["user", "system"])
+def test_a_key_revoked_in_one_file_is_not_pinned_from_another(
+    tmp_path: Path, keys: dict[str, str], revoked_in: str
+) -> None:
+    """Issue 20 finding 7: `ssh` loads every known_hosts file into one set before it checks a
+    key, so `@revoked` in either file refuses the key whichever file lists it."""
+    user, system = tmp_path / "known_hosts", tmp_path / "ssh_known_hosts"
+    listed, revoking = (system, user) if revoked_in == "user" else (user, system)
+    listed.write_text(f"build-box {keys['ed25519']}\n")
+    revoking.write_text(f"@revoked * {keys['ed25519']}\n")
+    assert read_host_key("build-box", 22, [user, system]) is None
+    # another key of the host, not revoked, is pinned instead
+    listed.write_text(f"build-box {keys['ed25519']}\nbuild-box {keys['ecdsa']}\n")
+    assert read_host_key("build-box", 22, [user, system]) == keys["ecdsa"]
+    # a revocation for another host revokes nothing here
+    revoking.write_text(f"@revoked other-box {keys['ed25519']}\n")
+    assert read_host_key("build-box", 22, [user, system]) == keys["ed25519"]

@@ -74,6 +74,7 @@ def test_rendering_is_deterministic_and_keyed_by_every_parameter(render: Render)
         ("use_sudo", False),
         ("system_ca_dir", "/srv/ca"),
         ("client_cert", True),
+        ("other_hosts", ("mirror.test:6001",)),
     ]:
         changed = dataclasses.replace(p, **{field: other})  # type: ignore[arg-type]
         assert render(changed) != render(p), field
@@ -81,7 +82,11 @@ def test_rendering_is_deterministic_and_keyed_by_every_parameter(render: Render)
 
 def test_default_paths_follow_docker_and_debian_layouts() -> None:
     values = assignments(render_install_script(make()))
+    assert values["T_CERTS_DIR"] == "/etc/docker/certs.d"
+    assert values["T_HOSTS"] == "mirror.test:6000"
     assert values["T_CA_FILE"] == "/etc/docker/certs.d/mirror.test:6000/ca.crt"
+    assert values["T_KEEP"] == ".registry-mirror-dev.bak"
+    assert values["T_RECORD"] == ".registry-mirror-dev.installed"
     assert values["T_SYS_CA_FILE"] == "/usr/local/share/ca-certificates/registry-mirror-dev.crt"
     assert values["T_DAEMON_BAK"] == "/etc/docker/daemon.json.registry-mirror-dev.bak"
     assert values["T_KEYCHAIN"] == "/Library/Keychains/System.keychain"
@@ -92,7 +97,7 @@ def test_certificate_material_cannot_reach_the_script_text() -> None:
     assert {f.name for f in dataclasses.fields(TrustParams)} == {
         "registry_host", "mirror_url", "docker_certs_dir", "install_system_trust",
         "configure_docker_mirror", "docker_daemon_json_path", "use_sudo", "instance",
-        "system_ca_dir", "client_cert", "containerd_upstreams", "containerd_certs_dir",
+        "system_ca_dir", "client_cert", "containerd_upstreams", "containerd_certs_dir", "other_hosts",
     }
     # ... every string one refuses a PEM (multi-line), so none can carry one into the text ...
     for field in ("registry_host", "mirror_url", "docker_certs_dir",
@@ -124,7 +129,7 @@ def test_certificate_material_cannot_reach_the_script_text() -> None:
 )
 def test_paths_with_spaces_quotes_and_dollars_reach_sh_verbatim(path: str) -> None:
     values = assignments(render_install_script(make(docker_certs_dir=path)))
-    assert values["T_CA_DIR"] == f"{path}/mirror.test:6000"
+    assert values["T_CERTS_DIR"] == path
     assert values["T_CA_FILE"] == f"{path}/mirror.test:6000/ca.crt"
 
 
@@ -140,6 +145,8 @@ def test_paths_with_spaces_quotes_and_dollars_reach_sh_verbatim(path: str) -> No
         {"mirror_url": "https://mirror.test:6000/v2/"},
         {"instance": "../escape"},
         {"instance": "has space"},
+        {"other_hosts": ("mirror.test:6001 other.test:6002",)},
+        {"other_hosts": ("mirror.test",)},
     ],
 )
 def test_invalid_parameters_are_rejected(override: dict[str, object]) -> None:
@@ -162,14 +169,18 @@ def test_disabled_features_are_absent_from_both_scripts(system: bool, mirror: bo
 def test_client_switch_adds_docker_client_files_with_a_0600_key_to_both_scripts() -> None:
     on, off = make(client_cert=True), make(client_cert=False)
     for render in RENDERERS:
-        values = assignments(render(on))
-        assert values["T_CLIENT_CERT"] == "/etc/docker/certs.d/mirror.test:6000/client.cert"
-        assert values["T_CLIENT_KEY"] == "/etc/docker/certs.d/mirror.test:6000/client.key"
-        assert "T_CLIENT" not in render(off)  # no client file is written nor removed
+        assert "T_FILES='ca.crt client.cert client.key'" in render(on)
+        assert "T_FILES=ca.crt\n" in render(off)
+        assert not re.search(r"^ *client\.key\)$", render(off), re.M)  # no client key is written
     install = render_install_script(on)
-    assert 'install -m 0600 "$T_TMP/client.key" "$T_CLIENT_KEY"' in install
-    assert 'install -m 0644 "$T_TMP/client.cert" "$T_CLIENT_CERT"' in install
-    assert 'rm -f "$T_CLIENT_CERT" "$T_CLIENT_KEY"' in render_remove_script(on)
+    assert 'install -m 0600 "$T_TMP/client.key" "$T_F"' in install
+    assert 'install -m 0644 "$T_TMP/client.cert" "$T_F"' in install
+
+
+def test_every_published_host_is_listed_once_for_both_scripts() -> None:
+    p = make(other_hosts=("mirror.test:6001", "mirror.test:6000", "mirror.test:6100"))
+    for render in RENDERERS:
+        assert assignments(render(p))["T_HOSTS"] == "mirror.test:6000 mirror.test:6001 mirror.test:6100"
 
 
 def test_the_header_names_the_package_the_scripts_are_rendered_from() -> None:

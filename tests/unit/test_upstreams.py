@@ -373,3 +373,17 @@ def test_the_trust_command_installs_containerd_files_only_when_asked():
     create_off = off.of_type("command:local:Command")[0].inputs["create"]
     assert "T_CTRD_HOSTS='docker.io ghcr.io quay.io'" in create_on
     assert "T_CTRD" not in create_off
+
+
+def test_the_trust_command_and_its_manual_steps_trust_every_tls_port_the_stack_publishes():
+    """Issue 20 finding 4: the one URL, each further mirror's own port and the private
+    registry's, in both scripts and in `trustSteps`."""
+    ev = evaluate({"hostname": "mirror.lan", "mirrors": THREE, "privateRegistry": "true", "requireClientCert": "true"})
+    command = ev.of_type("command:local:Command")[0].inputs
+    hosts = "T_HOSTS='mirror.lan:6000 mirror.lan:6001 mirror.lan:6002 mirror.lan:6100'"
+    assert hosts in command["create"] and hosts in command["delete"]
+    for port in (6000, 6001, 6002, 6100):
+        assert f"cp ca.crt /etc/docker/certs.d/mirror.lan:{port}/ca.crt" in ev.outputs["trustSteps"]
+        assert f"/etc/docker/certs.d/mirror.lan:{port}/client.key" in ev.outputs["trustSteps"]
+    plain = evaluate({"hostname": "mirror.lan"}).of_type("command:local:Command")[0].inputs
+    assert "T_HOSTS='mirror.lan:6000'" in plain["create"]
