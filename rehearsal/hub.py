@@ -6,10 +6,16 @@
         hub.realm          # http://auth.hub.localhost:PORT/token
         hub.mode = "ratelimited"   # or "ok", "unavailable"
 
+`tls=(certificate chain file, key file)` serves the three hosts over HTTPS with that
+certificate (the URLs become https://); `service` is what the challenge names and the realm
+requires (Docker Hub's `registry.docker.io` by default).
+
 What it does as Docker Hub does (docs/upstream-references.md, "Docker Hub stand-in"):
 
 - `GET /v2/` on the registry host: 401 with `WWW-Authenticate: Bearer realm="<auth host>/token",
   service="registry.docker.io"` on another host of the same registrable domain.
+- The auth host refuses a token request whose `service` is not its own (400): a token names
+  the service it is for (its audience), which the registry checks (distribution's token spec).
 - The auth host issues a bearer token for `scope=repository:<name>:pull`: anonymous
   callers get pull on public repositories only; Basic credentials are checked (wrong ones:
   401 and `{"details":"incorrect username or password"}`); a private repository needs the
@@ -35,6 +41,7 @@ import contextlib
 import http.server
 import json
 import secrets
+import ssl
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -85,18 +92,20 @@ class DockerHub:
     tokens: dict[str, frozenset[str]] = field(default_factory=dict)  # token -> repos it may pull
     blob_delay: float = 0.0  # seconds the CDN spreads each blob over (overlapping pulls)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    service: str = SERVICE
+    scheme: str = "http"
 
     @property
     def registry_url(self) -> str:
-        return f"http://{REGISTRY_HOST}:{self.ports['registry']}"
+        return f"{self.scheme}://{REGISTRY_HOST}:{self.ports['registry']}"
 
     @property
     def realm(self) -> str:
-        return f"http://{AUTH_HOST}:{self.ports['auth']}/token"
+        return f"{self.scheme}://{AUTH_HOST}:{self.ports['auth']}/token"
 
     @property
     def cdn_url(self) -> str:
-        return f"http://{CDN_HOST}:{self.ports['cdn']}"
+        return f"{self.scheme}://{CDN_HOST}:{self.ports['cdn']}"
 
     def requests(self, host: str, method: str | None = None) -> list[Seen]:
         with self.lock:
@@ -131,7 +140,7 @@ def load_repo(oci_dir: Path) -> Repo:
 
 
 def _challenge(hub: DockerHub, scope: str | None = None, error: str | None = None) -> str:
-    value = f'Bearer realm="{hub.realm}",service="{SERVICE}"'
+    value = f'Bearer realm="{hub.realm}",service="{hub.service}"'
     if scope:
         value += f',scope="{scope}"'
     if error:
@@ -179,7 +188,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(404)
             return
         query = parse_qs(parts.query)
-        if query.get("service") != [SERVICE]:
+        if query.get("service") != [self.hub.service]:
             self._send(400, json.dumps({"details": "invalid service"}).encode())
             return
         user = None
@@ -314,17 +323,29 @@ def docker_hub(
     private: frozenset[str] | set[str] = frozenset(),
     users: Mapping[str, str] | None = None,
     bind: str = "127.0.0.1",
+    service: str = SERVICE,
+    tls: tuple[Path, Path] | None = None,
 ) -> Iterator[DockerHub]:
     """Serve the stand-in's three hosts on `bind` (free ports) until the block exits.
 
     `images`: repository name -> OCI layout directory (every tag in it is served).
+    `tls`: (certificate chain, key) files: the hosts speak HTTPS with that certificate.
     """
-    hub = DockerHub({name: load_repo(path) for name, path in images.items()}, frozenset(private), dict(users or {}))
+    hub = DockerHub({name: load_repo(path) for name, path in images.items()}, frozenset(private), dict(users or {}),
+                    service=service, scheme="https" if tls else "http")
+    context = None
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(tls[0]), str(tls[1]))
     servers: list[tuple[http.server.ThreadingHTTPServer, threading.Thread]] = []
     try:
         for role in ("registry", "auth", "cdn"):
             handler = type(f"{role.title()}Handler", (_Handler,), {"hub": hub, "role": role})
             server = http.server.ThreadingHTTPServer((bind, 0), handler)
+            if context is not None:
+                # the handshake runs in accept(): a client refusing the certificate is an
+                # OSError there, which the server drops before any request is recorded
+                server.socket = context.wrap_socket(server.socket, server_side=True)
             server.daemon_threads = True
             thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
             thread.start()

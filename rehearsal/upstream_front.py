@@ -3,8 +3,9 @@
 The config is the one the stack uploads, rendered by the same function with the same
 timeouts, lock and cache settings; only what names a place differs: the listen address,
 the front's own URL (in its challenge), the upstream URL and realm, the resolver (a
-loopback DNS stand-in instead of Docker's 127.0.0.11), the file paths (under `root`) and the
-worker user (root, who can enter pytest's 0700 directories).
+loopback DNS stand-in instead of Docker's 127.0.0.11), the file paths (under `root`, and the
+CA bundle it verifies the upstream against) and the worker user (root, who can enter
+pytest's 0700 directories).
 `tests/unit/test_front_config.py` checks that nothing else differs.
 """
 
@@ -21,32 +22,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from configs.front import DOCKER_HUB_REALM, FrontPaths, render_front_config
+from configs.front import DOCKER_HUB_REALM, DOCKER_HUB_SERVICE, FrontPaths, render_front_config
 
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
 
 
-def rehearsal_paths(root: Path) -> FrontPaths:
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def rehearsal_paths(root: Path, ca_bundle: str = SYSTEM_CA_BUNDLE) -> FrontPaths:
     return FrontPaths(
         cache_dir=str(root / "cache"),
         temp_dir=str(root / "temp"),
         pid=str(root / "nginx.pid"),
         access_log=str(root / "access.log"),
         error_log=str(root / "error.log"),
-        ca_bundle="/etc/ssl/certs/ca-certificates.crt",
+        ca_bundle=ca_bundle,
     )
 
 
-def rehearsal_config(root: Path, *, port: int, upstream_url: str, upstream_realm: str | None, resolver: str) -> str:
+def rehearsal_config(root: Path, *, port: int, upstream_url: str, upstream_realm: str | None, resolver: str,
+                     service: str = DOCKER_HUB_SERVICE, ca_bundle: str = SYSTEM_CA_BUNDLE) -> str:
     return render_front_config(
         upstream_url=upstream_url,
         upstream_realm=upstream_realm,
+        service=service,
         front_url=f"http://127.0.0.1:{port}",
         listen=f"127.0.0.1:{port}",
         resolver=resolver,
         user="root" if os.geteuid() == 0 else None,
-        paths=rehearsal_paths(root),
+        paths=rehearsal_paths(root, ca_bundle),
     )
 
 
@@ -92,14 +98,19 @@ def upstream_front(
     resolver: str,
     upstream_realm: str | None = DOCKER_HUB_REALM,
     port: int | None = None,
+    service: str = DOCKER_HUB_SERVICE,
+    ca_bundle: str = SYSTEM_CA_BUNDLE,
 ) -> Iterator[RunningFront]:
-    """The front on 127.0.0.1 (a free port unless `port`), stopped at exit."""
+    """The front on 127.0.0.1 (a free port unless `port`), stopped at exit. `service` is the
+    upstream's (the front's challenge names it); `ca_bundle` the roots the front verifies its
+    upstream against (the image's bundle in the stack)."""
     root = Path(root)
     (root / "temp").mkdir(parents=True, exist_ok=True)
     port = port or _free_port()
     config_path = root / "nginx.conf"
     config_path.write_text(
-        rehearsal_config(root, port=port, upstream_url=upstream_url, upstream_realm=upstream_realm, resolver=resolver)
+        rehearsal_config(root, port=port, upstream_url=upstream_url, upstream_realm=upstream_realm, resolver=resolver,
+                         service=service, ca_bundle=ca_bundle)
     )
     with (root / "nginx.out").open("ab") as out:
         process = subprocess.Popen(
