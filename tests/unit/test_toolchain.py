@@ -250,3 +250,13 @@ def test_test_command_goes_on_locally_when_registry3_cannot_be_built(tmp_path: P
     result = run_ensure_registry3(tmp_path, 1, ci="")
     assert (result.returncode, result.stdout) == (0, "went-on\n")
     assert "its rehearsals will be skipped" in result.stderr
+
+
+def test_the_oci_conformance_suite_comes_from_its_go_module_as_a_main_package():
+    """Since its `go build` runner the suite is a main package: `go install` of the module at
+    the pseudo-version of its commit, no wrapper."""
+    tool = toolchain.load().tools["conformance"]
+    assert (tool.module, tool.package, tool.binary, tool.wrapper) == (
+        "github.com/opencontainers/distribution-spec/conformance",
+        "github.com/opencontainers/distribution-spec/conformance", "conformance", None)
+    assert re.fullmatch(r"v0\.0\.0-\d{14}-[0-9a-f]{12}", tool.version)
