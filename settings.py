@@ -950,7 +950,9 @@ def parse(
                               "realm: set tokenRealm and tokenService of its entry (from its /v2/ challenge), "
                               "tokenRealm '' for an upstream without token auth, or upstreamFront false")
     exposed = config.registryBindAddress not in ("127.0.0.1", "::1")
-    for mirror in mirrors[1:]:
+    for mirror in mirrors:
+        if mirror is mirrors[0] and config.dockerHubUsername is not None:
+            continue  # Docker Hub's credentials by the legacy keys: _check_client_auth said it
         if (exposed and mirror.username is not None and "registryUsers" not in raw and not config.requireClientCert
                 and problems.clear("registryUsers", "requireClientCert")):
             problems.line("mirrors", f"{project}:mirrors: the {mirror.upstream} mirror pulls as {mirror.username} "

@@ -113,7 +113,12 @@ def _checked(pattern: re.Pattern[str], value: str, what: str) -> str:
 
 
 def challenge(front_url: str, service: str = DOCKER_HUB_SERVICE) -> str:
-    """The bearer challenge the front answers `/v2/` with: its own token endpoint."""
+    """The bearer challenge the front answers `/v2/` with: its own token endpoint, and the
+    upstream's service. registry 3.1.1 takes the service only from this challenge and sends
+    it to the realm as `service=` (distribution's internal/client/auth/session.go, left out when the
+    challenge has none); a realm issues a token for that service, its audience, which the
+    upstream checks. Without it the token request names no service (rehearsed in
+    tests/rehearsal/test_front_rehearsal.py: the realm refuses and nothing pulls)."""
     return f'Bearer realm="{_base_url(front_url, "front_url")}{TOKEN_PATH}",service="{service}"'
 
 

@@ -8,10 +8,16 @@
         hub.mode = "ratelimited"   # or "ok", "unavailable"
         hub.redirect = Redirect(host="cdn01.quay.io", status=302, head=True)  # another pattern
 
+`tls=(certificate chain file, key file)` serves the three hosts over HTTPS with that
+certificate (the URLs become https://); `service` is what the challenge names and the realm
+requires (Docker Hub's `registry.docker.io` by default).
+
 What it does as Docker Hub does (docs/upstream-references.md, "Docker Hub stand-in"):
 
 - `GET /v2/` on the registry host: 401 with `WWW-Authenticate: Bearer realm="<auth host>/token",
   service="registry.docker.io"` on another host of the same registrable domain.
+- The auth host refuses a token request whose `service` is not its own (400): a token names
+  the service it is for (its audience), which the registry checks (distribution's token spec).
 - The auth host issues a bearer token for `scope=repository:<name>:pull`: anonymous
   callers get pull on public repositories only; Basic credentials are checked (wrong ones:
   401 and `{"details":"incorrect username or password"}`); a private repository needs the
@@ -127,14 +133,16 @@ class DockerHub:
     ca: TestCa | None = None
     signing_key: bytes = field(default_factory=lambda: secrets.token_bytes(16))
     lock: threading.Lock = field(default_factory=threading.Lock)
+    service: str = SERVICE
+    scheme: str = "http"
 
     @property
     def registry_url(self) -> str:
-        return f"http://{REGISTRY_HOST}:{self.ports['registry']}"
+        return f"{self.scheme}://{REGISTRY_HOST}:{self.ports['registry']}"
 
     @property
     def realm(self) -> str:
-        return f"http://{AUTH_HOST}:{self.ports['auth']}/token"
+        return f"{self.scheme}://{AUTH_HOST}:{self.ports['auth']}/token"
 
     @property
     def cdn_url(self) -> str:
@@ -183,7 +191,7 @@ def load_repo(oci_dir: Path) -> Repo:
 
 
 def _challenge(hub: DockerHub, scope: str | None = None, error: str | None = None) -> str:
-    value = f'Bearer realm="{hub.realm}",service="{SERVICE}"'
+    value = f'Bearer realm="{hub.realm}",service="{hub.service}"'
     if scope:
         value += f',scope="{scope}"'
     if error:
@@ -231,7 +239,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(404)
             return
         query = parse_qs(parts.query)
-        if query.get("service") != [SERVICE]:
+        if query.get("service") != [self.hub.service]:
             self._send(400, json.dumps({"details": "invalid service"}).encode())
             return
         user = None
@@ -385,14 +393,23 @@ def docker_hub(
     users: Mapping[str, str] | None = None,
     bind: str = "127.0.0.1",
     ca: TestCa | None = None,
+    service: str = SERVICE,
+    tls: tuple[Path, Path] | None = None,
 ) -> Iterator[DockerHub]:
     """Serve the stand-in's three hosts on `bind` (free ports) until the block exits.
 
     `images`: repository name -> OCI layout directory (every tag in it is served). The CDN
     speaks TLS with a certificate for `CDN_NAMES` and `bind` from `ca` (a fresh CA in a
     temporary directory when not given; `hub.ca_file` is its certificate).
+    `tls`: (certificate chain, key) files: then all three hosts speak HTTPS with that
+    certificate, the CDN included.
     """
-    hub = DockerHub({name: load_repo(path) for name, path in images.items()}, frozenset(private), dict(users or {}))
+    hub = DockerHub({name: load_repo(path) for name, path in images.items()}, frozenset(private), dict(users or {}),
+                    service=service, scheme="https" if tls else "http")
+    context = None
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(tls[0]), str(tls[1]))
     servers: list[tuple[http.server.ThreadingHTTPServer, threading.Thread]] = []
     scratch = None
     if ca is None:
@@ -403,9 +420,14 @@ def docker_hub(
         for role in ("registry", "auth", "cdn"):
             handler = type(f"{role.title()}Handler", (_Handler,), {"hub": hub, "role": role})
             server = http.server.ThreadingHTTPServer((bind, 0), handler)
-            if role == "cdn":
-                context = ca.server_context([*CDN_NAMES, bind])
-                server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+            if context is not None:
+                # the handshake runs in accept(): a client refusing the certificate is an
+                # OSError there, which the server drops before any request is recorded
+                server.socket = context.wrap_socket(server.socket, server_side=True)
+            elif role == "cdn":
+                cdn_context = ca.server_context([*CDN_NAMES, bind])
+                server.socket = cdn_context.wrap_socket(server.socket, server_side=True,
+                                                        do_handshake_on_connect=False)
             server.daemon_threads = True
             thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
             thread.start()

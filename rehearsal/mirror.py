@@ -55,14 +55,17 @@ def program_mirror(
     binary: str,
     without: Sequence[tuple[str, ...]] = (),
     loopback_names: Collection[str] = (),
+    service: str = "registry",
 ) -> Iterator[ProgramMirror]:
-    """Run the program's registry (`binary serve`) under `root` until the block exits.
+    """Run the program's registry (`binary serve`) under `root` until the block exits;
+    `service` names the container whose files and envs it runs with (another mirror's, the
+    private registry's, whose config has no upstream).
 
     `without`: config keys to remove first, only for the benchmark's 2.8 comparison run
     (2.8.2 refuses to start with `storage.tag`). `loopback_names`: upstream host names the
     caller's `binary` resolves to loopback itself (see refuse_non_loopback_urls).
     """
-    container = evaluation.container("registry")
+    container = evaluation.container(service)
     uploads = {u["file"]: u["content"] for u in container.inputs.get("uploads", [])}
     # no tracing endpoint: the benchmark measures pulls, not the exporter
     env = registry_env(container.inputs.get("envs", []))

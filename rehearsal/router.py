@@ -1,13 +1,20 @@
 """The program's router config (configs/router.py) laid out for Debian's nginx on this host:
 the rendered nginx.conf with only its listen address, file paths and backend addresses
-mapped, each replaced text checked to still be there. Used by the rehearsal and the engine
-test alike."""
+mapped, each replaced text checked to still be there. Used by the rehearsals and the engine
+test alike; `router_process` runs it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
 
 NGINX_CERTS = "/etc/nginx/certs/"
 CONFIG_PATH = "/etc/nginx/nginx.conf"
@@ -39,3 +46,34 @@ def lay_out_router(container: Any, home: Path, listen: str, backends: Mapping[st
     config = home / "nginx.conf"
     config.write_text(text)
     return config
+
+
+@contextlib.contextmanager
+def router_process(container: Any, home: Path, port: int, backends: Mapping[str, str], nginx: str) -> Iterator[Path]:
+    """Debian's nginx running the router container's files (laid out by `lay_out_router`) on
+    127.0.0.1:`port`, checked by `nginx -t` first, until the block exits; yields its access log."""
+    config = lay_out_router(container, home, f"127.0.0.1:{port}", backends)
+    error_log = home / "error.log"
+    subprocess.run([nginx, "-t", "-q", "-p", str(home), "-c", str(config), "-e", str(error_log),
+                    "-g", "user root;"], check=True, timeout=30)
+    process = subprocess.Popen([nginx, "-p", str(home), "-c", str(config), "-e", str(error_log),
+                                "-g", "daemon off; user root;"])
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"nginx exited at start:\n{error_log.read_text(errors='replace')[-3000:]}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+            time.sleep(0.1)
+        yield home / "access.log"
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(STOP_TIMEOUT)

@@ -3,8 +3,9 @@
 The config is the one the stack uploads, rendered by the same function with the same
 timeouts, lock and cache settings; only what names a place differs: the listen address,
 the front's own URL (in its challenge), the upstream URL and realm, the resolver (a
-loopback DNS stand-in instead of Docker's 127.0.0.11), the file paths (under `root`) and the
-worker user (root, who can enter pytest's 0700 directories).
+loopback DNS stand-in instead of Docker's 127.0.0.11), the file paths (under `root`, and the
+CA bundle it verifies the upstream against) and the worker user (root, who can enter
+pytest's 0700 directories).
 `tests/unit/test_front_config.py` checks that nothing else differs.
 """
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from configs.front import DOCKER_HUB_REALM, FrontPaths, render_front_config
+from configs.front import DOCKER_HUB_REALM, DOCKER_HUB_SERVICE, FrontPaths, render_front_config
 
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
@@ -30,7 +31,7 @@ STOP_TIMEOUT = 10.0
 SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
-def rehearsal_paths(root: Path, ca_bundle: Path = SYSTEM_CA_BUNDLE) -> FrontPaths:
+def rehearsal_paths(root: Path, ca_bundle: Path | str = SYSTEM_CA_BUNDLE) -> FrontPaths:
     return FrontPaths(
         cache_dir=str(root / "cache"),
         temp_dir=str(root / "temp"),
@@ -48,7 +49,8 @@ def rehearsal_config(
     upstream_url: str,
     upstream_realm: str | None,
     resolver: str,
-    ca_bundle: Path = SYSTEM_CA_BUNDLE,
+    service: str = DOCKER_HUB_SERVICE,
+    ca_bundle: Path | str = SYSTEM_CA_BUNDLE,
     redirect_hosts: tuple[str, ...] | None = None,
 ) -> str:
     """`ca_bundle`: what upstream TLS is verified with (a stand-in's test CA); `redirect_hosts`
@@ -56,6 +58,7 @@ def rehearsal_config(
     return render_front_config(
         upstream_url=upstream_url,
         upstream_realm=upstream_realm,
+        service=service,
         front_url=f"http://127.0.0.1:{port}",
         listen=f"127.0.0.1:{port}",
         resolver=resolver,
@@ -107,17 +110,20 @@ def upstream_front(
     resolver: str,
     upstream_realm: str | None = DOCKER_HUB_REALM,
     port: int | None = None,
-    ca_bundle: Path = SYSTEM_CA_BUNDLE,
+    service: str = DOCKER_HUB_SERVICE,
+    ca_bundle: Path | str = SYSTEM_CA_BUNDLE,
     redirect_hosts: tuple[str, ...] | None = None,
 ) -> Iterator[RunningFront]:
-    """The front on 127.0.0.1 (a free port unless `port`), stopped at exit."""
+    """The front on 127.0.0.1 (a free port unless `port`), stopped at exit. `service` is the
+    upstream's (the front's challenge names it); `ca_bundle` the roots the front verifies its
+    upstream against (the image's bundle in the stack)."""
     root = Path(root)
     (root / "temp").mkdir(parents=True, exist_ok=True)
     port = port or _free_port()
     config_path = root / "nginx.conf"
     config_path.write_text(rehearsal_config(
         root, port=port, upstream_url=upstream_url, upstream_realm=upstream_realm, resolver=resolver,
-        ca_bundle=ca_bundle, redirect_hosts=redirect_hosts,
+        service=service, ca_bundle=ca_bundle, redirect_hosts=redirect_hosts,
     ))  # fmt: skip
     with (root / "nginx.out").open("ab") as out:
         process = subprocess.Popen(

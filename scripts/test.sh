@@ -13,7 +13,7 @@ ensure_debian_tools \
   "docker-registry skopeo openssl nginx shellcheck setpriv make wget curl dockerd containerd ctr runc iptables ip busybox" \
   "$(grep -v '^#' tests/debian-packages.txt | xargs)"
 ensure_npm_tools tools/renovate
-ensure_toolchain registry prometheus promtool blackbox_exporter pulumi pulumi-language-python
+ensure_toolchain registry prometheus promtool blackbox_exporter pulumi pulumi-language-python conformance
 
 .venv/bin/ruff check .
 .venv/bin/mypy

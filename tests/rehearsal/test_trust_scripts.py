@@ -1104,3 +1104,54 @@ def test_shellcheck_passes_on_every_rendered_variant(tmp_path: Path) -> None:
     r = subprocess.run([shellcheck, "--shell=sh", "--severity=style", *files],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+# --------------------------------------------------------------------------- containerd hosts.toml
+
+CTRD_UPSTREAMS = (("docker.io", "https://registry-1.docker.io"), ("ghcr.io", "https://ghcr.io"))
+
+
+def containerd_params(root: Path) -> TrustParams:
+    return params(root, containerd_upstreams=CTRD_UPSTREAMS, containerd_certs_dir=str(root / "containerd" / "certs.d"))
+
+
+@pytest.mark.parametrize("first_line", [
+    'server = "https://ghcr.io"',  # the user's own file
+    "# registry-mirror:registry-mirror-other installed this file; pulumi destroy removes it",  # another stack's
+    "",  # the mark on a later line is no mark
+])
+def test_install_stops_at_a_hosts_toml_it_did_not_write_and_changes_nothing(
+    tmp_path: Path, pki: dict[str, str], first_line: str
+) -> None:
+    p = containerd_params(tmp_path)
+    mark = render_install_script(p).split("T_CTRD_MARK=", 1)[1].splitlines()[0].strip("'\"")
+    theirs = Path(p.containerd_certs_dir) / "ghcr.io" / "hosts.toml"
+    theirs.parent.mkdir(parents=True)
+    body = f"{first_line}\n{mark}\n" if not first_line else f'{first_line}\n[host."https://other:5000"]\n'
+    theirs.write_text(body)
+    before = tree(tmp_path)
+    r = run_script(render_install_script(p), pem=pki["root"], env=base_env())
+    assert r.returncode != 0
+    assert one_line(r.stderr) == (
+        f"registry-mirror: {theirs} exists and was not written by this stack: move it away, or run: "
+        "pulumi config set registry-mirror:installContainerdConfig false")
+    assert tree(tmp_path) == before  # not even Docker's CA: the check comes before any write
+
+
+def test_remove_deletes_only_the_hosts_toml_files_that_carry_this_stacks_mark(
+    tmp_path: Path, pki: dict[str, str]
+) -> None:
+    p = containerd_params(tmp_path)
+    env = base_env()
+    r = run_script(render_install_script(p), pem=pki["root"], env=env)
+    assert r.returncode == 0, r.stderr
+    certs = Path(p.containerd_certs_dir)
+    assert sorted(x.name for x in (certs / "ghcr.io").iterdir()) == ["ca.crt", "hosts.toml"]
+    # the user takes ghcr.io over after the install: their file, their CA beside it
+    (certs / "ghcr.io" / "hosts.toml").write_text('server = "https://ghcr.io"\n')
+    (certs / "ghcr.io" / "ca.crt").write_text(pki["other"])
+    kept = tree(certs / "ghcr.io")
+    r = run_script(render_remove_script(p), pem=None, env=env)
+    assert r.returncode == 0, r.stderr
+    assert not (certs / "docker.io").exists() or not any((certs / "docker.io").iterdir())
+    assert tree(certs / "ghcr.io") == kept

@@ -51,7 +51,7 @@ from rehearsal.registry_proc import (
     start_upstream,
     stop_process,
 )
-from rehearsal.router import lay_out_router
+from rehearsal.router import router_process
 from rehearsal.tools import unavailable
 from tests.conftest import require_tool
 
@@ -105,24 +105,6 @@ def _replace(text: str, old: str, new: str) -> str:
     return text.replace(old, new)
 
 
-@contextlib.contextmanager
-def _router(ev: Evaluation, root: Path, port: int, backends: dict[str, int]) -> Iterator[Path]:
-    nginx = require_tool("nginx")
-    home = root / "router"
-    config = lay_out_router(ev.container("registry-router"), home, f"127.0.0.1:{port}",
-                            {alias: f"127.0.0.1:{backend_port}" for alias, backend_port in backends.items()})
-    error_log = home / "error.log"
-    subprocess.run([nginx, "-t", "-q", "-p", str(home), "-c", str(config), "-e", str(error_log),
-                    "-g", "user root;"], check=True, timeout=30)
-    process = subprocess.Popen([nginx, "-p", str(home), "-c", str(config), "-e", str(error_log),
-                                "-g", "daemon off; user root;"])
-    try:
-        _wait_port(port, process)
-        yield home / "access.log"
-    finally:
-        stop_process(process)
-
-
 def _wait_port(port: int, process: subprocess.Popen[bytes]) -> None:
     import socket
 
@@ -170,7 +152,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             # the private registry has no proxy section: map_registry_config leaves it without one
             stack_.enter_context(_registry(ev, service, root, ports[service], upstream.url, client_ctx))
         mirrors = {k: v for k, v in ports.items() if k != "registry-private"}
-        access_log = stack_.enter_context(_router(ev, root, router_port, mirrors))
+        access_log = stack_.enter_context(router_process(
+            ev.container("registry-router"), root / "router", router_port,
+            {alias: f"127.0.0.1:{backend_port}" for alias, backend_port in mirrors.items()}, require_tool("nginx")))
         yield Stack(root, ev, router_port, ports, digests, access_log, client_ctx, ca_only_ctx, cert_dir)
 
 

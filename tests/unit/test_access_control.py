@@ -55,6 +55,21 @@ def test_a_changed_password_or_salt_changes_the_file():
     assert render_htpasswd(json.dumps(USERS | {"alice": "another-password-1"}), "seed-1") != base
 
 
+def test_each_user_gets_a_salt_of_its_own_so_equal_passwords_give_unrelated_hashes():
+    """One salt for every user would give two users with one password the same hash: whoever
+    reads the file sees they share it, and one cracked hash opens both."""
+    users = {f"user{i}": "shared-password-123" for i in range(4)}
+    hashes = dict(line.split(":", 1) for line in render_htpasswd(json.dumps(users), "seed-1").splitlines())
+    salts = {user: h[7:29] for user, h in hashes.items()}  # $2b$10$ then 22 characters of salt
+    assert len(set(salts.values())) == len(users), salts
+    assert len(set(hashes.values())) == len(users)
+    for h in hashes.values():
+        assert bcrypt.checkpw(b"shared-password-123", h.encode())
+    # and a user's salt follows the seed: another stack's file shares no salt with this one
+    other = dict(line.split(":", 1) for line in render_htpasswd(json.dumps(users), "seed-2").splitlines())
+    assert not {h[7:29] for h in other.values()} & set(salts.values())
+
+
 def test_without_users_or_client_cert_the_registry_asks_for_neither():
     ev = evaluate(BASE)
     config = _config(ev)

@@ -98,3 +98,16 @@ def test_an_upstream_whose_token_realm_is_unknown_is_refused_rather_than_sent_to
         "ghcr.io",
     )
     assert front.token_auth("http://upstream:5000", "", None)[0] is None
+
+
+def test_each_mirrors_front_names_its_upstreams_token_service_in_its_challenge():
+    mirrors = [{"upstream": "docker.io"}, {"upstream": "ghcr.io", "port": 6001},
+               {"upstream": "registry.example.test", "port": 6002, "tokenRealm": "https://auth.example.test/token",
+                "tokenService": "example-registry"}]
+    ev = evaluate({"hostname": "mirror.test", "mirrors": json.dumps(mirrors), "monitoring": "false"}, stack="dev")
+    expected = {Front.ALIAS: "registry.docker.io", f"{Front.ALIAS}-ghcr": "ghcr.io",
+                f"{Front.ALIAS}-registry-example-test": "example-registry"}
+    for alias, service in expected.items():
+        challenges = re.findall(r'WWW-Authenticate "(.*)" always', ev.uploads(alias)[Front.CONFIG_PATH])
+        assert [c.replace('\\"', '"') for c in challenges] == [
+            f'Bearer realm="http://{alias}:{Front.PORT}/token",service="{service}"'], alias

@@ -237,7 +237,8 @@ def test_test_command_builds_the_toolchain_before_the_tests(tmp_path: Path):
     result = run_ensure_toolchain(tmp_path, 0, ci="true")
     assert (result.returncode, result.stdout) == (0, "went-on\n")
     assert (tmp_path / "args").read_text() == "-m rehearsal.toolchain registry\n"
-    assert "\nensure_toolchain registry prometheus promtool blackbox_exporter pulumi pulumi-language-python\n" in (
+    assert "\nensure_toolchain registry prometheus promtool blackbox_exporter pulumi pulumi-language-python " \
+        "conformance\n" in (
         REPO / "scripts" / "test.sh").read_text()
 
 
@@ -283,3 +284,12 @@ def test_each_built_binary_is_the_version_of_its_image_pin(tool: str, service: s
         f"set version = \"v{expected}\" in tools/go/toolchain.toml")
     assert any(f"Version={wanted}" in flag or f"Version=v{wanted}" in flag for flag in declared.ldflags) or \
         not declared.ldflags, f"{tool}'s ldflags must report {wanted}"
+
+def test_the_oci_conformance_suite_comes_from_its_go_module_as_a_main_package():
+    """Since its `go build` runner the suite is a main package: `go install` of the module at
+    the pseudo-version of its commit, no wrapper."""
+    tool = toolchain.load().tools["conformance"]
+    assert (tool.module, tool.package, tool.binary, tool.wrapper) == (
+        "github.com/opencontainers/distribution-spec/conformance",
+        "github.com/opencontainers/distribution-spec/conformance", "conformance", None)
+    assert re.fullmatch(r"v0\.0\.0-\d{14}-[0-9a-f]{12}", tool.version)

@@ -5,12 +5,15 @@ tests/rehearsal/test_trust_scripts.py."""
 from __future__ import annotations
 
 import ast
+import builtins
+import errno
 import json
 import os
 import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -267,6 +270,73 @@ def test_a_daemon_json_that_is_not_a_usable_object_fails_with_one_line(tmp_path,
     status = daemon_json.main([KEY, "plan-install", URL, str(daemon), str(backup), str(daemon)])
     assert status == 3
     assert problem in one_error_line(capsys)
+
+
+class _HalfThenFull:
+    """A file whose writes put half the bytes down, then fail as a full disk does."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    def write(self, data: bytes) -> int:
+        self._handle.write(data[: len(data) // 2])
+        self._handle.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._handle, name)
+
+    def __enter__(self) -> _HalfThenFull:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._handle.close()
+
+
+@pytest.fixture
+def disk_fills_midway(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every write to a file opened for writing stops halfway with ENOSPC, however the file
+    was opened (open, os.fdopen, os.write)."""
+    real_open, real_fdopen, real_write = builtins.open, os.fdopen, os.write
+
+    def writing(mode: str) -> bool:
+        return any(c in mode for c in "wax+")
+
+    def fake_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        handle = real_open(file, mode, *args, **kwargs)
+        return _HalfThenFull(handle) if writing(mode) else handle
+
+    def fake_fdopen(fd: int, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        handle = real_fdopen(fd, mode, *args, **kwargs)
+        return _HalfThenFull(handle) if writing(mode) else handle
+
+    def fake_write(fd: int, data: bytes) -> int:
+        real_write(fd, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(os, "fdopen", fake_fdopen)
+    monkeypatch.setattr(os, "write", fake_write)
+
+
+@pytest.mark.parametrize("backed_up", [False, True], ids=["first-install", "later-install"])
+def test_a_write_failing_midway_leaves_the_original_bytes_and_no_temporary_file(
+        tmp_path, capsys, disk_fills_midway, backed_up):
+    """Docker reads daemon.json at its next start: a half-written file would keep it down."""
+    daemon, backup = paths(tmp_path)
+    original = json.dumps(ORIGINAL, indent=4).encode()
+    daemon.write_bytes(original)
+    saved = b'{"debug": true}' if backed_up else None
+    if saved is not None:  # an earlier install's backup: this one writes daemon.json first
+        backup.write_bytes(saved)
+    status = daemon_json.main([KEY, "install", URL, str(daemon), str(backup)])
+    assert status == 3
+    assert "No space left on device" in one_error_line(capsys)
+    assert daemon.read_bytes() == original
+    # the backup is whole or absent: a half backup would be "restored" by the remove
+    assert (backup.read_bytes() if backup.exists() else None) == saved
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [daemon.name, daemon_json.lock_path(str(daemon)).rsplit("/", 1)[1]] + ([backup.name] if backed_up else []))
 
 
 def test_an_unexpected_error_is_one_line_too_never_a_traceback(tmp_path, capsys):
