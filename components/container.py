@@ -84,6 +84,9 @@ def service_container(
         entrypoints=list(spec.entrypoint) if spec.entrypoint is not None else None,
         labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(labels.items())],
         healthcheck=healthcheck,
+        capabilities=docker.ContainerCapabilitiesArgs(drops=list(spec.drop_capabilities))
+        if spec.drop_capabilities else None,
+        security_opts=["no-new-privileges:true"] if spec.no_new_privileges else None,
         restart="unless-stopped",
         log_driver="json-file",
         log_opts=LOG_OPTS,

@@ -60,6 +60,10 @@ class ServiceSpec:
     healthcheck: Sequence[str] | None = None  # Docker's ["CMD", ...] form
     command: Sequence[str] | None = None
     entrypoint: Sequence[str] | None = None
+    # the hardening rules (issue 20): capabilities dropped and no-new-privileges; a service
+    # that sets neither keeps Docker's defaults
+    drop_capabilities: Sequence[str] = ()
+    no_new_privileges: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,3 +94,4 @@ class MonitoringInputs:
     client_cert: tuple[Input, Input] | None = None  # (chain, key) when the mirrors require one
     # scrape target or probe URL -> the upstream its mirror serves (Prometheus label `upstream`)
     upstreams: Mapping[str, str] = field(default_factory=dict)
+    cache: bool = False  # a mirror runs a cache keeper: its alerts and dashboard row
