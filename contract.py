@@ -32,6 +32,8 @@ IMAGES: dict[str, str] = {
     "alloy": "grafana/alloy:v1.11.3",
     "grafana": "grafana/grafana:12.2.1",
     "front": "nginx:1.31.5-alpine",
+    # the cache keeper (cachekeeper/, uploaded as files): a stock Python, standard library only
+    "cache": "python:3.13.9-slim",
 }
 
 
@@ -156,6 +158,30 @@ def registry_alias(instance: str = "") -> str:
     return f"{Registry.ALIAS}-{instance}" if instance else Registry.ALIAS
 
 
+class Cache:
+    """The cache keeper beside a mirror whose cache is bounded or pinned (configs/cache.py,
+    cachekeeper/): plain HTTP on the private network only, never published."""
+
+    ALIAS = "registry-cache"
+    PORT = 5080
+    EVENTS_PATH = "/events"  # the registry's notification endpoint
+    METRICS_PATH = "/metrics"
+    HEALTH_PATH = "/health"
+    CONFIG_PATH = "/etc/registry-cache/config.json"
+    CA_PATH = "/etc/registry-cache/ca.crt"
+    CLIENT_CERT_PATH = "/etc/registry-cache/client.crt"
+    CLIENT_KEY_PATH = "/etc/registry-cache/client.key"
+    CODE_DIR = "/opt/registry-cache"  # holds the cachekeeper package
+    STATE_PATH = "/var/lib/registry-cache"  # its own volume: the last-pull times
+    # the registry user it pulls pinned images as when the registry asks for one (registryUsers)
+    USER = "registry-cache"
+
+
+def cache_alias(instance: str = "") -> str:
+    """The cache keeper of the mirror `instance`: `registry-cache` for Docker Hub."""
+    return f"{Cache.ALIAS}-{instance}" if instance else Cache.ALIAS
+
+
 # The router (configs/router.py): one URL for every upstream when there is more than one mirror
 ROUTER_ALIAS = "registry-router"
 # the instance of the private push registry (privateRegistry): `registry-private`
@@ -246,7 +272,7 @@ def http_url(alias: str, port: int) -> str:
 
 # Every service the stack can run, in the order operators read them (mirrorctl status).
 SERVICES: tuple[str, ...] = (
-    Registry.ALIAS, Front.ALIAS, Prometheus.ALIAS, Grafana.ALIAS, Jaeger.ALIAS, Loki.ALIAS, Alloy.ALIAS,
+    Registry.ALIAS, Front.ALIAS, Cache.ALIAS, Prometheus.ALIAS, Grafana.ALIAS, Jaeger.ALIAS, Loki.ALIAS, Alloy.ALIAS,
     Blackbox.ALIAS,
 )
 

@@ -32,12 +32,15 @@ from contract import (
     PRIVATE_INSTANCE,
     PROJECT,
     ROUTER_ALIAS,
+    Cache,
     Naming,
     Redirects,
     front_alias,
     redirect_refusal,
     registry_alias,
 )
+
+CACHE_USER = Cache.USER
 
 __all__ = [
     "PROJECT", "DockerHost", "MonitoringSettings", "Naming", "PkiSettings", "PrivateRegistrySettings",
@@ -361,6 +364,101 @@ def _mirror_list(value: object) -> str:
     return json.dumps(value)
 
 
+_SIZE_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+               "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+_CACHE_SIZE_MIN, _CACHE_SIZE_MAX = 10**6, 10**15  # 1 MB to 1 PB
+
+
+def cache_size_bytes(value: object) -> int:
+    """`cacheMaxSize`: a number with a unit (50GB, 1.5TB, 200GiB), in bytes."""
+    allowed = "must be a size with a unit such as 50GB, 500MB or 1.5TiB (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB), " \
+              "from 1MB to 1000TB"
+    text = _text(value, 32, allowed).strip()
+    match = re.fullmatch(r"([0-9]{1,15})(\.[0-9]{1,6})?\s?([A-Za-z]{1,3})", text)
+    if not match or match.group(3).upper() not in _SIZE_UNITS:
+        _refuse(allowed)
+    number = float(match.group(1) + (match.group(2) or ""))
+    size = int(number * _SIZE_UNITS[match.group(3).upper()])
+    if not _CACHE_SIZE_MIN <= size <= _CACHE_SIZE_MAX:
+        _refuse(allowed)
+    return size
+
+
+def _cache_size(value: object) -> str:
+    cache_size_bytes(value)
+    return str(value).strip()
+
+
+_CACHE_AGE_MAX_S = 30 * 86400
+
+
+def cache_min_age_seconds(value: object) -> int:
+    """`cacheMinAge`: a duration of whole s/m/h/d units such as 15m or 1h30m, at most 30d."""
+    allowed = "must be a duration such as 15m, 2h or 1h30m (units d h m s, in that order), up to 30d, or 0"
+    text = _text(value, 32, allowed).strip()
+    if text == "0":
+        return 0
+    match = re.fullmatch(r"(?:([0-9]{1,5})d)?(?:([0-9]{1,6})h)?(?:([0-9]{1,7})m)?(?:([0-9]{1,8})s)?", text)
+    if not text or not match:
+        _refuse(allowed)
+    days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    total = days * 86400 + hours * 3600 + minutes * 60 + seconds
+    if total > _CACHE_AGE_MAX_S:
+        _refuse(allowed)
+    return total
+
+
+def _cache_min_age(value: object) -> str:
+    cache_min_age_seconds(value)
+    return str(value).strip()
+
+
+_PIN_MAX = 200
+_PIN = re.compile(
+    r"(?:(?P<host>[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:[0-9]{1,5})?)/)?"
+    r"(?P<path>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?")
+
+
+def normalize_pin(text: str, upstream: str) -> str:
+    """An image reference of one mirror's upstream as the keeper stores it: `repository:tag`
+    or `repository@sha256:<hex>`; Docker Hub's one-part names get `library/`, no tag means
+    `latest`. Raises ValueError with what is allowed."""
+    match = _PIN.fullmatch(text)
+    if match is None or len(text) > 255:
+        raise ValueError("must be an image reference such as library/alpine:3.20 or org/app@sha256:<digest>")
+    host, path = match.group("host"), match.group("path")
+    # like Docker: a first part with a dot or a port, or `localhost`, names the registry
+    if host is not None and "." not in host and ":" not in host and host != "localhost":
+        host, path = None, f"{host}/{path}"
+    if host is not None and host != upstream:
+        raise ValueError(f"names {host}, but this mirror serves {upstream} (write the name without the host)")
+    if upstream == DOCKER_HUB and "/" not in path:
+        path = f"library/{path}"
+    if match.group("digest"):
+        return f"{path}@{match.group('digest')}"
+    return f"{path}:{match.group('tag') or 'latest'}"
+
+
+def _pin_list(value: object) -> tuple[str, ...]:
+    """`cachePin`: a list of image references (syntax only: each mirror normalizes its own)."""
+    allowed = f"must be a list of at most {_PIN_MAX} image references such as library/alpine:3.20"
+    if isinstance(value, (list, tuple)):
+        items: object = list(value)
+    else:
+        text = _text(value, 60_000, allowed).strip()
+        if not text:
+            return ()
+        items = _json(text, allowed) if text.startswith("[") else [p.strip() for p in text.split(",") if p.strip()]
+    if not isinstance(items, list) or len(items) > _PIN_MAX or not all(isinstance(i, str) for i in items):
+        _refuse(allowed)
+    bad = [i for i in items if _PIN.fullmatch(i.strip()) is None or len(i) > 255]
+    if bad:
+        _refuse("each entry must be an image reference such as library/alpine:3.20 or org/app@sha256:<digest>",
+                ", ".join(_shown(b) for b in bad[:3]))
+    return tuple(dict.fromkeys(i.strip() for i in items))
+
+
 class Secret:
     """Marks a key whose value is a secret: never shown, and refused unless set with --secret."""
 
@@ -412,8 +510,22 @@ class StackConfig(BaseModel):
     frontImage: Image = Field(IMAGES["front"], description="Image of the upstream front (nginx, Alpine).")
     mirrors: Annotated[str | None, BeforeValidator(_mirror_list)] = Field(
         None, description="Upstreams to mirror, each {upstream, remoteUrl, port, username, password, ttl, "
-                          "tokenRealm, tokenService, redirectHosts}; "
+                          "tokenRealm, tokenService, redirectHosts, cacheMaxSize, cacheHighWatermark, "
+                          "cacheLowWatermark, cacheMinAge, cachePin}; "
                           "Docker Hub (docker.io) is always one (the keys above describe it).")
+    cacheMaxSize: Annotated[str | None, BeforeValidator(_cache_size)] = Field(
+        None, description="Bound Docker Hub's mirror cache to this size (50GB, 500MB, 1.5TiB): least recently pulled "
+                          "images are evicted; unset: the cache grows until the disk is full.")
+    cacheHighWatermark: Annotated[int, whole(2, 100)] = Field(
+        90, description="Percent of cacheMaxSize where eviction starts.")
+    cacheLowWatermark: Annotated[int, whole(1, 99)] = Field(
+        80, description="Percent of cacheMaxSize eviction brings the cache down to; below cacheHighWatermark.")
+    cacheMinAge: Annotated[str, BeforeValidator(_cache_min_age)] = Field(
+        "15m", description="An image pulled within this time is never evicted (15m, 2h; d h m s).")
+    cachePin: Annotated[tuple[str, ...], BeforeValidator(_pin_list)] = Field(
+        (), description="Images of Docker Hub never evicted, fetched into the cache at start and refreshed "
+                        "while Docker Hub answers (library/alpine:3.20, org/app@sha256:<digest>).")
+    cacheImage: Image = Field(IMAGES["cache"], description="Image of the cache keeper (Python, runs cachekeeper/).")
     privateRegistry: Boolean = Field(
         False, description="Run a private registry for pushes (no proxy) on privateRegistryPort.")
     privateRegistryPort: Port = Field(6100, description="Host port of the private registry (TLS).")
@@ -515,6 +627,20 @@ class PkiSettings(_Frozen):
     early_renewal_hours: int
 
 
+class CacheSettings(_Frozen):
+    """One mirror's bounded cache (cachekeeper/): off unless a size or a pin is set."""
+
+    max_bytes: int | None = None
+    high_watermark: int = 90
+    low_watermark: int = 80
+    min_age_seconds: int = 900
+    pins: tuple[str, ...] = ()  # normalized: repository:tag or repository@sha256:<hex>
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_bytes is not None or bool(self.pins)
+
+
 class RegistrySettings(_Frozen):
     hostname: str
     alt_names: tuple[str, ...]
@@ -531,6 +657,8 @@ class RegistrySettings(_Frozen):
     require_client_cert: bool = False
     upstream_front: bool = True
     front_image: str = IMAGES["front"]
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    cache_image: str = IMAGES["cache"]
 
     @property
     def host(self) -> str:
@@ -566,8 +694,9 @@ UPSTREAM_PRESETS: dict[str, tuple[str, str]] = {
     "registry.k8s.io": ("https://registry.k8s.io", "k8s"),
     "gcr.io": ("https://gcr.io", "gcr"),
 }
+CACHE_FIELDS = ("cacheMaxSize", "cacheHighWatermark", "cacheLowWatermark", "cacheMinAge", "cachePin")
 MIRROR_FIELDS = ("upstream", "remoteUrl", "port", "username", "password", "ttl", "tokenRealm", "tokenService",
-                 "redirectHosts")
+                 "redirectHosts", *CACHE_FIELDS)
 _MAX_REDIRECT_HOSTS = 20
 # why a redirectHosts value can never be followed (contract.Redirects), as a line says it
 _REDIRECT_REFUSALS = {
@@ -629,6 +758,7 @@ class UpstreamSettings(_Frozen):
     # where its front follows a redirect: None = any public name (a preset at its own URL);
     # else only these hosts (its own host, if public, and its redirectHosts)
     redirect_hosts: tuple[str, ...] | None = None
+    cache: CacheSettings = Field(default_factory=CacheSettings)
 
     @property
     def instance(self) -> str:
@@ -718,6 +848,7 @@ class Settings(_Frozen):
         return self.registry.model_copy(update={
             "port": mirror.port, "proxy_ttl": mirror.proxy_ttl,
             "docker_hub_username": mirror.username, "docker_hub_password": mirror.password,
+            "cache": mirror.cache,
         })
 
     @property
@@ -736,7 +867,7 @@ class Settings(_Frozen):
         """The private registry: the shared settings on its own port, no upstream credentials."""
         port = self.private_registry.port if self.private_registry is not None else self.registry.port
         return self.registry.model_copy(update={"port": port, "docker_hub_username": None,
-                                                "docker_hub_password": None})
+                                                "docker_hub_password": None, "cache": CacheSettings()})
 
     @property
     def tls_hosts(self) -> tuple[str, ...]:
@@ -876,6 +1007,7 @@ def parse(
         keep_data_on_destroy=config.keepDataOnDestroy,
         upstream_front=config.upstreamFront,
         front_image=config.frontImage,
+        cache_image=config.cacheImage,
         users=secret("registryUsers"),
         require_client_cert=config.requireClientCert,
     )
@@ -942,7 +1074,13 @@ def parse(
     registry = registry.model_copy(update={
         "port": mirrors[0].port, "proxy_ttl": mirrors[0].proxy_ttl,
         "docker_hub_username": mirrors[0].username, "docker_hub_password": mirrors[0].password,
+        "cache": mirrors[0].cache,
     })
+    if "registryUsers" in raw and any(m.cache.pins for m in mirrors) and problems.clear("registryUsers"):
+        users = _json(raw["registryUsers"], "") if isinstance(raw["registryUsers"], str) else {}
+        if isinstance(users, dict) and CACHE_USER in users:
+            problems.value("registryUsers", "<secret>", f"the user {CACHE_USER} is the cache keeper's own (it pulls "
+                           "the pinned images as that user): pick another name")
     if config.upstreamFront:
         for mirror in mirrors:
             if mirror.token_realm is None and problems.clear("upstreamFront"):
@@ -1006,7 +1144,69 @@ def _validate(raw: Mapping[str, str], problems: _Problems) -> StackConfig:
 _UPSTREAM = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:[0-9]{1,5})?")
 _REMOTE_URL = re.compile(r"https?://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]{0,200})?")
 _LEGACY = {"port": "registryPort", "username": "dockerHubUsername", "password": "dockerHubPassword",
-           "ttl": "proxyTtl"}
+           "ttl": "proxyTtl", **{name: name for name in CACHE_FIELDS}}
+_CACHE_RULES: dict[str, tuple[Any, str]] = {
+    "cacheHighWatermark": (lambda v: _number(v, 2, 100, "must be a whole number from 2 to 100"), "90"),
+    "cacheLowWatermark": (lambda v: _number(v, 1, 99, "must be a whole number from 1 to 99"), "80"),
+}
+
+
+def _cache_settings(values: Mapping[str, Any], given: set[str], upstream: str,
+                    report: Any) -> CacheSettings | None:
+    """One mirror's cache from its five fields (`values`: name -> raw value; `given`: the names
+    the user set); `report(name, shown, allowed)` takes each problem. None when any is bad."""
+    ok = True
+
+    def check(name: str, rule: Any) -> Any:
+        nonlocal ok
+        value = values.get(name)
+        try:
+            return rule(value if isinstance(value, (str, list, tuple)) or value is None else str(value))
+        except (PydanticCustomError, ValueError) as err:
+            allowed = str((err.context or {}).get("allowed", err)) if isinstance(err, PydanticCustomError) \
+                else str(err)
+            report(name, _shown(value), allowed)
+            ok = False
+            return None
+
+    size = check("cacheMaxSize", lambda v: None if v is None else cache_size_bytes(v))
+    high = check("cacheHighWatermark", _CACHE_RULES["cacheHighWatermark"][0])
+    low = check("cacheLowWatermark", _CACHE_RULES["cacheLowWatermark"][0])
+    age = check("cacheMinAge", cache_min_age_seconds)
+    raw_pins = check("cachePin", lambda v: () if v is None else _pin_list(v))
+    pins: list[str] = []
+    for pin in raw_pins or ():
+        try:
+            pins.append(normalize_pin(pin, upstream))
+        except ValueError as err:
+            report("cachePin", _shown(pin), str(err))
+            ok = False
+    if size is None:
+        for name in ("cacheHighWatermark", "cacheLowWatermark", "cacheMinAge"):
+            if name in given:
+                report(name, _shown(values.get(name)), "needs cacheMaxSize (only a bounded cache evicts)")
+                ok = False
+    if not ok:
+        return None
+    if low >= high:
+        report("cacheLowWatermark", str(low), f"must be below cacheHighWatermark ({high})")
+        return None
+    return CacheSettings(max_bytes=size, high_watermark=high, low_watermark=low, min_age_seconds=age,
+                         pins=tuple(dict.fromkeys(pins)))
+
+
+def _with_cache(mirror: UpstreamSettings, cache: CacheSettings | None, ttl_given: bool, ttl_key: str,
+                problems: _Problems) -> UpstreamSettings:
+    """A mirror with its cache; a bounded or pinned cache runs with proxy.ttl 0 (TTL expiry
+    would delete pinned images and layers that kept images share)."""
+    if cache is None or not cache.enabled:
+        return mirror
+    if ttl_given and mirror.proxy_ttl != "0":
+        problems.line("mirrors" if ttl_key != "proxyTtl" else "proxyTtl",
+                      f"{problems.project}:{ttl_key} = {mirror.proxy_ttl!r} is invalid: with cacheMaxSize or "
+                      "cachePin the cache keeper decides what leaves the cache and proxy.ttl is 0 "
+                      "(TTL expiry would delete pinned images and shared layers): remove it or set it to 0")
+    return mirror.model_copy(update={"cache": cache, "proxy_ttl": "0"})
 
 
 def _mirrors(c: StackConfig, raw: Mapping[str, str], hub: RegistrySettings, secret_list: Any,
@@ -1119,6 +1319,13 @@ def _mirrors(c: StackConfig, raw: Mapping[str, str], hub: RegistrySettings, secr
         listed = _redirect_hosts(entry, index, c.upstreamFront, problems)
         if listed is None:
             ok = False
+        cache_given = {name for name in CACHE_FIELDS if name in entry}
+        cache: CacheSettings | None = None
+        if upstream != DOCKER_HUB:
+            defaults = {n: StackConfig.model_fields[n].default for n in CACHE_FIELDS}
+            cache = _cache_settings({**defaults, **{n: entry[n] for n in cache_given}}, cache_given, upstream,
+                                    lambda name, shown, allowed, i=index: bad(i, name, shown, allowed))
+            ok = ok and cache is not None
         if not ok:
             continue
         assert listed is not None and isinstance(remote, str)
@@ -1132,9 +1339,10 @@ def _mirrors(c: StackConfig, raw: Mapping[str, str], hub: RegistrySettings, secr
                          "ttl": ttl, "realm": realm, "service": service, "redirect_hosts": redirect_hosts}
             continue
         assert port is not None  # checked above: only docker.io may leave it unset
-        others.append(UpstreamSettings(upstream=upstream, remote_url=remote, port=port, username=username,
-                                       password=secret_password, proxy_ttl=ttl, token_realm=realm,
-                                       token_service=service, redirect_hosts=redirect_hosts))
+        mirror = UpstreamSettings(upstream=upstream, remote_url=remote, port=port, username=username,
+                                  password=secret_password, proxy_ttl=ttl, token_realm=realm, token_service=service,
+                                  redirect_hosts=redirect_hosts)
+        others.append(_with_cache(mirror, cache, "ttl" in entry, f"mirrors[{index}].ttl", problems))
 
     hub_mirror = UpstreamSettings(upstream=DOCKER_HUB, remote_url=UPSTREAM_PRESETS[DOCKER_HUB][0], port=hub.port,
                                   username=hub.docker_hub_username, password=hub.docker_hub_password,
@@ -1157,6 +1365,30 @@ def _mirrors(c: StackConfig, raw: Mapping[str, str], hub: RegistrySettings, secr
             "remote_url": hub_entry["remote"], "proxy_ttl": hub_entry["ttl"] if "ttl" in entry else hub.proxy_ttl,
             "token_realm": hub_entry["realm"], "token_service": hub_entry["service"],
             "redirect_hosts": hub_entry["redirect_hosts"]})
+    # Docker Hub's cache: the top-level keys, or the fields of a docker.io entry
+    entry = hub_entry.get("entry", {})
+    values: dict[str, Any] = {}
+    given: set[str] = set()
+    for name in CACHE_FIELDS:
+        default = StackConfig.model_fields[name].default
+        if name in entry:
+            values[name] = entry[name]
+            given.add(name)
+        else:
+            values[name] = getattr(c, name)
+            if name in raw and getattr(c, name) != default:
+                given.add(name)
+
+    def report(name: str, shown: str, allowed: str) -> None:
+        if name in entry:
+            problems.line("mirrors", f"{project}:mirrors[{hub_entry['index']}].{name} = {shown} is invalid: {allowed}")
+        elif problems.clear(name):
+            problems.value(name, shown, allowed)
+
+    cache = _cache_settings(values, given, DOCKER_HUB, report)
+    ttl_given = "ttl" in entry or ("proxyTtl" in raw and c.proxyTtl != StackConfig.model_fields["proxyTtl"].default)
+    ttl_key = f"mirrors[{hub_entry['index']}].ttl" if "ttl" in entry else "proxyTtl"
+    hub_mirror = _with_cache(hub_mirror, cache, ttl_given, ttl_key, problems)
     return (hub_mirror, *others)
 
 

@@ -11,4 +11,9 @@ cd "$(dirname "$0")/.."
 ensure_dev_venv
 ensure_debian_tools "docker-registry skopeo nginx" "docker-registry skopeo nginx ca-certificates"
 
+# `--cache` (first): the bounded cache's benchmark (bench/cache.py) instead
+if [ "${1:-}" = "--cache" ]; then
+  shift
+  exec .venv/bin/python -m bench.cache "$@"
+fi
 BENCH_ENTRY=bench/run.sh exec .venv/bin/python -m bench.run "$@"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -11,9 +12,9 @@ import pulumi_random as random
 
 from components.container import named_volume, service_container
 from components.pki import Pki
-from configs import front, registry
+from configs import cache, front, registry
 from configs.spec import Secret
-from contract import PRIVATE_INSTANCE, Naming, front_alias, registry_alias
+from contract import PRIVATE_INSTANCE, Cache, Naming, cache_alias, front_alias, registry_alias
 from settings import RegistrySettings, Settings
 
 
@@ -29,7 +30,12 @@ class Mirror(pulumi.ComponentResource):
     token auth); `redirect_hosts` is where its front follows a redirect (None: any public
     name, for a preset; else only those hosts).
 
-    Outputs: `url`, `container_name`, `volume_name`, `front_alias` (None without a front).
+    With `settings.cache` enabled (`cacheMaxSize` or `cachePin`) the mirror gets its cache
+    keeper (configs/cache.py, `registry-cache`): the registry notifies it of every pull, and
+    it evicts from and seeds into the registry's volume.
+
+    Outputs: `url`, `container_name`, `volume_name`, `front_alias` (None without a front),
+    `cache_alias` (None without a keeper).
     """
 
     def __init__(
@@ -52,6 +58,8 @@ class Mirror(pulumi.ComponentResource):
     ) -> None:
         super().__init__("registry-mirror:registry:Mirror", name, None, opts)
         alias = registry_alias(instance)
+        # the private registry (no remote_url) caches nothing: no keeper
+        self.cache_alias: str | None = cache_alias(instance) if settings.cache.enabled and remote_url else None
         front_container = None
         self.front_alias: str | None = None
         # the private registry (no remote_url) has no upstream to put a front before
@@ -76,11 +84,19 @@ class Mirror(pulumi.ComponentResource):
             ]
         envs += list(telemetry_env)
         htpasswd = None
+        keeper_password = None
         if settings.users is not None:
+            users = settings.users
+            if self.cache_alias is not None and settings.cache.pins:
+                # the keeper pulls the pinned images through the registry as a user of its own
+                keeper_password = random.RandomPassword(f"{alias}-cache-password", length=32, special=False,
+                                                        opts=pulumi.ResourceOptions(parent=self)).result
+                users = pulumi.Output.all(users, keeper_password).apply(
+                    lambda args: json.dumps({**json.loads(args[0]), Cache.USER: args[1]}, sort_keys=True))
             # the hashes' salts come from this value in state: the file stays byte-stable
             seed = random.RandomPassword(f"{alias}-htpasswd-salt", length=32, special=False,
                                          opts=pulumi.ResourceOptions(parent=self))
-            htpasswd = pulumi.Output.all(settings.users, seed.result).apply(
+            htpasswd = pulumi.Output.all(users, seed.result).apply(
                 lambda args: registry.render_htpasswd(args[0], args[1]))
         spec = registry.container_spec(
             settings, alias=alias, envs=envs, remote_url=remote_url,
@@ -89,10 +105,23 @@ class Mirror(pulumi.ComponentResource):
             client_ca_pem=pki.root_ca_pem if settings.require_client_cert else None,
             htpasswd=htpasswd, publish=publish,
             cache_write_timeout=front.LOCK_TIMEOUT if front_container is not None else None,
+            notifications=cache.render_notifications(cache.events_url(self.cache_alias))
+            if self.cache_alias is not None else None,
         )
         # the registry asks its upstream for a token realm once, at start: the front first
         after = [front_container] if front_container is not None else []
         container = service_container(self, naming, network, spec, depends_on=after).container
+        if self.cache_alias is not None:
+            state = named_volume(self, naming, self.cache_alias, "state", settings.keep_data_on_destroy)
+            keeper_spec = cache.container_spec(
+                settings, alias=self.cache_alias, registry_alias=alias, upstream=upstream,
+                registry_volume=volume.name, state_volume=state.name, root_ca_pem=pki.root_ca_pem,
+                client_cert=(pki.client_chain_pem, pki.client_key_pem) if settings.require_client_cert else None,
+                password_env=pulumi.Output.concat(f"{cache.PASSWORD_ENV}=", keeper_password)
+                if keeper_password is not None else None,
+            )
+            # it seeds pinned images through the registry: the registry first
+            service_container(self, naming, network, keeper_spec, depends_on=[container])
 
         self.alias = alias
         self.upstream = upstream  # as image names write it; "private" for the push registry
@@ -105,6 +134,7 @@ class Mirror(pulumi.ComponentResource):
             "containerName": self.container_name,
             "volumeName": self.volume_name,
             "frontAlias": self.front_alias,
+            **({"cacheAlias": self.cache_alias} if self.cache_alias is not None else {}),
         })
 
 

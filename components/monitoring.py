@@ -16,7 +16,7 @@ from components.mirror import Mirror
 from components.pki import Pki
 from configs import alloy, blackbox, grafana, jaeger, loki, prometheus
 from configs.spec import Deployment, MonitoringInputs, Mount, Secret, ServiceSpec
-from contract import Front, Naming, Registry
+from contract import Cache, Front, Naming, Registry
 from settings import MonitoringSettings
 
 
@@ -104,6 +104,8 @@ class Monitoring(pulumi.ComponentResource):
             grafana_password_env=Secret(
                 pulumi.Output.concat(f"{grafana.ADMIN_PASSWORD_ENV}=", password)),
             scrape_jobs=[(m.alias, f"{m.alias}:{Registry.DEBUG_PORT}") for m in mirrors] + [
+                (m.cache_alias, f"{m.cache_alias}:{Cache.PORT}") for m in mirrors if m.cache_alias is not None
+            ] + [
                 s.SCRAPE_JOB for s in enabled if s.SCRAPE_JOB is not None
             ],
             probe_urls=[f"https://{m.alias}:{Registry.API_PORT}/v2/" for m in mirrors] + [url for url, _ in probes],
@@ -114,7 +116,9 @@ class Monitoring(pulumi.ComponentResource):
             upstreams={target: m.upstream for m in mirrors for target in (
                 f"{m.alias}:{Registry.DEBUG_PORT}", f"https://{m.alias}:{Registry.API_PORT}/v2/",
                 f"http://{m.front_alias}:{Front.PORT}{Front.UPSTREAM_PROBE_PATH}")}
+            | {f"{m.cache_alias}:{Cache.PORT}": m.upstream for m in mirrors if m.cache_alias is not None}
             | dict(probes),
+            cache=any(m.cache_alias is not None for m in mirrors),
         )
 
         self.urls: dict[str, str] = {}

@@ -258,10 +258,24 @@ def _uses_loki(item: dict[str, Any]) -> bool:
     return any(isinstance(s, dict) and s.get("uid") == LOKI_UID for s in sources)
 
 
-def render_dashboard(dashboard: dict[str, Any], *, logging: bool) -> str:
+CACHE_ROW_TITLE = "Bounded cache"
+CACHE_METRIC_PREFIX = "registry_cache_"
+
+
+def _uses_cache(item: dict[str, Any]) -> bool:
+    if item.get("type") == "row" and item.get("title") == CACHE_ROW_TITLE:
+        return True
+    return any(CACHE_METRIC_PREFIX in str(t.get("expr", "")) for t in item.get("targets", []))
+
+
+def render_dashboard(dashboard: dict[str, Any], *, logging: bool, cache: bool = False) -> str:
     """The registry dashboard as Grafana reads it. Without Loki its logs panel and the
     variables that query Loki are left out: Grafana would show them bound to a missing
-    data source."""
+    data source. Without a cache keeper (no mirror with cacheMaxSize or cachePin) its row is
+    left out."""
+    if not cache:
+        dashboard = dict(dashboard)
+        dashboard["panels"] = [p for p in dashboard["panels"] if not _uses_cache(p)]
     if not logging:
         dashboard = dict(dashboard)
         dashboard["panels"] = [p for p in dashboard["panels"] if not _uses_loki(p)]
@@ -290,7 +304,7 @@ def deployment(settings: MonitoringSettings, inputs: MonitoringInputs) -> Deploy
             Upload(f"{PROVISIONING}/datasources/registry-mirror.yaml", datasources),
             Upload(f"{PROVISIONING}/dashboards/registry-mirror.yaml", render_dashboard_provider()),
             Upload(f"{DEFAULT_DASHBOARDS_PATH}/{DASHBOARD_NAME}",
-                   render_dashboard(dashboard, logging=settings.logging)),
+                   render_dashboard(dashboard, logging=settings.logging, cache=inputs.cache)),
         ],
         envs=[
             *grafana_env(settings.grafana_admin_user, settings.grafana_anonymous),

@@ -47,6 +47,8 @@ REDIRECT_ALERT = "FrontRedirectRefused"
 # counted by Alloy from the fronts' access logs (configs/alloy.py); absent with logging off
 REDIRECTS_REFUSED = f"{FRONT_REFUSALS_PREFIX}{FRONT_REFUSALS_METRIC}"
 REFUSAL_WINDOW = "15m"
+CACHE_OVER_LIMIT_ALERT = "MirrorCacheOverLimit"
+PINNED_MISSING_ALERT = "MirrorPinnedImageNotCached"
 
 
 def _static_config(targets: list[str], upstream: str | None) -> dict[str, Any]:
@@ -142,8 +144,9 @@ def _alert(name: str, expr: str, duration: str, severity: str, summary: str, des
     }
 
 
-def render_alert_rules(cert_expiry_days: int = 14) -> str:
-    """Render the alert rules file that prometheus.yml's `rule_files` points at."""
+def render_alert_rules(cert_expiry_days: int = 14, *, cache: bool = False) -> str:
+    """Render the alert rules file that prometheus.yml's `rule_files` points at; with `cache`
+    (a mirror runs a cache keeper) also the bounded cache's alerts."""
     if cert_expiry_days <= 0:
         raise ValueError(f"cert_expiry_days must be positive, got {cert_expiry_days}")
     rules = [
@@ -221,6 +224,31 @@ def render_alert_rules(cert_expiry_days: int = 14) -> str:
             "in Loki. A custom upstream's storage may need its redirectHosts (docs/operations.md).",
         ),
     ]
+    if cache:
+        rules += [
+            _alert(
+                CACHE_OVER_LIMIT_ALERT,
+                # the keeper's own series: both carry its job, instance and upstream
+                "registry_cache_bytes_used > registry_cache_bytes_limit",
+                "15m",
+                "critical",
+                "The cache of {{ $labels.upstream }} has been above cacheMaxSize for 15 minutes",
+                "The mirror of {{ $labels.upstream }} holds {{ $value | humanize }}B, more than its cacheMaxSize, "
+                "for 15 minutes: eviction is failing (see the registry-cache logs) or pinned and recently pulled "
+                "images alone exceed the limit. The disk may fill: raise cacheMaxSize or pin fewer images.",
+            ),
+            _alert(
+                PINNED_MISSING_ALERT,
+                "registry_cache_pinned_images_missing > 0",
+                "30m",
+                "warning",
+                "{{ $value }} pinned image(s) of {{ $labels.upstream }} not in the cache",
+                "{{ $value }} image(s) of cachePin have not been complete in the {{ $labels.upstream }} mirror's "
+                "cache for 30 minutes: they would not pull with the upstream down. The upstream was unreachable "
+                "since the stack came up, or a pin names an image, tag or platform it does not have (see the "
+                "registry-cache logs).",
+            ),
+        ]
     document = {"groups": [{"name": RULE_GROUP, "rules": rules}]}
     return yaml.safe_dump(document, sort_keys=True, default_flow_style=False, width=4096)
 
@@ -238,7 +266,7 @@ def deployment(settings: MonitoringSettings, inputs: MonitoringInputs) -> Deploy
             Upload(CONFIG_PATH, render_prometheus_config(inputs.scrape_jobs, inputs.probe_urls,
                                                           upstreams=inputs.upstreams,
                                                           upstream_probe_urls=inputs.upstream_probe_urls)),
-            Upload(RULES_PATH, render_alert_rules()),
+            Upload(RULES_PATH, render_alert_rules(cache=inputs.cache)),
         ],
         ports=[Port(PORT, settings.prometheus_port, settings.ui_bind_address)],
         command=[

@@ -46,6 +46,7 @@ def render_registry_config(
     debug_addr: str = f":{DEBUG_PORT}",
     log_level: str = "info",
     cache_write_timeout: str | None = None,
+    notifications: dict[str, object] | None = None,
 ) -> str:
     """Render the registry configuration: a TLS pull-through cache of `remote_url`, or with
     `remote_url=None` a private registry (no proxy section: pushes and deletes allowed).
@@ -53,7 +54,12 @@ def render_registry_config(
     `cache_write_timeout` is 3.1.1's `proxy.cachewritetimeout` (default 5m): how long the
     first request for a cold blob may take to copy it into the cache. Behind the upstream
     front it must be at least the front's lock timeout, or the copy other requests wait for
-    is cut first."""
+    is cut first.
+
+    `notifications` (configs/cache.py `render_notifications`): the cache keeper's endpoint, for
+    a mirror whose cache is bounded or pinned. Such a mirror runs without a blob-descriptor
+    cache: the keeper deletes blobs under the running registry, and a cached descriptor would
+    make it serve a deleted blob as present (cachekeeper/sweep.py)."""
     tls: dict[str, object] = {
         # leaf + intermediate: clients trust only the root CA
         "certificate": cert_path,
@@ -63,20 +69,22 @@ def render_registry_config(
     if client_ca_path:
         # distribution then requires and verifies a client certificate (mTLS)
         tls["clientcas"] = [client_ca_path]
-    config = {
+    storage: dict[str, object] = {
+        "filesystem": {"rootdirectory": storage_root},
+        # proxy TTL expiry deletes blobs and manifests: it needs delete enabled
+        "delete": {"enabled": True},
+        "tag": {"concurrencylimit": tag_concurrency_limit},
+    }
+    if notifications is None:
+        storage["cache"] = {"blobdescriptor": "inmemory"}
+    config: dict[str, object] = {
         "version": 0.1,
         "log": {
             "level": log_level,
             "formatter": "json",
             "fields": {"service": "registry"},
         },
-        "storage": {
-            "filesystem": {"rootdirectory": storage_root},
-            # proxy TTL expiry deletes blobs and manifests: it needs delete enabled
-            "delete": {"enabled": True},
-            "cache": {"blobdescriptor": "inmemory"},
-            "tag": {"concurrencylimit": tag_concurrency_limit},
-        },
+        "storage": storage,
         "http": {
             "addr": addr,
             # without it registry 3 does not handle SIGTERM at all (exit 143, pulls cut): with
@@ -95,6 +103,8 @@ def render_registry_config(
             "storagedriver": {"enabled": True, "interval": "10s", "threshold": 3},
         },
     }
+    if notifications is not None:
+        config["notifications"] = notifications
     if remote_url is not None:
         config["proxy"] = {
             "remoteurl": remote_url,
@@ -144,6 +154,7 @@ def container_spec(
     htpasswd: Input = None,
     publish: bool = True,
     cache_write_timeout: str | None = None,
+    notifications: dict[str, object] | None = None,
 ) -> ServiceSpec:
     """The mirror's container: config, chain and key uploaded, its cache on `volume_name`;
     with `client_ca_pem` clients need a certificate it signed, with `htpasswd` a user."""
@@ -154,6 +165,7 @@ def container_spec(
         client_ca_path=Registry.CLIENT_CA_PATH if client_ca_pem is not None else None,
         htpasswd_path=Registry.HTPASSWD_PATH if htpasswd is not None else None,
         cache_write_timeout=cache_write_timeout,
+        notifications=notifications,
     )
     uploads = [
         Upload(CONFIG_PATH, config_text),

@@ -96,3 +96,4 @@ class MonitoringInputs:
     client_cert: tuple[Input, Input] | None = None  # (chain, key) when the mirrors require one
     # scrape target or probe URL -> the upstream its mirror serves (Prometheus label `upstream`)
     upstreams: Mapping[str, str] = field(default_factory=dict)
+    cache: bool = False  # a mirror runs a cache keeper: its alerts and dashboard row

@@ -55,7 +55,9 @@ def program_mirror(
     binary: str,
     without: Sequence[tuple[str, ...]] = (),
     loopback_names: Collection[str] = (),
+    notification_url: str | None = None,
     service: str = "registry",
+    storage: Path | None = None,
 ) -> Iterator[ProgramMirror]:
     """Run the program's registry (`binary serve`) under `root` until the block exits;
     `service` names the container whose files and envs it runs with (another mirror's, the
@@ -64,6 +66,9 @@ def program_mirror(
     `without`: config keys to remove first, only for the benchmark's 2.8 comparison run
     (2.8.2 refuses to start with `storage.tag`). `loopback_names`: upstream host names the
     caller's `binary` resolves to loopback itself (see refuse_non_loopback_urls).
+    `notification_url`: where the cache keeper's stand-in listens, when the config notifies one.
+    `storage`: the cache directory to use instead of the one under `root` (a restart on the
+    same cache with another config).
     """
     container = evaluation.container(service)
     uploads = {u["file"]: u["content"] for u in container.inputs.get("uploads", [])}
@@ -77,14 +82,17 @@ def program_mirror(
         addr=f"127.0.0.1:{port}",
         debug_addr=f"127.0.0.1:{debug_port}",
         upstream_url=upstream_url,
+        notification_url=notification_url,
     )
     config = yaml.safe_load(mapped.read_text())
+    if storage is not None:
+        config["storage"]["filesystem"]["rootdirectory"] = str(storage)
     for key_path in without:
         parent = config
         for key in key_path[:-1]:
             parent = parent.get(key, {})
         parent.pop(key_path[-1], None)
-    if without:
+    if without or storage is not None:
         mapped.write_text(yaml.safe_dump(config, sort_keys=True))
     refuse_non_loopback_urls(env, mapped, loopback_names)
     storage = Path(config["storage"]["filesystem"]["rootdirectory"])

@@ -48,8 +48,12 @@ class ImageInfo:
         return (self.config_digest, *self.layer_digests)
 
 
-def make_oci_image(directory: Path, layer_sizes: list[int], seed: int, tag: str = "latest") -> ImageInfo:
+def make_oci_image(directory: Path, layer_sizes: list[int], seed: int, tag: str = "latest",
+                   layer_seeds: list[int] | None = None) -> ImageInfo:
     """Write (or add a tag to) an OCI layout at `directory`; each layer holds `size` random bytes.
+
+    With `layer_seeds` each layer comes from its own seed instead: two images given the same
+    (size, layer seed) share that layer, byte for byte and by digest (a common base layer).
 
     `layer_sizes` are the payload sizes of the random file in each layer; the tar adds a
     512-byte header, padding to 512 and the 1024-byte end-of-archive marker, and gzip
@@ -67,8 +71,14 @@ def make_oci_image(directory: Path, layer_sizes: list[int], seed: int, tag: str 
     rng = random.Random(seed)
     layers: list[tuple[str, int]] = []
     diff_ids: list[str] = []
+    if layer_seeds is not None and len(layer_seeds) != len(layer_sizes):
+        raise ValueError("one layer seed per layer size")
     for index, size in enumerate(layer_sizes):
-        digest, blob_size, diff_id = _write_layer(blobs, f"layer-{seed}-{index}.bin", size, rng)
+        if layer_seeds is not None:
+            name, layer_rng = f"layer-s{layer_seeds[index]}.bin", random.Random(layer_seeds[index])
+        else:
+            name, layer_rng = f"layer-{seed}-{index}.bin", rng
+        digest, blob_size, diff_id = _write_layer(blobs, name, size, layer_rng)
         layers.append((digest, blob_size))
         diff_ids.append(diff_id)
 

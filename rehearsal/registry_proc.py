@@ -254,13 +254,14 @@ def map_registry_config(
     upstream_url: str,
     *,
     output_name: str = "rehearsal-config.yml",
+    notification_url: str | None = None,
 ) -> Path:
     """Lay the program's registry files out under `root`; return the mapped config path.
 
     Every upload is written to `root/<container path>`. In the config, only the container
     paths (`PATH_KEYS`, plus any string equal to an uploaded path), `http.addr`,
-    `http.debug.addr` and `proxy.remoteurl` change. Every other key stays exactly as
-    rendered.
+    `http.debug.addr`, `proxy.remoteurl` and the notification endpoints' `url` change. Every
+    other key stays exactly as rendered.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -291,6 +292,11 @@ def map_registry_config(
         _set(mapped, ("http", "debug", "addr"), debug_addr)
     if _get(mapped, ("proxy",)) is not None:
         _set(mapped, ("proxy", "remoteurl"), upstream_url)
+    # the cache keeper's endpoint names a stack container: `notification_url` stands in for it
+    for endpoint in _get(mapped, ("notifications", "endpoints")) or []:
+        if notification_url is None:
+            raise ValueError("the config notifies an endpoint: give its loopback stand-in (notification_url)")
+        endpoint["url"] = notification_url
 
     storage = _get(mapped, ("storage", "filesystem", "rootdirectory"))
     if isinstance(storage, str):

@@ -163,6 +163,38 @@ def redirect_refused(service: str, reason: str) -> dict[str, Any]:
     }
 
 
+# the cache keeper's series (job and instance its scrape target, upstream its mirror's)
+KEEPER = 'job="registry-cache", instance="registry-cache:5080", upstream="docker.io"'
+GHCR_KEEPER = 'job="registry-cache-ghcr", instance="registry-cache-ghcr:5080", upstream="ghcr.io"'
+GB = 1_000_000_000
+
+
+def cache_over_limit(value: str, labels: str = KEEPER, upstream: str = "docker.io") -> dict[str, Any]:
+    job, instance = re.findall(r'"([^"]+)"', labels)[:2]
+    return {
+        "exp_labels": {"severity": "critical", "job": job, "instance": instance, "upstream": upstream},
+        "exp_annotations": {
+            "summary": f"The cache of {upstream} has been above cacheMaxSize for 15 minutes",
+            "description": f"The mirror of {upstream} holds {value}B, more than its cacheMaxSize, for 15 minutes: "
+            "eviction is failing (see the registry-cache logs) or pinned and recently pulled images alone exceed "
+            "the limit. The disk may fill: raise cacheMaxSize or pin fewer images.",
+        },
+    }
+
+
+def pinned_missing(count: int) -> dict[str, Any]:
+    return {
+        "exp_labels": {"severity": "warning", "job": "registry-cache", "instance": "registry-cache:5080",
+                       "upstream": "docker.io"},
+        "exp_annotations": {
+            "summary": f"{count} pinned image(s) of docker.io not in the cache",
+            "description": f"{count} image(s) of cachePin have not been complete in the docker.io mirror's cache "
+            "for 30 minutes: they would not pull with the upstream down. The upstream was unreachable since the "
+            "stack came up, or a pin names an image, tag or platform it does not have (see the registry-cache logs).",
+        },
+    }
+
+
 CASES: dict[str, list[Case]] = {
     "RegistryDown": [
         Case(
@@ -256,6 +288,45 @@ CASES: dict[str, list[Case]] = {
             [silent("10m")],
         ),
     ],
+    "MirrorCacheOverLimit": [
+        Case(
+            "usage stays above the 50 GB limit: eviction is failing; pending for 15 minutes, then firing",
+            {f"registry_cache_bytes_used{{{KEEPER}}}": f"{52 * GB}x40",
+             f"registry_cache_bytes_limit{{{KEEPER}}}": f"{50 * GB}x40"},
+            [silent("14m"), Check("15m", [cache_over_limit("52G")])],
+        ),
+        Case(
+            "ghcr.io's cache over its limit while Docker Hub's is under its own: the alert names ghcr.io",
+            {f"registry_cache_bytes_used{{{KEEPER}}}": f"{40 * GB}x40",
+             f"registry_cache_bytes_limit{{{KEEPER}}}": f"{50 * GB}x40",
+             f"registry_cache_bytes_used{{{GHCR_KEEPER}}}": f"{11 * GB}x40",
+             f"registry_cache_bytes_limit{{{GHCR_KEEPER}}}": f"{10 * GB}x40"},
+            [silent("14m"), Check("15m", [cache_over_limit("11G", GHCR_KEEPER, "ghcr.io")])],
+        ),
+        Case(
+            "a pull passes the limit for 10 minutes, then an eviction brings it back: no alert",
+            {f"registry_cache_bytes_used{{{KEEPER}}}": f"{51 * GB}x10 {40 * GB}x30",
+             f"registry_cache_bytes_limit{{{KEEPER}}}": f"{50 * GB}x40"},
+            [silent("9m"), silent("15m"), silent("40m")],
+        ),
+        Case(
+            "a cache without a limit (cachePin alone) has no limit series: never fires",
+            {f"registry_cache_bytes_used{{{KEEPER}}}": f"{500 * GB}x40"},
+            [silent("40m")],
+        ),
+    ],
+    "MirrorPinnedImageNotCached": [
+        Case(
+            "two pins never fetched (the upstream was down since the start): firing after 30 minutes",
+            {f"registry_cache_pinned_images_missing{{{KEEPER}}}": "2x60"},
+            [silent("29m"), Check("30m", [pinned_missing(2)])],
+        ),
+        Case(
+            "seeding succeeds after 20 minutes: silent",
+            {f"registry_cache_pinned_images_missing{{{KEEPER}}}": "1x20 0x40"},
+            [silent("25m"), silent("60m")],
+        ),
+    ],
     "MirrorUpstreamUnreachable": [
         Case(
             "the front has not reached Docker Hub: pending for 15 minutes, firing from then on",
@@ -293,7 +364,7 @@ CASES: dict[str, list[Case]] = {
 
 
 def rendered_rules() -> dict[str, dict[str, Any]]:
-    [group] = yaml.safe_load(render_alert_rules())["groups"]
+    [group] = yaml.safe_load(render_alert_rules(cache=True))["groups"]
     return {rule["alert"]: rule for rule in group["rules"]}
 
 
@@ -349,7 +420,7 @@ def test_every_rendered_alert_has_a_firing_and_a_silent_check() -> None:
 def test_alert_fires_on_its_condition_and_stays_silent_otherwise(tmp_path: Path, alert: str) -> None:
     if alert not in CASES:
         pytest.fail(f"{alert} is rendered but has no cases here", pytrace=False)
-    result = run_promtool_test(tmp_path, render_alert_rules(), alert, CASES[alert])
+    result = run_promtool_test(tmp_path, render_alert_rules(cache=True), alert, CASES[alert])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
@@ -368,7 +439,7 @@ def _slower(rules_text: str, alert: str) -> str:
 @pytest.mark.parametrize("alert", ALERTS)
 def test_the_firing_checks_fail_when_the_alert_waits_twice_as_long(tmp_path: Path, alert: str) -> None:
     """The firing checks sit right at the `for` duration: promtool notices a slower rule."""
-    result = run_promtool_test(tmp_path, _slower(render_alert_rules(), alert), alert, CASES[alert])
+    result = run_promtool_test(tmp_path, _slower(render_alert_rules(cache=True), alert), alert, CASES[alert])
     assert result.returncode != 0, result.stdout
     assert alert in result.stderr + result.stdout
 
@@ -377,6 +448,6 @@ def test_promtool_reports_a_wrong_annotation(tmp_path: Path) -> None:
     """promtool compares the templated annotations, not only the alert's presence."""
     wrong = {**REGISTRY_DOWN, "exp_annotations": {**REGISTRY_DOWN["exp_annotations"], "summary": "wrong"}}
     case = Case("a wrong expected summary", {REGISTRY_UP: "0x5"}, [Check("2m", [wrong])])
-    result = run_promtool_test(tmp_path, render_alert_rules(), "RegistryDown", [case])
+    result = run_promtool_test(tmp_path, render_alert_rules(cache=True), "RegistryDown", [case])
     assert result.returncode != 0, result.stdout
     assert "wrong" in result.stderr + result.stdout

@@ -99,7 +99,7 @@ def dashboard_promql() -> dict[str, str]:
     """`panel-<id>-<refId>` -> the panel's PromQL with Grafana intervals made literal."""
     exprs: dict[str, str] = {}
     for panel in dashboard()["panels"]:
-        for target in panel["targets"]:
+        for target in panel.get("targets", []):  # a row has none
             if target["datasource"]["type"] != "prometheus":
                 continue
             expr = target["expr"]
@@ -110,7 +110,8 @@ def dashboard_promql() -> dict[str, str]:
 
 
 def alert_promql() -> dict[str, str]:
-    document = yaml.safe_load(render_alert_rules())
+    """Every alert's PromQL, the bounded cache's included."""
+    document = yaml.safe_load(render_alert_rules(cache=True))
     return {rule["alert"]: rule["expr"] for rule in document["groups"][0]["rules"]}
 
 
@@ -212,4 +213,14 @@ def test_metric_name_lexer_sees_every_metric_of_the_dashboard_and_rules() -> Non
         "registry_proxy_pulled_bytes_total",
         "registry_proxy_pushed_bytes_total",
         "registry_mirror_front_redirects_refused_total",
+        # the cache keeper's (cachekeeper/service.py), for mirrors with cacheMaxSize or cachePin
+        "registry_cache_bytes_used",
+        "registry_cache_bytes_limit",
+        "registry_cache_high_watermark_bytes",
+        "registry_cache_low_watermark_bytes",
+        "registry_cache_evicted_images_total",
+        "registry_cache_evicted_bytes_total",
+        "registry_cache_pinned_images_missing",
+        "registry_cache_last_eviction_timestamp_seconds",
+        "registry_cache_last_eviction_duration_seconds",
     } == found

@@ -741,7 +741,7 @@ def test_logs_refuses_an_unknown_service_without_calling_docker(fake_docker: Fak
     result = run_cli(
         "--stack", "dev", "logs", "mysql", env=fake_docker.env(), path=[fake_docker.bin_dir]
     )
-    assert_one_line_error(result, "unknown service 'mysql'", "registry, registry-front, prometheus")
+    assert_one_line_error(result, "unknown service 'mysql'", "registry, registry-front, registry-cache, prometheus")
     assert fake_docker.calls() == []
 
 

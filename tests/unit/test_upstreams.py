@@ -122,7 +122,8 @@ def test_entry_problems_are_one_line_each_and_passwords_are_never_shown():
     ])})
     assert lines == [
         "registry-mirror:mirrors[0].bogus is not a known field: use upstream, remoteUrl, port, username, password, "
-        "ttl, tokenRealm, tokenService, redirectHosts",
+        "ttl, tokenRealm, tokenService, redirectHosts, cacheMaxSize, cacheHighWatermark, cacheLowWatermark, "
+        "cacheMinAge, cachePin",
         "registry-mirror:mirrors[0].port = 70000 is invalid: must be a whole number from 1 to 65535",
         "registry-mirror:mirrors[1].password must be set as a secret: pulumi config set --path --secret "
         "'mirrors[1].password' <value>",
