@@ -139,7 +139,7 @@ def rig(tmp: Path, evaluation: Evaluation, images: Images, **timing: float) -> I
         docker_hub({repo: images.path(repo) for repo in images.info}) as hub,
         dns_server(dict(ONLINE)) as dns,
         upstream_front(tmp / "front", nginx=nginx, upstream_url=hub.registry_url, upstream_realm=hub.realm,
-                       resolver=dns.address) as front,
+                       resolver=dns.address, ca_bundle=hub.ca_file) as front,
         program_mirror(evaluation, tmp / "mirror", front.url, tmp / "trust" / "ca.crt", binary=mirror_binary(),
                        notification_url=f"http://127.0.0.1:{keeper_port}/events") as mirror,
         cache_keeper(evaluation, tmp / "keeper", port=keeper_port, storage=mirror.storage,
@@ -333,7 +333,7 @@ def test_a_blob_descriptor_cache_serves_a_swept_blob_as_present_so_the_bounded_m
             docker_hub({repo: images.path(repo) for repo in images.info}) as hub,
             dns_server(dict(ONLINE)) as dns,
             upstream_front(tmp / "front", nginx=nginx, upstream_url=hub.registry_url, upstream_realm=hub.realm,
-                           resolver=dns.address) as front,
+                           resolver=dns.address, ca_bundle=hub.ca_file) as front,
             program_mirror(ev, tmp / "mirror", front.url, tmp / "trust" / "ca.crt", binary=mirror_binary(),
                            notification_url=f"http://127.0.0.1:{free_port()}/events") as mirror,
         ):

@@ -494,7 +494,7 @@ def test_the_registry_asks_the_realm_for_a_token_naming_the_service_of_the_front
     with docker_hub({repo: images.path(repo) for repo in images.info}, private={PRIVATE},
                     users={USER: PASSWORD}, service=service) as hub, dns_server(dict(ONLINE)) as dns, \
             upstream_front(tmp_path / "front", nginx=nginx, upstream_url=hub.registry_url, upstream_realm=hub.realm,
-                           resolver=dns.address, service=service) as front, \
+                           resolver=dns.address, service=service, ca_bundle=hub.ca_file) as front, \
             program_mirror(evaluation, tmp_path / "mirror", front.url, tmp_path / "trust" / "ca.crt",
                            binary=mirror_binary()) as mirror:  # fmt: skip
         pull(mirror, tmp_path, PRIVATE, images.info[PRIVATE])
