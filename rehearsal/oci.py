@@ -18,7 +18,7 @@ import os
 import random
 import tarfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -202,3 +202,15 @@ def _add_to_index(directory: Path, tag: str, digest: str, size: int) -> None:
     )
     index["manifests"] = manifests
     path.write_text(json.dumps(index, sort_keys=True, indent=2))
+
+
+@dataclass
+class Images:
+    """OCI layouts made for a rehearsal: one folder per repository under `root`, and what
+    each repository's tag must pull as."""
+
+    root: Path
+    info: dict[str, ImageInfo] = field(default_factory=dict)
+
+    def path(self, repo: str) -> Path:
+        return self.root / repo.replace("/", "_")

@@ -38,7 +38,7 @@ from rehearsal.fakes.program import Evaluation, evaluate
 from rehearsal.hub import AUTH_HOST, CDN_HOST, REGISTRY_HOST, DockerHub, docker_hub
 from rehearsal.mirror import ProgramMirror, program_mirror
 from rehearsal.netsim import dns_server
-from rehearsal.oci import ImageInfo, blob_path, make_oci_image
+from rehearsal.oci import Images, blob_path, make_oci_image
 from rehearsal.registry_layout import random_bytes, store_image
 from rehearsal.registry_proc import SkopeoError, free_port, mirror_binary, pull_through, write_ca_dir
 from rehearsal.upstream_front import upstream_front
@@ -65,15 +65,6 @@ FILL = [BASES[0], SOLOS[0], BASES[1], SOLOS[1], BASES[2], BASES[0], SOLOS[2],
 @pytest.fixture(scope="module")
 def evaluation() -> Evaluation:
     return evaluate(STACK, stack="dev")
-
-
-@dataclass
-class Images:
-    root: Path
-    info: dict[str, ImageInfo] = field(default_factory=dict)
-
-    def path(self, repo: str) -> Path:
-        return self.root / repo.replace("/", "_")
 
 
 @pytest.fixture(scope="module")

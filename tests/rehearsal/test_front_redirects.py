@@ -27,7 +27,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ from rehearsal.hub import (
 )
 from rehearsal.mirror import ProgramMirror, program_mirror
 from rehearsal.netsim import DnsServer, dns_server
-from rehearsal.oci import ImageInfo, blob_path, make_oci_image
+from rehearsal.oci import ImageInfo, Images, blob_path, make_oci_image
 from rehearsal.registry_proc import SkopeoError, mirror_binary, pull_through, write_ca_dir
 from rehearsal.tls_ca import TestCa
 from rehearsal.upstream_front import RunningFront, upstream_front
@@ -64,15 +64,6 @@ ONLINE = {REGISTRY_HOST: "127.0.0.1", AUTH_HOST: "127.0.0.1", **dict.fromkeys(CD
 INTERNAL_BODY = b"internal service: credentials, metadata, anything but a blob\n" * 64
 HOSTILE = ("ip-literal", "single-label", "plain-http", "manifest-to-metadata")
 CUSTOM_HOSTS = (CDN_HOST,)  # a custom upstream's redirectHosts in these rehearsals
-
-
-@dataclass
-class Images:
-    root: Path
-    info: dict[str, ImageInfo] = field(default_factory=dict)
-
-    def path(self, repo: str) -> Path:
-        return self.root / repo.replace("/", "_")
 
 
 @pytest.fixture(scope="module")

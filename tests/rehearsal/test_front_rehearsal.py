@@ -22,7 +22,6 @@ import threading
 import time
 import urllib.error
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -34,7 +33,7 @@ from rehearsal.fakes.program import Evaluation, evaluate
 from rehearsal.hub import AUTH_HOST, CDN_HOST, REGISTRY_HOST, DockerHub, docker_hub, load_repo
 from rehearsal.mirror import ProgramMirror, program_mirror
 from rehearsal.netsim import DnsServer, dns_server, silent_listener
-from rehearsal.oci import ImageInfo, blob_path, make_oci_image
+from rehearsal.oci import ImageInfo, Images, blob_path, make_oci_image
 from rehearsal.registry_proc import SkopeoError, ca_context, http_get, mirror_binary, pull_through, write_ca_dir
 from rehearsal.tls_ca import TestCa
 from rehearsal.tools import unavailable
@@ -56,15 +55,6 @@ OUTAGES = ("does-not-resolve", "connection-refused", "never-answers")
 # 15 s cap on token requests cuts first)
 SILENT_PULL_BOUND = 10.0 + 3.0
 RETURN_BOUND = 40.0  # the resolver's `valid` (10 s) plus slack
-
-
-@dataclass
-class Images:
-    root: Path
-    info: dict[str, ImageInfo]  # repository -> what its tag must pull as
-
-    def path(self, repo: str) -> Path:
-        return self.root / repo.replace("/", "_")
 
 
 @pytest.fixture(scope="module")

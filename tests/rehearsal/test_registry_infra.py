@@ -371,7 +371,8 @@ REWRITTEN = {
 
 
 def test_map_registry_config_rewrites_only_paths_addresses_and_upstream(tmp_path: Path):
-    path = map_registry_config(HAND_CONFIG, HAND_UPLOADS, tmp_path, "127.0.0.1:1", "127.0.0.1:2", "http://127.0.0.1:3")
+    path = map_registry_config(HAND_CONFIG, HAND_UPLOADS, tmp_path, "127.0.0.1:1", "127.0.0.1:2", "http://127.0.0.1:3",
+                               notification_url="http://127.0.0.1:4/")
     before = flatten(yaml.safe_load(HAND_CONFIG))
     after = flatten(yaml.safe_load(path.read_text()))
     for key, value in before.items():
@@ -387,7 +388,7 @@ def test_map_registry_config_rewrites_only_paths_addresses_and_upstream(tmp_path
     assert mapped["auth"]["htpasswd"]["path"] == str(tmp_path / "etc/distribution/htpasswd")
     assert mapped["notifications"]["endpoints"][0] == {
         "name": "hook",
-        "url": "http://hook:8080/",
+        "url": "http://127.0.0.1:4/",
         "certificate": str(tmp_path / "etc/distribution/hook.pem"),
     }
     assert mapped["http"]["addr"] == "127.0.0.1:1"
@@ -444,9 +445,14 @@ def test_a_url_to_anything_but_loopback_stops_a_rehearsal_registry_before_it_sta
     refuse_non_loopback_urls({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}, config)
     with pytest.raises(ValueError, match=r"\['jaeger'\]"):
         refuse_non_loopback_urls({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318"}, config)
-    # HAND_CONFIG's notification endpoint (http://hook:8080/) stays as rendered: refused
+    # a notification endpoint needs a loopback stand-in: none given, the mapping refuses;
+    # a stack name given as the stand-in, the guard refuses it
+    with pytest.raises(ValueError, match="notifies an endpoint"):
+        map_registry_config(HAND_CONFIG, {}, tmp_path / "h", "a:1", "a:2", "http://[::1]:3")
+    hooked = map_registry_config(HAND_CONFIG, {}, tmp_path / "h2", "a:1", "a:2", "http://[::1]:3",
+                                 notification_url="http://hook:8080/")
     with pytest.raises(ValueError, match=r"\['hook'\]"):
-        refuse_non_loopback_urls({}, map_registry_config(HAND_CONFIG, {}, tmp_path / "h", "a:1", "a:2", "http://[::1]:3"))
+        refuse_non_loopback_urls({}, hooked)
     # all of 127.0.0.0/8 is loopback; a name is accepted only when the caller resolves it itself
     refuse_non_loopback_urls({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.4:9"}, config)
     named = map_registry_config(program, {}, tmp_path / "n", "127.0.0.1:1", "127.0.0.1:2", "http://registry.hub.localhost:3")
