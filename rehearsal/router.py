@@ -13,6 +13,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from rehearsal.registry_proc import stop_process
+
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 
@@ -70,10 +72,4 @@ def router_process(container: Any, home: Path, port: int, backends: Mapping[str,
             time.sleep(0.1)
         yield home / "access.log"
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(STOP_TIMEOUT)
+        stop_process(process, STOP_TIMEOUT)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from configs.front import DOCKER_HUB_REALM, DOCKER_HUB_SERVICE, FrontPaths, render_front_config
+from rehearsal.registry_proc import stop_process
 
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
@@ -145,10 +146,4 @@ def upstream_front(
             time.sleep(0.05)
         yield front
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(STOP_TIMEOUT)
+        stop_process(process, STOP_TIMEOUT)

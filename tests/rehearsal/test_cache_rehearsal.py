@@ -122,17 +122,27 @@ class Rig:
 
 
 @contextlib.contextmanager
-def rig(tmp: Path, evaluation: Evaluation, images: Images, **timing: float) -> Iterator[Rig]:
-    nginx = require_tool("nginx")
+def mirror_behind_front(tmp: Path, evaluation: Evaluation, images: Images,
+                        keeper_port: int) -> Iterator[tuple[DockerHub, ProgramMirror]]:
+    """The Docker Hub stand-in holding `images`, the front, and the program's mirror behind
+    it notifying 127.0.0.1:`keeper_port`, until the block exits."""
     write_ca_dir(tmp / "trust", evaluation.outputs["caCertPem"])
-    keeper_port = free_port()
     with (
         docker_hub({repo: images.path(repo) for repo in images.info}) as hub,
         dns_server(dict(ONLINE)) as dns,
-        upstream_front(tmp / "front", nginx=nginx, upstream_url=hub.registry_url, upstream_realm=hub.realm,
-                       resolver=dns.address, ca_bundle=hub.ca_file) as front,
+        upstream_front(tmp / "front", nginx=require_tool("nginx"), upstream_url=hub.registry_url,
+                       upstream_realm=hub.realm, resolver=dns.address, ca_bundle=hub.ca_file) as front,
         program_mirror(evaluation, tmp / "mirror", front.url, tmp / "trust" / "ca.crt", binary=mirror_binary(),
                        notification_url=f"http://127.0.0.1:{keeper_port}/events") as mirror,
+    ):
+        yield hub, mirror
+
+
+@contextlib.contextmanager
+def rig(tmp: Path, evaluation: Evaluation, images: Images, **timing: float) -> Iterator[Rig]:
+    keeper_port = free_port()
+    with (
+        mirror_behind_front(tmp, evaluation, images, keeper_port) as (hub, mirror),
         cache_keeper(evaluation, tmp / "keeper", port=keeper_port, storage=mirror.storage,
                      registry_url=f"https://{mirror.host_port}", ca_file=tmp / "trust" / "ca.crt",
                      timing=TIMING | {"min_age_seconds": 0} | timing) as keeper,
@@ -313,21 +323,12 @@ def test_a_blob_descriptor_cache_serves_a_swept_blob_as_present_so_the_bounded_m
 ):
     """Why the bounded mirror's config drops `storage.cache`: the default one (inmemory) fails
     the pull of an image whose blobs were swept under it, even with the upstream up."""
-    nginx = require_tool("nginx")
     outcomes = {}
     for name, stack in (("default", {"hostname": "mirror.test"}), ("bounded", STACK)):
         ev = evaluate(stack, stack="dev")
         tmp = tmp_path / name
-        write_ca_dir(tmp / "trust", ev.outputs["caCertPem"])
         has_cache = "cache" in yaml.safe_load(ev.uploads("registry")[CONFIG_PATH])["storage"]
-        with (
-            docker_hub({repo: images.path(repo) for repo in images.info}) as hub,
-            dns_server(dict(ONLINE)) as dns,
-            upstream_front(tmp / "front", nginx=nginx, upstream_url=hub.registry_url, upstream_realm=hub.realm,
-                           resolver=dns.address, ca_bundle=hub.ca_file) as front,
-            program_mirror(ev, tmp / "mirror", front.url, tmp / "trust" / "ca.crt", binary=mirror_binary(),
-                           notification_url=f"http://127.0.0.1:{free_port()}/events") as mirror,
-        ):
+        with mirror_behind_front(tmp, ev, images, free_port()) as (hub, mirror):
             r = Rig(tmp, hub, mirror, None, images)  # type: ignore[arg-type]
             r.pull(SOLOS[0])
             # what the keeper does to an evicted image: its links, then the sweep

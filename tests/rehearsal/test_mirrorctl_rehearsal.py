@@ -45,8 +45,7 @@ import httpx
 import pytest
 import yaml
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import hashes
 
 import mirrorctl.registry as registry_module
 from configs.registry import CERT_PATH, CONFIG_PATH
@@ -67,6 +66,7 @@ from rehearsal.registry_proc import (
     pull_through,
     registry_process,
 )
+from rehearsal.tls_ca import TestCa
 from tests.conftest import require_tool
 from tests.rehearsal.test_prometheus_rehearsal import (
     ALLOY_TARGET,
@@ -350,23 +350,7 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
 
 def other_ca(directory: Path) -> Path:
     """A root CA that signed nothing of the stack."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "Another Root CA")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    path = directory / "other-ca.crt"
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return path
+    return TestCa.create(directory / "other-ca").cert_file
 
 
 def closed_url(scheme: str = "https") -> str:
