@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rehearsal.engine import Engine
+from rehearsal.toolchain import binary_version
 
 BUSYBOX = "/bin/busybox"  # Debian busybox-static: statically linked
 # applets the health checks and the tests use inside the containers
@@ -185,14 +186,6 @@ def _binary_with_libraries(image_path: str, host_path: Path) -> list[Entry]:
         # the path the loader looks in; the bytes of the file it resolves to
         entries.append(Entry(str(library), 0o755, source=library.resolve()))
     return entries
-
-
-def binary_version(binary: Path) -> str:
-    """The first line the binary prints for `--version` (stdout or stderr)."""
-    result = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=30, check=False)
-    lines = (result.stdout or result.stderr).strip().splitlines()
-    # registry prints the path it was run by first: not part of its version
-    return lines[0].strip().removeprefix(f"{binary} ") if lines else ""
 
 
 def tag_version(reference: str) -> str:

@@ -12,7 +12,6 @@ on two cores the first time, instant after.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,12 +23,6 @@ VERSION = toolchain.load().tools[NAME].version.lstrip("v")
 
 class Registry3Unavailable(RuntimeError):
     """The toolchain could not give the binary; the message says why."""
-
-
-def binary_version(binary: Path) -> str:
-    """`registry --version` without its first word (the path it was run by)."""
-    result = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=30)
-    return (result.stdout + result.stderr).strip().split(" ", 1)[-1]
 
 
 _failure: str | None = None
@@ -46,7 +39,7 @@ def registry_binary() -> Path:
         raise Registry3Unavailable(_failure)
     try:
         binary = toolchain.ensure(NAME)
-        version = binary_version(binary)
+        version = toolchain.binary_version(binary)
         if f"v{VERSION}" not in version:
             raise toolchain.ToolchainError(f"{binary} says {version!r}, not v{VERSION}")
         return binary

@@ -251,7 +251,7 @@ def _tags(tool: Tool) -> list[str]:
     return [f"-tags={','.join(tool.tags)}"] if tool.tags else []
 
 
-def build(tool: Tool, go: Path, declared_go: str, work: Path) -> Path:
+def build(tool: Tool, go: Path, work: Path) -> Path:
     """Build `tool` under `work`; returns the folder holding its binary (and copied files)."""
     env = go_env(go, work)
     log = work / "build.log"
@@ -305,7 +305,7 @@ def ensure(name: str, *, toolchain: Toolchain | None = None, environ: Mapping[st
         work = Path(tempfile.mkdtemp(prefix=f"build-{tool.name}-", dir=root))
         try:
             started = time.monotonic()
-            built = build(tool, go, toolchain.go, work)
+            built = build(tool, go, work)
             record = {"module": tool.module_version, "package": tool.package, "go": toolchain.go,
                       "ldflags": list(tool.ldflags), "build_seconds": round(time.monotonic() - started, 1)}
             (built / "build.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -313,6 +313,14 @@ def ensure(name: str, *, toolchain: Toolchain | None = None, environ: Mapping[st
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return binary
+
+
+def binary_version(binary: Path) -> str:
+    """The first line a built binary prints for `--version` (stdout, else stderr), without
+    the path some (registry) print first."""
+    result = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=30, check=False)
+    lines = (result.stdout or result.stderr).strip().splitlines()
+    return lines[0].strip().removeprefix(f"{binary} ") if lines else ""
 
 
 # ---------------------------------------------------------------------------- Pulumi home
