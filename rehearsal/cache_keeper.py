@@ -11,16 +11,20 @@ retry, which a rehearsal cannot wait minutes for; every other key stays as rende
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cachekeeper.layout import Layout
 from contract import Cache
 from rehearsal.registry_proc import clean_env, http_get, stop_process
 
@@ -29,17 +33,17 @@ TIMING_KEYS = frozenset({"check_interval_seconds", "fence_seconds", "pin_retry_s
 START_TIMEOUT = 15.0
 
 
-@dataclass
-class RunningKeeper:
-    url: str  # http://127.0.0.1:PORT
-    events_url: str  # the registry's notification endpoint stand-in
-    config_path: Path
-    log_path: Path
-    process: subprocess.Popen[bytes]
+class KeeperReadings:
+    """What a test reads of a running keeper, wherever it runs: its scrape and its log."""
+
+    def metrics_text(self) -> str:
+        raise NotImplementedError
+
+    def log_text(self) -> str:
+        raise NotImplementedError
 
     def metrics(self) -> dict[str, float]:
-        _, _, body = http_get(f"{self.url}{Cache.METRICS_PATH}")
-        return {line.split(" ")[0]: float(line.split(" ")[1]) for line in body.decode().splitlines()
+        return {line.split(" ")[0]: float(line.split(" ")[1]) for line in self.metrics_text().splitlines()
                 if line and not line.startswith("#")}
 
     def metric_names(self) -> set[str]:
@@ -48,19 +52,83 @@ class RunningKeeper:
     def decisions(self) -> list[dict[str, Any]]:
         """The keeper's log: one JSON object per line."""
         found = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
+        for line in self.log_text().splitlines():
             with contextlib.suppress(ValueError):
                 found.append(json.loads(line))
         return found
+
+    def evictions(self) -> list[tuple[float, str]]:
+        """(when, repository) of every eviction the keeper logged, in order."""
+        return [(datetime.fromisoformat(d["time"]).timestamp(), d["repository"]) for d in self.decisions()
+                if d.get("msg") == "image evicted"]
 
     def wait_check(self, after: float, timeout: float = 20.0) -> None:
         """Until a check that started after `after` (time.time()) has finished."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.metrics()["registry_cache_last_check_timestamp_seconds"] > after:
-                return
+            with contextlib.suppress(OSError, urllib.error.URLError, subprocess.CalledProcessError, KeyError):
+                if self.metrics()["registry_cache_last_check_timestamp_seconds"] > after:
+                    return
             time.sleep(0.05)
-        raise TimeoutError(f"no keeper check after {after}:\n{self.log_path.read_text()[-3000:]}")
+        raise TimeoutError(f"no keeper check after {after}:\n{self.log_text()[-3000:]}")
+
+
+@dataclass
+class RunningKeeper(KeeperReadings):
+    url: str  # http://127.0.0.1:PORT
+    events_url: str  # the registry's notification endpoint stand-in
+    config_path: Path
+    log_path: Path
+    process: subprocess.Popen[bytes]
+
+    def metrics_text(self) -> str:
+        _, _, body = http_get(f"{self.url}{Cache.METRICS_PATH}")
+        return body.decode()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class UsageSampler:
+    """Measures a cache folder every 20 ms in a thread; `peak` is the largest it saw."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout, self.peak, self.samples = layout, 0, 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.peak = max(self.peak, self.layout.usage())
+            self.samples += 1
+            self.stop.wait(0.02)
+
+    def __enter__(self) -> UsageSampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def retimed_config(text: str, timing: Mapping[str, float]) -> str:
+    """The keeper's rendered config.json with only `timing` keys changed (configs/cache.py
+    renders it with `json.dumps(indent=2, sort_keys=True)`, so every other byte stays)."""
+    if set(timing) - TIMING_KEYS:
+        raise ValueError(f"only timing keys may change: {sorted(set(timing) - TIMING_KEYS)}")
+    config = json.loads(text)
+    if json.dumps(config, indent=2, sort_keys=True) + "\n" != text:
+        raise ValueError("the keeper's config is not rendered as configs/cache.py renders it")
+    return json.dumps(config | dict(timing), indent=2, sort_keys=True) + "\n"
+
+
+def retimed_inputs(inputs: Mapping[str, Any], timing: Mapping[str, float]) -> dict[str, Any]:
+    """A keeper container's recorded inputs with its config.json upload retimed."""
+    changed = copy.deepcopy(dict(inputs))
+    [upload] = [u for u in changed["uploads"] if u["file"] == Cache.CONFIG_PATH]
+    upload["content"] = retimed_config(upload["content"], timing)
+    return changed
 
 
 def keeper_config(evaluation: Any, service: str = Cache.ALIAS) -> dict[str, Any]:
@@ -82,8 +150,7 @@ def cache_keeper(
     timing: Mapping[str, float] | None = None,
 ) -> Iterator[RunningKeeper]:
     timing = dict(timing or {})
-    if set(timing) - TIMING_KEYS:
-        raise ValueError(f"only timing keys may change: {sorted(set(timing) - TIMING_KEYS)}")
+    retimed_config("{}\n", timing)  # refuses any key but the timing ones
     root = Path(root)
     uploads = {u["file"]: u["content"] for u in evaluation.container(service).inputs.get("uploads", [])}
     code = root / "code"

@@ -393,6 +393,19 @@ class Engine:
         return left
 
 
+def pulled_digest(engine: Engine, reference: str, *, keep: bool = False, timeout: float = 180) -> str:
+    """`docker pull reference` (which checks every blob against its digest), then the manifest
+    digest Docker recorded for it; the image is removed again unless `keep`, so the next pull
+    fetches every layer. AssertionError with Docker's words when the pull fails."""
+    result = engine.docker("pull", reference, check=False, timeout=timeout)
+    assert result.returncode == 0, f"docker pull {reference}: {result.stderr}{result.stdout}"
+    inspected = json.loads(engine.docker("image", "inspect", reference).stdout)
+    [digest] = [d for d in inspected[0]["RepoDigests"] if d.startswith(reference.rsplit(":", 1)[0] + "@")]
+    if not keep:
+        engine.docker("image", "rm", reference, check=False)
+    return digest.split("@", 1)[1]
+
+
 def _base_env() -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/sbin:/sbin", "LANG": "C.UTF-8"}
 

@@ -37,7 +37,16 @@ Every stand-in holds the binary of its tag's version: `binary_version` asks the 
 carries another version's tag). The version the binary reported is recorded in the image's
 `rehearsal.binary-version` label.
 
-The busybox of all three is Debian's busybox-static (Alpine's and quay.io/prometheus/busybox's
+python:<version>-slim — docker-library/python `3.13/slim-trixie/Dockerfile` (00bfe6f24794):
+FROM debian:trixie-slim, Python built into /usr/local (`python3`, with `/usr/local/bin/python`
+linked to it), `ENV PATH /usr/local/bin:$PATH`, `ENV PYTHON_VERSION`, no `USER` (root), no
+`ENTRYPOINT`, `CMD ["python3"]`. The stand-in: Debian 12's own python3.11 (package
+python3.11-minimal and libpython3.11-stdlib) with its standard library and the libraries its
+extension modules load, linked as `/usr/local/bin/python` and `python3`. It is tagged only with
+the version it carries (`python:3.11.2-slim`): the cache keeper's tests set `cacheImage` to it,
+and the program's own pin (`contract.IMAGES["cache"]`) has no stand-in.
+
+The busybox of every stand-in is Debian's busybox-static (Alpine's and quay.io/prometheus/busybox's
 `sh` and `wget` are busybox too). The default config files are short ones of our own (the
 program uploads its own over them); the users are those of busybox's /etc/passwd
 (root 0, nobody 65534).
@@ -46,6 +55,7 @@ program uploads its own over them); the users are those of busybox's /etc/passwd
 from __future__ import annotations
 
 import io
+import os
 import re
 import subprocess
 import tarfile
@@ -130,7 +140,7 @@ class StandIn:
         def exec_form(words: Sequence[str]) -> str:
             return "[" + ", ".join('"' + w.replace('"', '\\"') + '"' for w in words) + "]"
 
-        out = [f"ENTRYPOINT {exec_form(self.entrypoint)}"]
+        out = [f"ENTRYPOINT {exec_form(self.entrypoint)}"] if self.entrypoint else []
         if self.cmd:
             out.append(f"CMD {exec_form(self.cmd)}")
         if self.user:
@@ -266,6 +276,46 @@ def blackbox_stand_in(reference: str, exporter: Path) -> StandIn:
         cmd=("--config.file=/etc/blackbox_exporter/config.yml",),
         expose=("9115",),
         labels={"rehearsal.stand-in": "blackbox", "rehearsal.binary-version": version},
+    )
+
+
+PYTHON = Path("/usr/bin/python3.11")  # Debian 12's, package python3.11-minimal
+# what the official slim image deletes too (tests) and what no keeper or health check imports
+PYTHON_STDLIB_SKIPPED = frozenset({"test", "tests", "idle_test", "idlelib", "tkinter", "turtledemo", "ensurepip",
+                                   "lib2to3", "pydoc_data", "config-3.11-x86_64-linux-gnu", "__pycache__",
+                                   "site-packages", "dist-packages", "sitecustomize.py", "EXTERNALLY-MANAGED"})
+
+
+def python_stand_in(reference: str, python: Path = PYTHON) -> StandIn:
+    version = require_version(python, reference)
+    stdlib = Path(f"/usr/lib/{python.name}")
+    entries = _base() + _binary_with_libraries(f"/usr/bin/{python.name}", python) + [
+        Entry("/usr/local/bin/python3", 0o777, link=f"/usr/bin/{python.name}"),
+        Entry("/usr/local/bin/python", 0o777, link="python3"),
+    ]
+    libraries: set[Path] = set()
+    for dirpath, dirnames, filenames in os.walk(stdlib):
+        dirnames[:] = sorted(d for d in dirnames if d not in PYTHON_STDLIB_SKIPPED)
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if name in PYTHON_STDLIB_SKIPPED or path.is_symlink():
+                continue
+            entries.append(Entry(str(path), 0o644, source=path))
+            if name.endswith(".so"):
+                libraries.update(shared_libraries(path))
+    have = {e.path for e in entries}
+    for library in sorted(libraries):
+        if str(library) not in have:
+            entries.append(Entry(str(library), 0o755, source=library.resolve()))
+            have.add(str(library))
+    return StandIn(
+        reference=reference,
+        entries=tuple(entries),
+        entrypoint=(),
+        cmd=("python3",),
+        env=("PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
+             f"PYTHON_VERSION={tag_version(reference)}"),
+        labels={"rehearsal.stand-in": "python", "rehearsal.binary-version": version},
     )
 
 

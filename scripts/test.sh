@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 ensure_dev_venv
 ensure_debian_tools \
-  "docker-registry skopeo openssl nginx shellcheck setpriv make wget curl dockerd containerd ctr runc iptables ip busybox" \
+  "docker-registry skopeo openssl nginx shellcheck setpriv make wget curl dockerd containerd ctr runc iptables ip busybox /usr/bin/python3.11" \
   "$(grep -v '^#' tests/debian-packages.txt | xargs)"
 ensure_npm_tools tools/renovate
 ensure_toolchain registry prometheus promtool blackbox_exporter pulumi pulumi-language-python conformance

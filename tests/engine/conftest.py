@@ -169,11 +169,22 @@ class Upstream:
     def stop(self) -> None:
         self.engine.end("upstream")
 
+    def push(self, layout: Path, tag: str, repository: str) -> None:
+        """skopeo copies the OCI layout's `tag` to `repository`:`tag`, digests kept."""
+        skopeo_home = self.root / "skopeo"
+        skopeo_home.mkdir(exist_ok=True)
+        (skopeo_home / "auth.json").write_text('{"auths": {}}')
+        self.engine.run([require_tool("skopeo"), "--insecure-policy", "copy", "--quiet", "--preserve-digests",
+                         "--dest-tls-verify=false", "--dest-no-creds", f"oci:{layout}:{tag}",
+                         f"docker://{ADDRESS}:{UPSTREAM_PORT}/{repository}:{tag}"],
+                        env={"PATH": os.environ["PATH"], "HOME": str(skopeo_home), "TMPDIR": str(skopeo_home),
+                             "REGISTRY_AUTH_FILE": str(skopeo_home / "auth.json")}, timeout=120)
+
 
 @pytest.fixture(scope="session")
 def upstream(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
     registry = require_tool("docker-registry")
-    skopeo = require_tool("skopeo")
+    require_tool("skopeo")
     require_tool("curl")
     root = tmp_path_factory.mktemp("upstream")
     (root / "config.yml").write_text(yaml.safe_dump({
@@ -187,14 +198,7 @@ def upstream(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     up = Upstream(engine, root, info, registry)
     up.start()
     try:
-        skopeo_home = root / "skopeo"
-        skopeo_home.mkdir()
-        (skopeo_home / "auth.json").write_text('{"auths": {}}')
-        engine.run([skopeo, "--insecure-policy", "copy", "--quiet", "--preserve-digests",
-                    "--dest-tls-verify=false", "--dest-no-creds", f"oci:{layout}:{IMAGE_TAG}",
-                    f"docker://{up.reference}"],
-                   env={"PATH": os.environ["PATH"], "HOME": str(skopeo_home), "TMPDIR": str(skopeo_home),
-                        "REGISTRY_AUTH_FILE": str(skopeo_home / "auth.json")}, timeout=120)
+        up.push(layout, IMAGE_TAG, IMAGE_REPO)
         yield up
     finally:
         up.stop()

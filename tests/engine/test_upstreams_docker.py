@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from rehearsal.engine import ADDRESS, Engine
+from rehearsal.engine import ADDRESS, Engine, pulled_digest
 from rehearsal.fakes.program import Evaluation, evaluate
 from rehearsal.oci import make_oci_image
 from rehearsal.registry_proc import map_registry_config, mirror_binary, registry_env, upstream_config
@@ -155,22 +155,12 @@ def _login(engine: Engine, host: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def _pulled_digest(engine: Engine, reference: str, *, keep: bool = False) -> str:
-    result = engine.docker("pull", reference, check=False, timeout=180)
-    assert result.returncode == 0, result.stderr + result.stdout
-    inspected = json.loads(engine.docker("image", "inspect", reference).stdout)
-    [digest] = [d for d in inspected[0]["RepoDigests"] if d.startswith(reference.rsplit(":", 1)[0] + "@")]
-    if not keep:
-        engine.docker("image", "rm", reference, check=False)
-    return digest.split("@", 1)[1]
-
-
 def test_docker_pulls_docker_hub_through_the_one_url_and_ghcr_by_its_own_port(
         engine: Engine, upstreams: Upstreams) -> None:
     for port in (ROUTER_PORT, GHCR_PORT):
         _login(engine, f"{HOSTNAME}:{port}")
-    hub = _pulled_digest(engine, f"{HOSTNAME}:{ROUTER_PORT}/shared/app:1")
-    ghcr = _pulled_digest(engine, f"{HOSTNAME}:{GHCR_PORT}/shared/app:1")
+    hub = pulled_digest(engine, f"{HOSTNAME}:{ROUTER_PORT}/shared/app:1")
+    ghcr = pulled_digest(engine, f"{HOSTNAME}:{GHCR_PORT}/shared/app:1")
     assert (hub, ghcr) == (upstreams.digests["docker.io"], upstreams.digests["ghcr.io"])
 
 
@@ -220,15 +210,15 @@ def test_after_the_trust_step_docker_pushes_and_pulls_by_every_port_the_stack_pu
             _login(engine, host)
 
         source = f"{HOSTNAME}:{GHCR_PORT}/shared/app:1"
-        assert _pulled_digest(engine, source, keep=True) == upstreams.digests["ghcr.io"]
+        assert pulled_digest(engine, source, keep=True) == upstreams.digests["ghcr.io"]
         engine.docker("tag", source, pushed)
         result = engine.docker("push", pushed, check=False, timeout=120)
         assert result.returncode == 0, result.stderr + result.stdout
         # Docker pushes its own manifest for the image: the digest it reports comes back
         [digest] = re.findall(r"digest: (sha256:[0-9a-f]{64})", result.stdout)
         engine.docker("image", "rm", source, pushed, check=False)
-        assert _pulled_digest(engine, pushed) == digest
-        assert _pulled_digest(engine, f"{HOSTNAME}:{ROUTER_PORT}/shared/app:1") == upstreams.digests["docker.io"]
+        assert pulled_digest(engine, pushed) == digest
+        assert pulled_digest(engine, f"{HOSTNAME}:{ROUTER_PORT}/shared/app:1") == upstreams.digests["docker.io"]
 
         removed = engine.run([*command.inputs["interpreter"], command.inputs["delete"]], env=env, timeout=60,
                              check=False)

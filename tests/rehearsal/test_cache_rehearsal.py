@@ -21,7 +21,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -33,7 +32,7 @@ from cachekeeper.seed import RegistryClient, host_platform
 from cachekeeper.sweep import remove_image, sweep
 from configs.grafana import CACHE_METRIC_PREFIX
 from configs.registry import CONFIG_PATH
-from rehearsal.cache_keeper import RunningKeeper, cache_keeper
+from rehearsal.cache_keeper import RunningKeeper, UsageSampler, cache_keeper
 from rehearsal.fakes.program import Evaluation, evaluate
 from rehearsal.hub import AUTH_HOST, CDN_HOST, REGISTRY_HOST, DockerHub, docker_hub
 from rehearsal.mirror import ProgramMirror, program_mirror
@@ -116,9 +115,7 @@ class Rig:
         return [repo for _, repo in self.evictions()]
 
     def evictions(self) -> list[tuple[float, str]]:
-        """(when, repository) of every eviction the keeper logged."""
-        return [(datetime.fromisoformat(d["time"]).timestamp(), d["repository"]) for d in self.keeper.decisions()
-                if d.get("msg") == "image evicted"]
+        return self.keeper.evictions()
 
 
 @contextlib.contextmanager
@@ -155,29 +152,6 @@ def wait_pinned(r: Rig, timeout: float = 30.0) -> None:
     while not pin_cached(r.layout, Pin.parse(f"{PINNED}:1.0"), *host_platform()):
         assert time.monotonic() < deadline, r.keeper.log_path.read_text()[-3000:]
         time.sleep(0.1)
-
-
-class UsageSampler:
-    """Measures the cache folder every 20 ms in a thread; `peak` is the largest it saw."""
-
-    def __init__(self, layout: Layout) -> None:
-        self.layout, self.peak, self.samples = layout, 0, 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            self.peak = max(self.peak, self.layout.usage())
-            self.samples += 1
-            self.stop.wait(0.02)
-
-    def __enter__(self) -> UsageSampler:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        self.thread.join()
 
 
 def fill(r: Rig) -> UsageSampler:

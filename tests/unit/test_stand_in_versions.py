@@ -51,3 +51,13 @@ def test_the_path_a_binary_prints_first_is_not_part_of_its_version(tmp_path: Pat
     binary.write_text(f"#!/bin/sh\necho '{binary} github.com/distribution/distribution/v3 v3.1.1+unknown'\n")
     binary.chmod(0o755)
     assert images.binary_version(binary) == "github.com/distribution/distribution/v3 v3.1.1+unknown"
+
+
+
+def test_the_python_stand_in_is_refused_the_programs_pin_its_python_is_not(tmp_path: Path):
+    """The keeper's pinned image (Python 3.13) has no stand-in: Debian's 3.11.2 takes only
+    the tag of its own version, which the engine tests name with `cacheImage`."""
+    python = fake_binary(tmp_path, "Python 3.11.2")
+    with pytest.raises(ValueError, match="not the 3.13"):
+        images.require_version(python, IMAGES["cache"])
+    assert images.require_version(python, "python:3.11.2-slim") == "Python 3.11.2"

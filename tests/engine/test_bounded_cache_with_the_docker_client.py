@@ -1,0 +1,330 @@
+"""Issue 21 with the real Docker client and the stack's own containers: a bounded mirror filled
+by `docker pull` past its limit, on the session engine (tests/engine/conftest.py).
+
+Stack `cache` (`cacheMaxSize: 8MB`, watermarks 75/60, `cacheMinAge: 0`, `cachePin:
+[pinned:1.0]`, `portOffset: 300`) is evaluated under mocks; its network, volumes, registry and
+cache keeper containers are made from the recorded inputs by rehearsal.provider, on the
+registry 3.1.1 stand-in and the Python stand-in (Debian's python3.11, tagged
+`python:3.11.2-slim`, which `cacheImage` names: the default pin has no stand-in here). Two
+edits, each checked to change nothing else: the registry's `proxy.remoteurl` points at the
+upstream stand-in (Debian's docker-registry, holding every image below), and the keeper's
+timing is shortened (a check every 0.3 s, a 1 s sweep fence) so that a fill takes seconds.
+Everything else runs as rendered: the registry notifies `registry-cache` by its network
+alias, the keeper seeds the pinned image through `https://registry:5000` with the stack's CA,
+removes from the shared volume and sweeps while the registry serves.
+
+The upstream goes down by its process stopping (connection refused).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cachekeeper.layout import Layout
+from cachekeeper.policy import Pin, pin_cached
+from cachekeeper.seed import host_platform
+from contract import Cache, Registry
+from rehearsal import images
+from rehearsal.cache_keeper import KeeperReadings, UsageSampler, retimed_inputs
+from rehearsal.engine import Engine, pulled_digest
+from rehearsal.fakes.program import Evaluation, evaluate
+from rehearsal.oci import ImageInfo, make_oci_image
+from rehearsal.provider import Created, create_container
+from rehearsal.registry_layout import random_bytes, store_image
+from rehearsal.tools import unavailable
+from tests.engine.conftest import CONFIG, CONTAINER, Stack, Upstream, pinned_images
+
+MB = 1_000_000
+LIMIT = 8 * MB
+STAND_IN_PYTHON = "python:3.11.2-slim"
+STACK = CONFIG | {"portOffset": "300", "cacheMaxSize": "8MB", "cacheHighWatermark": "75",
+                  "cacheLowWatermark": "60", "cacheMinAge": "0", "cachePin": json.dumps(["pinned:1.0"]),
+                  "cacheImage": STAND_IN_PYTHON}
+TIMING = {"check_interval_seconds": 0.3, "fence_seconds": 1.0, "pin_retry_seconds": 1.0}
+KEEPER = "registry-cache"
+BASE_SEED = 4000
+# five images on one shared 500 kB base, five on their own, and the pinned one: 9.3 MB for 8
+BASES = [f"cache/base-{i}" for i in range(5)]
+SOLOS = [f"cache/solo-{i}" for i in range(5)]
+PINNED = "library/pinned"
+# base-0 is pulled again after three others, before the first eviction: it outlives them
+FILL = [BASES[0], SOLOS[0], BASES[1], SOLOS[1], BASES[0], BASES[2], SOLOS[2], BASES[3], SOLOS[3],
+        BASES[4], SOLOS[4]]
+
+
+@dataclass
+class KeeperContainer(KeeperReadings):
+    """The keeper container: its scrape by its address on the stack's network, its log by
+    `docker logs`."""
+
+    engine: Engine
+    created: Created
+    address: str
+
+    def metrics_text(self) -> str:
+        return self.engine.run(["curl", "-sS", "--fail", "--max-time", "5",
+                                f"http://{self.address}:{Cache.PORT}{Cache.METRICS_PATH}"], timeout=15).stdout
+
+    def log_text(self) -> str:
+        logs = self.engine.docker("logs", self.created.id, check=False)
+        return logs.stdout + logs.stderr
+
+
+@dataclass
+class Bounded:
+    stack: Stack
+    upstream: Upstream
+    images: dict[str, ImageInfo]
+    storage: Path  # the registry volume's folder on this host
+    keeper: KeeperContainer
+    history: list[tuple[float, str]] = field(default_factory=list)  # (when, repository) of every pull
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.storage)
+
+    def reference(self, repository: str) -> str:
+        return f"{self.stack.mirror_host}/{repository}:1.0"
+
+    def pull(self, repository: str) -> None:
+        """`docker pull` through the mirror: the manifest digest is the upstream's (Docker
+        checks every layer against its digest)."""
+        assert pulled_digest(self.stack.engine, self.reference(repository)) == self.images[repository].manifest_digest
+        self.history.append((time.time(), repository))
+
+    def last_pull_before(self, repository: str, moment: float) -> float:
+        return max(t for t, r in self.history if r == repository and t <= moment)
+
+    def cached(self) -> set[str]:
+        return {r for r, info in self.images.items() if self.layout.has_revision(r, info.manifest_digest)}
+
+    def pinned_cached(self) -> bool:
+        return pin_cached(self.layout, Pin.parse(f"{PINNED}:1.0"), *host_platform())
+
+    def restart_keeper(self, **timing: float) -> None:
+        """The keeper container made again from the recorded inputs with other timing (its
+        state volume, with every last-pull time, stays)."""
+        self.stack.engine.docker("rm", "-f", self.keeper.created.id)
+        self.keeper = start_keeper(self.stack, TIMING | timing)
+
+
+def start_keeper(stack: Stack, timing: dict[str, float]) -> KeeperContainer:
+    inputs = retimed_inputs(stack.program.find(CONTAINER, KEEPER).inputs, timing)
+    created = create_container(stack.engine, inputs, stack.images[inputs["image"]])
+    stack.containers[KEEPER] = created
+    details = stack.engine.api("GET", f"/containers/{created.id}/json")
+    [network] = details["NetworkSettings"]["Networks"].values()
+    keeper = KeeperContainer(stack.engine, created, network["IPAddress"])
+    deadline = time.monotonic() + 30
+    while True:
+        with contextlib.suppress(Exception):
+            keeper.metrics()
+            return keeper
+        assert time.monotonic() < deadline, keeper.log_text()[-3000:]
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def cache_program() -> Evaluation:
+    return evaluate(STACK, stack="cache")
+
+
+@pytest.fixture(scope="module")
+def bounded(engine: Engine, upstream: Upstream, stand_ins: dict[str, str], cache_program: Evaluation,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bounded]:
+    work = tmp_path_factory.mktemp("bounded")
+    if not images.PYTHON.is_file():
+        unavailable(f"{images.PYTHON} is missing (apt-get install -y python3.11)")
+    images.build(engine, images.python_stand_in(STAND_IN_PYTHON), work / "image")
+    infos: dict[str, ImageInfo] = {}
+    for i, repository in enumerate(BASES):
+        infos[repository] = make_oci_image(work / repository, [500_000, 700_000], seed=400 + i, tag="1.0",
+                                           layer_seeds=[BASE_SEED, 4100 + i])
+    for i, repository in enumerate(SOLOS):
+        infos[repository] = make_oci_image(work / repository, [900_000], seed=500 + i, tag="1.0")
+    infos[PINNED] = make_oci_image(work / PINNED, [800_000], seed=600, tag="1.0")
+    for repository in infos:
+        upstream.push(work / repository, "1.0", repository)
+
+    stack = Stack(engine, cache_program, upstream, pinned_images(cache_program))
+    stack.bring_up(("registry",))
+    keeper = start_keeper(stack, TIMING)
+    certs = engine.certs_d / stack.mirror_host
+    certs.mkdir(parents=True, exist_ok=True)
+    (certs / "ca.crt").write_text(cache_program.outputs["caCertPem"])
+    try:
+        # both containers healthy by their own health checks: the keeper's is `python -c`
+        stack.wait_all_healthy()
+        [volume] = [v["volumeName"] for v in stack.inputs("registry")["volumes"]
+                    if v["containerPath"] == Registry.STORAGE_ROOT]
+        mountpoint = Path(engine.api("GET", f"/volumes/{volume}")["Mountpoint"])
+        yield Bounded(stack, upstream, infos, mountpoint, keeper)
+    finally:
+        for created in stack.containers.values():
+            engine.docker("rm", "-f", created.id, check=False)
+        for volume in cache_program.of_type("docker:index/volume:Volume"):
+            engine.docker("volume", "rm", volume.inputs["name"], check=False)
+        engine.docker("network", "rm", cache_program.find("docker:index/network:Network", "network").inputs["name"],
+                      check=False)
+        for path in sorted(certs.glob("*")):
+            path.unlink()
+        certs.rmdir()
+
+
+def wait_pinned(b: Bounded, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not b.pinned_cached():
+        assert time.monotonic() < deadline, b.keeper.log_text()[-3000:]
+        time.sleep(0.1)
+
+
+@dataclass
+class Fill:
+    peak: int
+    samples: int
+    usage: int
+    evictions: list[tuple[float, str]]
+    cached: set[str]
+    pinned: bool
+    metrics: dict[str, float]
+    pulled: dict[str, float]  # repository -> when the test last pulled it
+
+
+@pytest.fixture(scope="module")
+def filled(bounded: Bounded) -> Fill:
+    """The pinned image seeded by the keeper, then FILL pulled by Docker one after the other,
+    the keeper checking between two pulls."""
+    wait_pinned(bounded)
+    with UsageSampler(bounded.layout) as sampler:
+        for repository in FILL:
+            bounded.pull(repository)
+            bounded.keeper.wait_check(after=time.time())
+        time.sleep(0.5)  # the registry commits a blob after the client has it
+        bounded.keeper.wait_check(after=time.time())
+    return Fill(sampler.peak, sampler.samples, bounded.layout.usage(), bounded.keeper.evictions(), bounded.cached(),
+                bounded.pinned_cached(), bounded.keeper.metrics(), {r: t for t, r in bounded.history})
+
+
+def test_docker_fills_a_bounded_mirror_past_its_limit_and_the_least_recently_pulled_go_never_the_pinned(
+        bounded: Bounded, filled: Fill) -> None:
+    blobs = {d: s for r in {*FILL, PINNED} for d, s in zip(bounded.images[r].layer_digests,
+                                                           bounded.images[r].layer_sizes, strict=True)}
+    assert sum(blobs.values()) > LIMIT, "the fill must not fit"
+    assert filled.samples > 50
+    assert filled.peak <= LIMIT, f"usage peaked at {filled.peak} bytes, above the {LIMIT} limit"
+    assert filled.usage <= LIMIT * 75 // 100
+    evicted = [r for _, r in filled.evictions]
+    assert len(evicted) >= 4 and filled.metrics["registry_cache_evicted_images_total"] == len(evicted)
+    # least recently pulled first: each eviction's image by its last pull before that eviction
+    order = [bounded.last_pull_before(r, moment) for moment, r in filled.evictions]
+    assert order == sorted(order), evicted
+    kept = filled.cached - {PINNED}
+    assert min(filled.pulled[r] for r in kept) > max(order), (sorted(kept), evicted)
+    assert evicted.index(BASES[0]) > max(evicted.index(r) for r in FILL[1:4]), evicted
+    assert {FILL[-1], FILL[-2], PINNED} <= filled.cached
+    assert PINNED not in evicted and filled.pinned
+    assert filled.metrics["registry_cache_pinned_images_missing"] == 0
+    # the registry container notified the keeper container of every manifest pull
+    assert filled.metrics["registry_cache_pull_events_total"] >= len(FILL)
+
+
+def test_docker_pulls_an_image_sharing_a_layer_with_an_evicted_one_offline_and_the_evicted_one_back_identical(
+        bounded: Bounded, filled: Fill) -> None:
+    cached = bounded.cached()
+    gone = next(r for r in BASES if r not in cached)
+    sharing = next(r for r in BASES if r in cached)
+    base_layer = bounded.images[gone].layer_digests[0]
+    assert base_layer == bounded.images[sharing].layer_digests[0]
+    assert bounded.layout.blob_size(base_layer) is not None, "the shared base layer stays"
+    assert bounded.layout.blob_size(bounded.images[gone].layer_digests[1]) is None, "the evicted one's own layer went"
+    bounded.upstream.stop()
+    try:
+        bounded.pull(sharing)
+        bounded.pull(PINNED)
+        with pytest.raises(AssertionError, match="docker pull"):
+            bounded.pull(gone)  # evicted, and nothing answers upstream: proof that it is down
+    finally:
+        bounded.upstream.start()
+    bounded.pull(gone)  # the upstream's manifest digest, every layer checked by Docker
+    deadline = time.monotonic() + 10
+    while not bounded.layout.has_revision(gone, bounded.images[gone].manifest_digest):
+        assert time.monotonic() < deadline, "the re-pulled image was not cached again"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("upstream_state", ["down", "up"])
+def test_no_docker_pull_fails_while_the_keeper_container_evicts_and_sweeps(
+        bounded: Bounded, filled: Fill, upstream_state: str) -> None:
+    # a minimum age of 4 s: the images pulled over and over stay, those left idle go
+    bounded.restart_keeper(min_age_seconds=4)
+    kept = [PINNED, BASES[0], SOLOS[0]]
+    idle = [BASES[1], SOLOS[1]]  # cached now, pushed out by the filler, pulled again while up
+    for repository in kept[1:] + idle:
+        bounded.pull(repository)
+    failures: list[str] = []
+    pulls = [0]
+    stop = threading.Event()
+
+    def puller(repositories: list[str], pause: float) -> None:
+        while not stop.is_set():
+            stop.wait(pause)
+            for repository in repositories:
+                try:
+                    bounded.pull(repository)
+                    pulls[0] += 1
+                except AssertionError as error:
+                    failures.append(f"{repository}: {error}"[:2000])
+
+    targets = [([r], 0.0) for r in kept] + ([(idle, 5.0)] if upstream_state == "up" else [])
+    threads = [threading.Thread(target=puller, args=t, daemon=True) for t in targets]
+    before = bounded.keeper.metrics()["registry_cache_evictions_total"]
+    if upstream_state == "down":
+        bounded.upstream.stop()
+    try:
+        for thread in threads:
+            thread.start()
+        # images written into the volume as the registry lays them out: each pushes the cache
+        # past the high watermark, and the keeper evicts and sweeps
+        deadline = time.monotonic() + 14
+        seed = 0
+        while time.monotonic() < deadline:
+            seed += 1
+            store_image(bounded.storage, f"cache/filler-{upstream_state}-{seed}", "1",
+                        [random_bytes(2 * MB, 7000 + seed)])
+            bounded.keeper.wait_check(after=time.time())
+            time.sleep(0.3)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=180)
+    finally:
+        if upstream_state == "down":
+            bounded.upstream.start()
+    evictions = bounded.keeper.metrics()["registry_cache_evictions_total"] - before
+    evicted = {r for _, r in bounded.keeper.evictions()}
+    assert failures == [], "\n".join(failures[:3])
+    assert pulls[0] >= 6, pulls
+    assert evictions >= 5, "the pulls ran while the keeper evicted and swept"
+    assert not set(kept) & evicted
+    if upstream_state == "up":
+        assert set(idle) & evicted, evicted
+
+
+def test_the_keeper_container_runs_healthy_unpublished_without_net_raw_with_its_state_on_a_volume(
+        bounded: Bounded, filled: Fill) -> None:
+    details: dict[str, Any] = bounded.stack.engine.api("GET", f"/containers/{bounded.keeper.created.id}/json")
+    host_config = details["HostConfig"]
+    assert "NET_RAW" in (host_config.get("CapDrop") or [])
+    assert "no-new-privileges:true" in (host_config.get("SecurityOpt") or [])
+    assert not host_config.get("PortBindings"), "the keeper is never published"
+    assert details["State"]["Health"]["Status"] == "healthy"
+    state = [m for m in details["Mounts"] if m["Destination"] == Cache.STATE_PATH]
+    assert state and state[0]["Type"] == "volume"
