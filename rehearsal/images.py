@@ -282,12 +282,18 @@ def blackbox_stand_in(reference: str, exporter: Path) -> StandIn:
 PYTHON = Path("/usr/bin/python3.11")  # Debian 12's, package python3.11-minimal
 # what the official slim image deletes too (tests) and what no keeper or health check imports
 PYTHON_STDLIB_SKIPPED = frozenset({"test", "tests", "idle_test", "idlelib", "tkinter", "turtledemo", "ensurepip",
-                                   "lib2to3", "pydoc_data", "config-3.11-x86_64-linux-gnu", "__pycache__",
-                                   "site-packages", "dist-packages", "sitecustomize.py", "EXTERNALLY-MANAGED"})
+                                   "lib2to3", "pydoc_data", "__pycache__", "site-packages", "dist-packages",
+                                   "sitecustomize.py", "EXTERNALLY-MANAGED"})
+
+
+def _python_skipped(name: str) -> bool:
+    """Also the build's own folder (config-3.11-<triplet>) and Tk's module (X11 libraries)."""
+    return name in PYTHON_STDLIB_SKIPPED or name.startswith(("config-", "_tkinter"))
 
 
 def python_stand_in(reference: str, python: Path = PYTHON) -> StandIn:
     version = require_version(python, reference)
+    python = python.resolve()  # /usr/bin/python3 -> python3.11: the stdlib folder's name
     stdlib = Path(f"/usr/lib/{python.name}")
     entries = _base() + _binary_with_libraries(f"/usr/bin/{python.name}", python) + [
         Entry("/usr/local/bin/python3", 0o777, link=f"/usr/bin/{python.name}"),
@@ -295,10 +301,10 @@ def python_stand_in(reference: str, python: Path = PYTHON) -> StandIn:
     ]
     libraries: set[Path] = set()
     for dirpath, dirnames, filenames in os.walk(stdlib):
-        dirnames[:] = sorted(d for d in dirnames if d not in PYTHON_STDLIB_SKIPPED)
+        dirnames[:] = sorted(d for d in dirnames if not _python_skipped(d))
         for name in sorted(filenames):
             path = Path(dirpath) / name
-            if name in PYTHON_STDLIB_SKIPPED or path.is_symlink():
+            if _python_skipped(name) or path.is_symlink():
                 continue
             entries.append(Entry(str(path), 0o644, source=path))
             if name.endswith(".so"):
