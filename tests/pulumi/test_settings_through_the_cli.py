@@ -48,3 +48,28 @@ def test_alt_names_set_by_path_reach_the_program_as_a_list(cli: PulumiCli):
     assert len(problems) == 1
     assert problems[0].startswith(f"{KEY}:altNames") and "'bad_name!'" in problems[0]
     assert "ok.example" not in problems[0]
+
+
+def test_bad_cache_settings_stop_preview_with_one_line_each(cli: PulumiCli):
+    """Issue 21: a bounded cache's keys through the CLI, the pin list set by path as the
+    README says; each bad value named on a line of its own."""
+    cli.run("config", "set", "cacheMaxSize", "lots")
+    cli.run("config", "set", "--path", "cachePin[0]", "team/tools:1.0")
+    cli.run("config", "set", "--path", "cachePin[1]", "Bad Ref")
+    result = cli.run("preview", "--non-interactive", check=False)
+    assert result.returncode != 0
+    problems = [line for line in error_lines(result) if line.startswith(f"{KEY}:")]
+    assert [line.split(" = ")[0] for line in problems] == [f"{KEY}:cacheMaxSize", f"{KEY}:cachePin"], problems
+    assert "'lots' is invalid" in problems[0] and "'Bad Ref' is invalid" in problems[1]
+    assert "team/tools" not in problems[1]  # the good entry arrived in the list and passed
+
+
+def test_good_cache_settings_pass_the_program_and_stop_only_at_the_missing_docker_provider(cli: PulumiCli):
+    cli.run("config", "set", "cacheMaxSize", "50GB")
+    cli.run("config", "set", "cacheMinAge", "1h30m")
+    cli.run("config", "set", "--path", "cachePin[0]", "library/alpine:3.20")
+    result = cli.run("preview", "--non-interactive", check=False)
+    output = result.stdout + result.stderr
+    assert "invalid stack configuration" not in output
+    # the program ran to its first resource: what stops it is the provider the proxy refuses
+    assert "pulumi-resource-docker" in output, output[-3000:]
