@@ -400,7 +400,8 @@ def pulled_digest(engine: Engine, reference: str, *, keep: bool = False, timeout
     result = engine.docker("pull", reference, check=False, timeout=timeout)
     assert result.returncode == 0, f"docker pull {reference}: {result.stderr}{result.stdout}"
     inspected = json.loads(engine.docker("image", "inspect", reference).stdout)
-    [digest] = [d for d in inspected[0]["RepoDigests"] if d.startswith(reference.rsplit(":", 1)[0] + "@")]
+    name = reference.split("@", 1)[0] if "@" in reference else reference.rsplit(":", 1)[0]
+    [digest] = [d for d in inspected[0]["RepoDigests"] if d.startswith(name + "@")]
     if not keep:
         engine.docker("image", "rm", reference, check=False)
     return digest.split("@", 1)[1]

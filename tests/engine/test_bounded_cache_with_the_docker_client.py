@@ -60,6 +60,8 @@ BASE_SEED = 4000
 BASES = [f"cache/base-{i}" for i in range(5)]
 SOLOS = [f"cache/solo-{i}" for i in range(5)]
 PINNED = "library/pinned"
+# pulled by digest only, first in the last test: stored in this order
+BY_DIGEST = ["cache/by-digest-a", "cache/by-digest-b"]
 # base-0 is pulled again after three others, before the first eviction: it outlives them
 FILL = [BASES[0], SOLOS[0], BASES[1], SOLOS[1], BASES[0], BASES[2], SOLOS[2], BASES[3], SOLOS[3],
         BASES[4], SOLOS[4]]
@@ -89,6 +91,7 @@ class Bounded:
     upstream: Upstream
     images: dict[str, ImageInfo]
     storage: Path  # the registry volume's folder on this host
+    state: Path  # the keeper's state volume's folder on this host
     keeper: KeeperContainer
     history: list[tuple[float, str]] = field(default_factory=list)  # (when, repository) of every pull
 
@@ -96,13 +99,16 @@ class Bounded:
     def layout(self) -> Layout:
         return Layout(self.storage)
 
-    def reference(self, repository: str) -> str:
+    def reference(self, repository: str, *, by_digest: bool = False) -> str:
+        if by_digest:
+            return f"{self.stack.mirror_host}/{repository}@{self.images[repository].manifest_digest}"
         return f"{self.stack.mirror_host}/{repository}:1.0"
 
-    def pull(self, repository: str) -> None:
+    def pull(self, repository: str, *, by_digest: bool = False) -> None:
         """`docker pull` through the mirror: the manifest digest is the upstream's (Docker
         checks every layer against its digest)."""
-        assert pulled_digest(self.stack.engine, self.reference(repository)) == self.images[repository].manifest_digest
+        reference = self.reference(repository, by_digest=by_digest)
+        assert pulled_digest(self.stack.engine, reference) == self.images[repository].manifest_digest
         self.history.append((time.time(), repository))
 
     def last_pull_before(self, repository: str, moment: float) -> float:
@@ -115,9 +121,10 @@ class Bounded:
         return pin_cached(self.layout, Pin.parse(f"{PINNED}:1.0"), *host_platform())
 
     def restart_keeper(self, **timing: float) -> None:
-        """The keeper container made again from the recorded inputs with other timing (its
-        state volume, with every last-pull time, stays)."""
-        self.stack.engine.docker("rm", "-f", self.keeper.created.id)
+        """The keeper container stopped, removed and made again from the recorded inputs, as a
+        replacement does, with other timing (its state volume stays)."""
+        self.stack.engine.docker("stop", "--time", "10", self.keeper.created.id)
+        self.stack.engine.docker("rm", self.keeper.created.id)
         self.keeper = start_keeper(self.stack, TIMING | timing)
 
 
@@ -156,6 +163,8 @@ def bounded(engine: Engine, upstream: Upstream, stand_ins: dict[str, str], cache
     for i, repository in enumerate(SOLOS):
         infos[repository] = make_oci_image(work / repository, [900_000], seed=500 + i, tag="1.0")
     infos[PINNED] = make_oci_image(work / PINNED, [800_000], seed=600, tag="1.0")
+    for i, repository in enumerate(BY_DIGEST):
+        infos[repository] = make_oci_image(work / repository, [900_000], seed=700 + i, tag="1.0")
     for repository in infos:
         upstream.push(work / repository, "1.0", repository)
 
@@ -168,10 +177,10 @@ def bounded(engine: Engine, upstream: Upstream, stand_ins: dict[str, str], cache
         (certs / "ca.crt").write_text(cache_program.outputs["caCertPem"])
         # both containers healthy by their own health checks: the keeper's is `python -c`
         stack.wait_all_healthy()
-        [volume] = [v["volumeName"] for v in stack.inputs("registry")["volumes"]
-                    if v["containerPath"] == Registry.STORAGE_ROOT]
-        mountpoint = Path(engine.api("GET", f"/volumes/{volume}")["Mountpoint"])
-        yield Bounded(stack, upstream, infos, mountpoint, keeper)
+        volumes = {v["containerPath"]: v["volumeName"] for v in stack.program.find(CONTAINER, KEEPER).inputs["volumes"]}
+        storage, state = (Path(engine.api("GET", f"/volumes/{volumes[path]}")["Mountpoint"])
+                          for path in (Registry.STORAGE_ROOT, Cache.STATE_PATH))
+        yield Bounded(stack, upstream, infos, storage, state, keeper)
     finally:
         for created in stack.containers.values():
             engine.docker("rm", "-f", created.id, check=False)
@@ -347,3 +356,30 @@ def test_the_keeper_container_runs_healthy_unpublished_without_net_raw_with_its_
     assert details["State"]["Health"]["Status"] == "healthy"
     state = [m for m in details["Mounts"] if m["Destination"] == Cache.STATE_PATH]
     assert state and state[0]["Type"] == "volume"
+
+
+def test_the_keepers_last_pull_times_outlive_its_container_so_pulls_by_digest_still_count(
+        bounded: Bounded, filled: Fill) -> None:
+    """A pull by digest rewrites nothing in the registry's storage: only the notification says
+    it happened. A pulled by digest, then B, then A again; the keeper container replaced; a
+    filler that makes it evict everything it may. B goes before A: A's last pull came from
+    the state volume, not from when A was first stored (without it A goes first: seen with
+    state.json removed before the new container started)."""
+    bounded.restart_keeper()
+    a, b = BY_DIGEST
+    assert not {a, b} & bounded.cached()
+    for repository in (a, b, a):
+        bounded.pull(repository, by_digest=True)
+        bounded.keeper.wait_check(after=time.time())
+    keys = {f"{r}@{bounded.images[r].manifest_digest}" for r in (a, b)}
+    deadline = time.monotonic() + 10
+    while not keys <= set(json.loads((bounded.state / "state.json").read_text())["pulled"]):
+        assert time.monotonic() < deadline, "the keeper did not save the pulls to its volume"
+        time.sleep(0.1)
+    bounded.restart_keeper()
+    assert bounded.keeper.evictions() == []
+    store_image(bounded.storage, "cache/filler-big", "1", [random_bytes(7 * MB, 9999)])
+    bounded.keeper.wait_check(after=time.time())
+    evicted = [r for _, r in bounded.keeper.evictions()]
+    assert b in evicted, evicted
+    assert a not in evicted or evicted.index(b) < evicted.index(a), evicted
