@@ -19,7 +19,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +34,7 @@ from configs.grafana import CACHE_METRIC_PREFIX
 from configs.registry import CONFIG_PATH
 from rehearsal.cache_keeper import RunningKeeper, UsageSampler, cache_keeper
 from rehearsal.fakes.program import Evaluation, evaluate
-from rehearsal.hub import AUTH_HOST, CDN_HOST, REGISTRY_HOST, DockerHub, docker_hub
+from rehearsal.hub import AUTH_HOST, CDN_HOST, REGISTRY_HOST, DockerHub, docker_hub, load_repo
 from rehearsal.mirror import ProgramMirror, program_mirror
 from rehearsal.netsim import dns_server
 from rehearsal.oci import Images, blob_path, make_oci_image
@@ -290,6 +290,52 @@ def test_no_pull_fails_while_evictions_and_sweeps_run(tmp_path: Path, evaluation
     if upstream == "up":
         # idle for the minimum age between two of their pulls, they went and came back
         assert set(evicted_later) & evicted, evicted
+
+
+def test_a_pin_is_fetched_once_the_upstream_answers_and_fetched_again_when_its_tag_moves(
+    tmp_path: Path, evaluation: Evaluation, images: Images
+):
+    """Seeding with the keeper's own schedule shortened (a failed pass retried after 0.5 s,
+    a good one refreshed after 2 s): down at the start, the pin is missing and retried; the
+    upstream back, it is cached without a pull by anyone; its tag moved upstream, the next
+    refresh caches the new image."""
+    moved_dir = tmp_path / "moved-pin"
+    moved = make_oci_image(moved_dir, [600_000], seed=301, tag="1.0")
+    pin = Pin.parse(f"{PINNED}:1.0")
+    keeper_port = free_port()
+    with mirror_behind_front(tmp_path, evaluation, images, keeper_port) as (hub, mirror):
+        hub.mode = "unavailable"
+        with cache_keeper(evaluation, tmp_path / "keeper", port=keeper_port, storage=mirror.storage,
+                          registry_url=f"https://{mirror.host_port}", ca_file=tmp_path / "trust" / "ca.crt",
+                          timing=TIMING | {"min_age_seconds": 0, "pin_retry_seconds": 0.5,
+                                           "pin_refresh_seconds": 2.0}) as keeper:
+            layout = Layout(mirror.storage)
+
+            def wait(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+                deadline = time.monotonic() + timeout
+                while not condition():
+                    assert time.monotonic() < deadline, f"{what}:\n{keeper.log_text()[-3000:]}"
+                    time.sleep(0.1)
+
+            wait(lambda: keeper.metrics()["registry_cache_seed_failures_total"] >= 3, "no retries while down")
+            assert keeper.metrics()["registry_cache_pinned_images_missing"] == 1
+            assert not layout.has_revision(PINNED, images.info[PINNED].manifest_digest)
+
+            hub.mode = "ok"
+            wait(lambda: pin_cached(layout, pin, *host_platform()), "not seeded once the upstream answered")
+            wait(lambda: keeper.metrics()["registry_cache_pinned_images_missing"] == 0, "still counted missing")
+            assert layout.has_revision(PINNED, images.info[PINNED].manifest_digest)
+            failures = keeper.metrics()["registry_cache_seed_failures_total"]
+
+            hub.repos[PINNED] = load_repo(moved_dir)
+            wait(lambda: layout.has_revision(PINNED, moved.manifest_digest), "the moved tag was not fetched")
+            wait(lambda: pin_cached(layout, pin, *host_platform()), "the moved pin is not whole in the cache")
+            for digest in moved.blob_digests:
+                assert layout.blob_size(digest) is not None, digest
+            fetched = [d for d in keeper.decisions() if d.get("msg") == "pinned image fetched"]
+            assert keeper.metrics()["registry_cache_seed_failures_total"] == failures
+    assert [d["digest"] for d in fetched][:1] == [images.info[PINNED].manifest_digest]
+    assert moved.manifest_digest in [d["digest"] for d in fetched]
 
 
 def test_a_blob_descriptor_cache_serves_a_swept_blob_as_present_so_the_bounded_mirror_runs_without_one(
