@@ -26,7 +26,7 @@ from typing import Any
 
 from cachekeeper.layout import Layout
 from contract import Cache
-from rehearsal.registry_proc import clean_env, http_get, stop_process
+from rehearsal.registry_proc import answers_http, clean_env, http_get, stop_process, wait_started
 
 TIMING_KEYS = frozenset({"check_interval_seconds", "fence_seconds", "pin_retry_seconds", "pin_refresh_seconds",
                          "min_age_seconds"})
@@ -112,11 +112,15 @@ class UsageSampler:
         self.thread.join()
 
 
+def refuse_other_keys(timing: Mapping[str, float]) -> None:
+    if set(timing) - TIMING_KEYS:
+        raise ValueError(f"only timing keys may change: {sorted(set(timing) - TIMING_KEYS)}")
+
+
 def retimed_config(text: str, timing: Mapping[str, float]) -> str:
     """The keeper's rendered config.json with only `timing` keys changed (configs/cache.py
     renders it with `json.dumps(indent=2, sort_keys=True)`, so every other byte stays)."""
-    if set(timing) - TIMING_KEYS:
-        raise ValueError(f"only timing keys may change: {sorted(set(timing) - TIMING_KEYS)}")
+    refuse_other_keys(timing)
     config = json.loads(text)
     if json.dumps(config, indent=2, sort_keys=True) + "\n" != text:
         raise ValueError("the keeper's config is not rendered as configs/cache.py renders it")
@@ -150,7 +154,7 @@ def cache_keeper(
     timing: Mapping[str, float] | None = None,
 ) -> Iterator[RunningKeeper]:
     timing = dict(timing or {})
-    retimed_config("{}\n", timing)  # refuses any key but the timing ones
+    refuse_other_keys(timing)
     root = Path(root)
     uploads = {u["file"]: u["content"] for u in evaluation.container(service).inputs.get("uploads", [])}
     code = root / "code"
@@ -174,16 +178,8 @@ def cache_keeper(
     url = f"http://127.0.0.1:{port}"
     keeper = RunningKeeper(url, f"{url}{Cache.EVENTS_PATH}", config_path, log_path, process)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the keeper exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-            with contextlib.suppress(OSError, urllib.error.URLError):
-                http_get(f"{url}{Cache.HEALTH_PATH}", timeout=1)
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the keeper did not answer at {url}")
-            time.sleep(0.05)
+        wait_started(process, lambda: answers_http(f"{url}{Cache.HEALTH_PATH}", timeout=1, any_status=False),
+                     what=f"the keeper at {url}", log=keeper.log_text, timeout=START_TIMEOUT, interval=0.05)
         yield keeper
     finally:
         stop_process(process)

@@ -40,7 +40,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,26 +170,49 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) 
         process.wait(timeout=timeout)
 
 
-def _wait_ready(running: RunningRegistry, url: str, context: ssl.SSLContext | None, timeout: float) -> None:
+def wait_started(process: subprocess.Popen[Any], probe: Callable[[], str | None], *, what: str,
+                 log: Callable[[], str], timeout: float, interval: float = 0.1) -> None:
+    """Until `probe()` answers None (ready; otherwise it says why not). RuntimeError with the
+    log's tail when the process exits first, TimeoutError with the last reason at the deadline."""
     deadline = time.monotonic() + timeout
-    last_error = ""
-    while time.monotonic() < deadline:
-        if running.process.poll() is not None:
-            raise RuntimeError(
-                f"{running.binary} exited with {running.process.returncode} before it was "
-                f"ready:\n{running.log()[-4000:]}"
-            )
-        try:
-            http_get(url, context=context, timeout=2.0)
+    reason = ""
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode} before it was ready:\n{log()[-4000:]}")
+        reason = probe() or ""
+        if not reason:
             return
-        except urllib.error.HTTPError:
-            return  # any HTTP answer means it serves
-        except (OSError, ssl.SSLError) as error:
-            last_error = repr(error)
-        time.sleep(0.1)
-    raise TimeoutError(
-        f"{running.binary} not ready at {url} after {timeout}s ({last_error}):\n{running.log()[-4000:]}"
-    )
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not ready after {timeout}s ({reason}):\n{log()[-4000:]}")
+        time.sleep(interval)
+
+
+def answers_http(url: str, context: ssl.SSLContext | None = None, timeout: float = 2.0, *,
+                 any_status: bool = True) -> str | None:
+    """A `wait_started` probe: any HTTP answer means it serves (with `any_status` false, only
+    a 2xx)."""
+    try:
+        http_get(url, context=context, timeout=timeout)
+    except urllib.error.HTTPError as error:
+        if not any_status:
+            return repr(error)
+    except (OSError, ssl.SSLError) as error:
+        return repr(error)
+    return None
+
+
+def listens(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> str | None:
+    """A `wait_started` probe: something accepts connections on host:port."""
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as error:
+        return repr(error)
+    return None
+
+
+def _wait_ready(running: RunningRegistry, url: str, context: ssl.SSLContext | None, timeout: float) -> None:
+    wait_started(running.process, lambda: answers_http(url, context), what=f"{running.binary} at {url}",
+                 log=running.log, timeout=timeout)
 
 
 # ---------------------------------------------------------------------------- upstream

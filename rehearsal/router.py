@@ -6,14 +6,12 @@ test alike; `router_process` runs it."""
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from rehearsal.registry_proc import stop_process
+from rehearsal.registry_proc import listens, stop_process, wait_started
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
@@ -61,15 +59,9 @@ def router_process(container: Any, home: Path, port: int, backends: Mapping[str,
     process = subprocess.Popen([nginx, "-p", str(home), "-c", str(config), "-e", str(error_log),
                                 "-g", "daemon off; user root;"])
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"nginx exited at start:\n{error_log.read_text(errors='replace')[-3000:]}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
-            time.sleep(0.1)
+        wait_started(process, lambda: listens(port), what=f"nginx on 127.0.0.1:{port}",
+                     log=lambda: error_log.read_text(errors="replace") if error_log.exists() else "",
+                     timeout=START_TIMEOUT)
         yield home / "access.log"
     finally:
         stop_process(process, STOP_TIMEOUT)

@@ -16,14 +16,13 @@ import json
 import os
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from configs.front import DOCKER_HUB_REALM, DOCKER_HUB_SERVICE, FrontPaths, render_front_config
-from rehearsal.registry_proc import stop_process
+from rehearsal.registry_proc import listens, stop_process, wait_started
 
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
@@ -135,15 +134,8 @@ def upstream_front(
         )
     front = RunningFront(f"http://127.0.0.1:{port}", root, config_path, process)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"nginx exited with {process.returncode}:\n{front.error_log()[-3000:]}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nginx not listening at {front.url} after {START_TIMEOUT}s")
-            time.sleep(0.05)
+        wait_started(process, lambda: listens(port, timeout=0.5), what=f"nginx at {front.url}", log=front.error_log,
+                     timeout=START_TIMEOUT, interval=0.05)
         yield front
     finally:
         stop_process(process, STOP_TIMEOUT)
