@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import urllib.error
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -61,6 +61,15 @@ class KeeperReadings:
         """(when, repository) of every eviction the keeper logged, in order."""
         return [(datetime.fromisoformat(d["time"]).timestamp(), d["repository"]) for d in self.decisions()
                 if d.get("msg") == "image evicted"]
+
+    def wait_for(self, condition: Callable[[], bool], what: str, timeout: float = 30.0,
+                 interval: float = 0.1) -> None:
+        """Until `condition()`; AssertionError saying `what`, with the log's tail, at the timeout."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what}:\n{self.log_text()[-3000:]}")
+            time.sleep(interval)
 
     def wait_check(self, after: float, timeout: float = 20.0) -> None:
         """Until a check that started after `after` (time.time()) has finished."""

@@ -135,13 +135,15 @@ def start_keeper(stack: Stack, timing: dict[str, float]) -> KeeperContainer:
     details = stack.engine.api("GET", f"/containers/{created.id}/json")
     [network] = details["NetworkSettings"]["Networks"].values()
     keeper = KeeperContainer(stack.engine, created, network["IPAddress"])
-    deadline = time.monotonic() + 30
-    while True:
+
+    def answers() -> bool:
         with contextlib.suppress(Exception):
             keeper.metrics()
-            return keeper
-        assert time.monotonic() < deadline, keeper.log_text()[-3000:]
-        time.sleep(0.2)
+            return True
+        return False
+
+    keeper.wait_for(answers, "the keeper's container does not answer", timeout=30, interval=0.2)
+    return keeper
 
 
 @pytest.fixture(scope="module")
@@ -192,11 +194,8 @@ def bounded(engine: Engine, upstream: Upstream, stand_ins: dict[str, str], cache
         engine.docker("image", "rm", STAND_IN_PYTHON, check=False)
 
 
-def wait_pinned(b: Bounded, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not b.pinned_cached():
-        assert time.monotonic() < deadline, b.keeper.log_text()[-3000:]
-        time.sleep(0.1)
+def wait_pinned(b: Bounded) -> None:
+    b.keeper.wait_for(b.pinned_cached, "the pinned image was not seeded", timeout=60)
 
 
 @dataclass
@@ -267,10 +266,8 @@ def test_docker_pulls_an_image_sharing_a_layer_with_an_evicted_one_offline_and_t
     finally:
         bounded.upstream.start()
     bounded.pull(gone)  # the upstream's manifest digest, every layer checked by Docker
-    deadline = time.monotonic() + 10
-    while not bounded.layout.has_revision(gone, bounded.images[gone].manifest_digest):
-        assert time.monotonic() < deadline, "the re-pulled image was not cached again"
-        time.sleep(0.05)
+    bounded.keeper.wait_for(lambda: bounded.layout.has_revision(gone, bounded.images[gone].manifest_digest),
+                            "the re-pulled image was not cached again", timeout=10, interval=0.05)
 
 
 @pytest.mark.parametrize("upstream_state", ["down", "up"])
@@ -372,10 +369,8 @@ def test_the_keepers_last_pull_times_outlive_its_container_so_pulls_by_digest_st
         bounded.pull(repository, by_digest=True)
         bounded.keeper.wait_check(after=time.time())
     keys = {f"{r}@{bounded.images[r].manifest_digest}" for r in (a, b)}
-    deadline = time.monotonic() + 10
-    while not keys <= set(json.loads((bounded.state / "state.json").read_text())["pulled"]):
-        assert time.monotonic() < deadline, "the keeper did not save the pulls to its volume"
-        time.sleep(0.1)
+    bounded.keeper.wait_for(lambda: keys <= set(json.loads((bounded.state / "state.json").read_text())["pulled"]),
+                            "the keeper did not save the pulls to its volume", timeout=10)
     bounded.restart_keeper()
     assert bounded.keeper.evictions() == []
     store_image(bounded.storage, "cache/filler-big", "1", [random_bytes(7 * MB, 9999)])

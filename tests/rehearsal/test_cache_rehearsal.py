@@ -19,7 +19,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,11 +147,9 @@ def rig(tmp: Path, evaluation: Evaluation, images: Images, **timing: float) -> I
         yield Rig(tmp, hub, mirror, keeper, images)
 
 
-def wait_pinned(r: Rig, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pin_cached(r.layout, Pin.parse(f"{PINNED}:1.0"), *host_platform()):
-        assert time.monotonic() < deadline, r.keeper.log_path.read_text()[-3000:]
-        time.sleep(0.1)
+def wait_pinned(r: Rig) -> None:
+    r.keeper.wait_for(lambda: pin_cached(r.layout, Pin.parse(f"{PINNED}:1.0"), *host_platform()),
+                      "the pinned image was not seeded")
 
 
 def fill(r: Rig) -> UsageSampler:
@@ -224,10 +222,8 @@ def test_an_image_sharing_a_layer_with_an_evicted_one_pulls_offline_and_the_evic
         r.hub.mode = "ok"
         r.pull(gone)  # manifest digest and every blob checked byte for byte
         # the registry stored it again (it commits after the client has the bytes)
-        deadline = time.monotonic() + 10
-        while r.layout.blob_size(images.info[gone].layer_digests[1]) is None:
-            assert time.monotonic() < deadline, "the re-pulled image was not cached again"
-            time.sleep(0.05)
+        r.keeper.wait_for(lambda: r.layout.blob_size(images.info[gone].layer_digests[1]) is not None,
+                          "the re-pulled image was not cached again", timeout=10, interval=0.05)
         back = r.layout.has_revision(gone, images.info[gone].manifest_digest)
     assert back
 
@@ -311,12 +307,7 @@ def test_a_pin_is_fetched_once_the_upstream_answers_and_fetched_again_when_its_t
                                            "pin_refresh_seconds": 2.0}) as keeper:
             layout = Layout(mirror.storage)
 
-            def wait(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-                deadline = time.monotonic() + timeout
-                while not condition():
-                    assert time.monotonic() < deadline, f"{what}:\n{keeper.log_text()[-3000:]}"
-                    time.sleep(0.1)
-
+            wait = keeper.wait_for
             wait(lambda: keeper.metrics()["registry_cache_seed_failures_total"] >= 3, "no retries while down")
             assert keeper.metrics()["registry_cache_pinned_images_missing"] == 1
             assert not layout.has_revision(PINNED, images.info[PINNED].manifest_digest)
