@@ -393,6 +393,18 @@ class Engine:
         return left
 
 
+def push_inside(engine: Engine, skopeo: str, layout: Path, tag: str, destination: str, home: Path) -> None:
+    """skopeo, inside the namespaces, copies the OCI layout's `tag` to the plain-HTTP registry
+    reference `destination` (host:port/repository:tag), digests kept, no credentials; `home`
+    is its HOME and temp dir."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "auth.json").write_text('{"auths": {}}')
+    engine.run([skopeo, "--insecure-policy", "copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false",
+                "--dest-no-creds", f"oci:{layout}:{tag}", f"docker://{destination}"],
+               env={"PATH": os.environ["PATH"], "HOME": str(home), "TMPDIR": str(home),
+                    "REGISTRY_AUTH_FILE": str(home / "auth.json")}, timeout=120)
+
+
 def pulled_digest(engine: Engine, reference: str, *, keep: bool = False, timeout: float = 180) -> str:
     """`docker pull reference` (which checks every blob against its digest), then the manifest
     digest Docker recorded for it; the image is removed again unless `keep`, so the next pull

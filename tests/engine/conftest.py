@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ import yaml
 
 from configs.registry import CONFIG_PATH as REGISTRY_CONFIG_PATH
 from rehearsal import images, registry3
-from rehearsal.engine import ADDRESS, Engine, EngineUnavailable, start_engine, why_unavailable
+from rehearsal.engine import ADDRESS, Engine, EngineUnavailable, push_inside, start_engine, why_unavailable
 from rehearsal.fakes.program import Evaluation, evaluate
 from rehearsal.oci import ImageInfo, make_oci_image
 from rehearsal.provider import Created, create_container, create_network, create_volume, wait_healthy
@@ -171,14 +170,8 @@ class Upstream:
 
     def push(self, layout: Path, tag: str, repository: str) -> None:
         """skopeo copies the OCI layout's `tag` to `repository`:`tag`, digests kept."""
-        skopeo_home = self.root / "skopeo"
-        skopeo_home.mkdir(exist_ok=True)
-        (skopeo_home / "auth.json").write_text('{"auths": {}}')
-        self.engine.run([require_tool("skopeo"), "--insecure-policy", "copy", "--quiet", "--preserve-digests",
-                         "--dest-tls-verify=false", "--dest-no-creds", f"oci:{layout}:{tag}",
-                         f"docker://{ADDRESS}:{UPSTREAM_PORT}/{repository}:{tag}"],
-                        env={"PATH": os.environ["PATH"], "HOME": str(skopeo_home), "TMPDIR": str(skopeo_home),
-                             "REGISTRY_AUTH_FILE": str(skopeo_home / "auth.json")}, timeout=120)
+        push_inside(self.engine, require_tool("skopeo"), layout, tag, f"{ADDRESS}:{UPSTREAM_PORT}/{repository}:{tag}",
+                    self.root / "skopeo")
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,6 @@ registryUsers):
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from rehearsal.engine import ADDRESS, Engine, pulled_digest
+from rehearsal.engine import ADDRESS, Engine, pulled_digest, push_inside
 from rehearsal.fakes.program import Evaluation, evaluate
 from rehearsal.oci import make_oci_image
 from rehearsal.registry_proc import map_registry_config, mirror_binary, registry_env, upstream_config
@@ -92,14 +91,8 @@ def upstreams(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Itera
             _wait(engine, f"stand-in-{name}", f"http://{ADDRESS}:{port}/v2/")
             image = make_oci_image(root / f"oci-{name}", [4096], seed=seed, tag="1")
             digests[upstream] = image.manifest_digest
-            home = root / f"skopeo-{name}"
-            home.mkdir()
-            (home / "auth.json").write_text('{"auths": {}}')
-            engine.run([skopeo, "--insecure-policy", "copy", "--quiet", "--preserve-digests",
-                        "--dest-tls-verify=false", f"oci:{root / f'oci-{name}'}:1",
-                        f"docker://{ADDRESS}:{port}/shared/app:1"],
-                       env={"PATH": os.environ["PATH"], "HOME": str(home), "TMPDIR": str(home),
-                            "REGISTRY_AUTH_FILE": str(home / "auth.json")}, timeout=120)
+            push_inside(engine, skopeo, root / f"oci-{name}", "1", f"{ADDRESS}:{port}/shared/app:1",
+                        root / f"skopeo-{name}")
         client = root / "client.pem"
         client.write_text(ev.outputs["clientCertPem"] + ev.outputs["intermediateCaPem"])
         key = root / "client.key"
